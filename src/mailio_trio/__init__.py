@@ -1,0 +1,45 @@
+"""mailio_trio: a Trio SMTP server whose every command runs through a chain of handlers."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from mailio_trio.chain import Chain as Chain
+from mailio_trio.chain import ChainError as ChainError
+from mailio_trio.chain import Handler as Handler
+from mailio_trio.chain import Request as Request
+from mailio_trio.chain import Response as Response
+from mailio_trio.config import Config as Config
+from mailio_trio.config import ConfigError as ConfigError
+from mailio_trio.config import Limits as Limits
+from mailio_trio.message import Envelope as Envelope
+from mailio_trio.message import Message as Message
+from mailio_trio.protocol import Address as Address
+from mailio_trio.protocol import Reply as Reply
+from mailio_trio.server import Server as Server
+from mailio_trio.session import ClientInfo as ClientInfo
+from mailio_trio.session import Session as Session
+
+try:
+    __version__ = version("mailio-trio")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0+unknown"
+
+__all__ = [
+    "Address",
+    "Chain",
+    "ChainError",
+    "ClientInfo",
+    "Config",
+    "ConfigError",
+    "Envelope",
+    "Handler",
+    "Limits",
+    "Message",
+    "Reply",
+    "Request",
+    "Response",
+    "Server",
+    "Session",
+    "__version__",
+]

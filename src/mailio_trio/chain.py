@@ -1,0 +1,367 @@
+"""The handler chain: every SMTP command and internal event runs through it.
+
+A :class:`Handler` is an async callable registered for one command (``"rcpt"``)
+under a name (``"dnsbl"``); its key is ``"rcpt/dnsbl"``. For each command the
+handler named ``core`` (the protocol itself) runs first, then the rest in a
+topological order of their ``before`` / ``after`` names, ties keeping
+registration order. The order is computed when a handler is added, never per
+command.
+
+Each handler receives the :class:`Request` shared by the whole chain and its
+own :class:`Response`, on which it makes exactly one decision: ``accept``
+(pass on), ``reject`` (answer now, stop) or ``end`` (answer, close the
+connection). The session enforces that rule; see ``session.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+import attrs
+
+from mailio_trio.protocol import Address, Command, MailFrom, RcptTo, Reply
+
+if TYPE_CHECKING:
+    import logging
+
+    from mailio_trio.message import Message
+    from mailio_trio.session import Session
+
+__all__ = [
+    "CORE",
+    "Chain",
+    "ChainError",
+    "Decision",
+    "Handler",
+    "HandlerFunc",
+    "Request",
+    "Response",
+    "make_reply",
+]
+
+CORE = "core"
+"""The name of each command's protocol handler, which always runs first."""
+
+T = TypeVar("T")
+
+
+class HandlerFunc(Protocol):
+    def __call__(self, req: Request, res: Response, /) -> Awaitable[None]: ...
+
+
+class ChainError(ValueError):
+    """A handler registration that can never work: unknown names, cycles, duplicates."""
+
+
+def _names(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, str):  # before="dnsbl" would otherwise order against d, n, s, ...
+        return (value,)
+    return tuple(value)
+
+
+def _lower(value: str) -> str:
+    return value.lower()
+
+
+@attrs.frozen(kw_only=True)
+class Handler:
+    """One step of a command's chain.
+
+    Args:
+      command: The SMTP verb or event, lower case (``"rcpt"``, ``"queue"``, ``"connect"``).
+      name: Unique within the command; ``core`` is the protocol's own handler.
+      func: ``async def func(req, res)``; must decide exactly once.
+      before: Names of handlers of the same command this one must precede.
+      after: Names of handlers of the same command this one must follow.
+    """
+
+    command: str = attrs.field(converter=_lower)
+    name: str
+    func: HandlerFunc
+    before: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    after: tuple[str, ...] = attrs.field(default=(), converter=_names)
+
+    @property
+    def key(self) -> str:
+        return f"{self.command}/{self.name}"
+
+
+def handler_decorator(
+    add: Callable[[Handler], None],
+    command: str,
+    name: str | None,
+    before: Iterable[str],
+    after: Iterable[str],
+) -> Callable[[HandlerFunc], HandlerFunc]:
+    """The body of ``@server.handler(...)`` and ``@session.handler(...)``."""
+
+    def register(func: HandlerFunc) -> HandlerFunc:
+        handler_name = name if name is not None else str(getattr(func, "__name__", "handler"))
+        add(
+            Handler(
+                command=command,
+                name=handler_name,
+                func=func,
+                before=_names(before),
+                after=_names(after),
+            )
+        )
+        return func
+
+    return register
+
+
+def order_handlers(handlers: Iterable[Handler], *, known: Iterable[str] = ()) -> list[Handler]:
+    """Sort one command's handlers: ``core`` first, then before/after, then registration order.
+
+    Args:
+      handlers: In registration order.
+      known: Names that may be referred to although absent (disabled plugins).
+
+    Raises:
+      ChainError: A duplicate name, a reference to an unknown name, or a cycle.
+    """
+    items = list(handlers)
+    index = {h.name: i for i, h in enumerate(items)}
+    if len(index) != len(items):
+        seen: set[str] = set()
+        dup = next(h.key for h in items if h.name in seen or seen.add(h.name))  # type: ignore[func-returns-value]  # set.add returns None: a one-pass duplicate finder
+        raise ChainError(f"handler {dup!r} is registered twice")
+    absent_ok = set(known)
+    edges: dict[str, set[str]] = {h.name: set() for h in items}  # name -> names that follow it
+    for h in items:
+        for other in (*h.before, *h.after):
+            if other not in index and other not in absent_ok:
+                raise ChainError(
+                    f"handler {h.key!r} is ordered against {h.command}/{other!r}, "
+                    "which is not registered"
+                )
+        edges[h.name].update(n for n in h.before if n in index)
+        for n in h.after:
+            if n in index:
+                edges[n].add(h.name)
+    indegree = dict.fromkeys(index, 0)
+    for followers in edges.values():
+        for n in followers:
+            indegree[n] += 1
+    # core is the protocol: it runs first whatever others ask for.
+    ready = sorted((n for n, d in indegree.items() if d == 0), key=lambda n: (n != CORE, index[n]))
+    out: list[Handler] = []
+    while ready:
+        name = ready.pop(0)
+        out.append(items[index[name]])
+        for n in edges[name]:
+            indegree[n] -= 1
+            if indegree[n] == 0:
+                ready.append(n)
+        ready.sort(key=lambda n: (n != CORE, index[n]))
+    if len(out) != len(items):
+        stuck = sorted(n for n, d in indegree.items() if d > 0)
+        command = items[0].command
+        raise ChainError(f"{command} handlers {stuck} order each other in a cycle")
+    if CORE in index and out[0].name != CORE:
+        raise ChainError(f"{out[0].key!r} asks to run before {out[0].command}/core")
+    return out
+
+
+@attrs.define(eq=False)
+class Chain:
+    """The registered handlers of every command, kept in run order.
+
+    Args:
+      plugins: Per-handler configuration by key (``"rcpt/dnsbl"``); ``False``
+        disables that handler.
+    """
+
+    plugins: Mapping[str, Any] = attrs.field(factory=dict)
+    _registered: dict[str, list[Handler]] = attrs.field(factory=dict, init=False)
+    _ordered: dict[str, tuple[Handler, ...]] = attrs.field(factory=dict, init=False)
+    _disabled: dict[str, set[str]] = attrs.field(factory=dict, init=False)
+    _extensions: list[Callable[[Session], str | None]] = attrs.field(factory=list, init=False)
+
+    def add(self, handler: Handler) -> None:
+        """Register ``handler``; skipped (but nameable by others) when configured ``False``.
+
+        Raises:
+          ChainError: See :func:`order_handlers`; the chain is left unchanged.
+        """
+        if self.plugins.get(handler.key, True) is False:
+            self._disabled.setdefault(handler.command, set()).add(handler.name)
+            return
+        candidate = [*self._registered.get(handler.command, ()), handler]
+        ordered = order_handlers(candidate, known=self._disabled.get(handler.command, ()))
+        self._registered[handler.command] = candidate
+        self._ordered[handler.command] = tuple(ordered)
+
+    def handlers(self, command: str) -> tuple[Handler, ...]:
+        """The handlers of ``command`` in run order (empty if none)."""
+        return self._ordered.get(command, ())
+
+    def disabled(self, command: str) -> frozenset[str]:
+        return frozenset(self._disabled.get(command, ()))
+
+    def config_for(self, handler: Handler) -> Any:
+        """The configuration given for ``handler``'s key, or ``None``."""
+        return self.plugins.get(handler.key)
+
+    def add_extension(self, fn: Callable[[Session], str | None]) -> None:
+        """Register an EHLO keyword source: ``fn(session)`` returns a line or ``None``."""
+        self._extensions.append(fn)
+
+    def extensions(self, session: Session) -> list[str]:
+        return [line for fn in self._extensions if (line := fn(session))]
+
+
+class Decision:
+    """What a handler decided (an enum would do; plain constants keep this hot path cheap)."""
+
+    ACCEPT = "accept"
+    REJECT = "reject"
+    END = "end"
+
+
+_LEADING_ENHANCED = re.compile(r"([245]\.\d{1,3}\.\d{1,3}) ")
+
+
+def make_reply(code: int, text: str, enhanced: str | None = None) -> Reply:
+    """Build a reply, taking an enhanced code from ``enhanced`` or the start of ``text``.
+
+    Without one, a 2xx/4xx/5xx reply gets the class's generic ``X.0.0``
+    (RFC 3463 §3.1), so every final reply carries an enhanced status code.
+    ``enhanced=""`` means none: the greeting and the EHLO reply carry none
+    (RFC 2034 §3).
+    """
+    if enhanced == "":
+        return Reply(code, text, None)
+    if enhanced is None and (m := _LEADING_ENHANCED.match(text)):
+        enhanced, text = m.group(1), text[m.end() :]
+    if enhanced is None and code // 100 in (2, 4, 5):
+        enhanced = f"{code // 100}.0.0"
+    return Reply(code, text, enhanced)
+
+
+class HandlerMisuse(RuntimeError):
+    """A handler decided twice or decided nothing: a bug in that handler."""
+
+
+@attrs.define(eq=False, slots=True)
+class Request:
+    """What one command's handlers share.
+
+    Core handlers fill in what they parse: ``sender`` and ``mail`` (MAIL),
+    ``to`` and ``rcpt`` (RCPT), ``user`` (AUTH), ``message`` (queue).
+    ``config`` is the running handler's own configuration.
+    """
+
+    command: Command
+    session: Session
+    config: Any = None
+    sender: Address | None = None
+    mail: MailFrom | None = None
+    to: Address | None = None
+    rcpt: RcptTo | None = None
+    user: Any = None
+    message: Message | None = None
+    _effects: list[Callable[[], None]] = attrs.field(factory=list)
+    _after_reply: list[Callable[[], Awaitable[Reply | None]]] = attrs.field(factory=list)
+
+    @property
+    def argument(self) -> str:
+        return self.command.argument
+
+    def config_as(self, cls: type[T]) -> T:
+        """This handler's configuration as ``cls``: defaults when none, built from a table."""
+        cfg = self.config
+        if cfg is None or cfg is True:
+            return cls()
+        if isinstance(cfg, cls):
+            return cfg
+        if isinstance(cfg, Mapping):
+            return cls(**cfg)
+        raise TypeError(
+            f"configuration of {self.command.name} is {type(cfg).__name__}, "
+            f"expected {cls.__name__} or a table"
+        )
+
+    def on_accept(self, effect: Callable[[], None]) -> None:
+        """Run ``effect`` only if the whole chain accepts (core handlers commit state here)."""
+        self._effects.append(effect)
+
+    def after_reply(self, step: Callable[[], Awaitable[Reply | None]]) -> None:
+        """Once the accepting reply is sent, await ``step``; a reply it returns is sent next.
+
+        For commands whose work follows their reply: DATA's body, STARTTLS's handshake.
+        """
+        self._after_reply.append(step)
+
+    def take_effects(self) -> list[Callable[[], None]]:
+        effects, self._effects = self._effects, []
+        return effects
+
+    def take_after_reply(self) -> list[Callable[[], Awaitable[Reply | None]]]:
+        steps, self._after_reply = self._after_reply, []
+        return steps
+
+
+@attrs.define(eq=False, slots=True)
+class Response:
+    """One handler's side of a command: exactly one of accept, reject or end.
+
+    ``write``/``read`` talk to the client mid-command (AUTH's ``334``
+    challenges); ``set``/``get`` share values between handlers and commands.
+    """
+
+    _session: Session
+    handler: Handler
+    log: logging.LoggerAdapter[logging.Logger]
+    decision: str | None = None
+    reply: Reply | None = None
+    decided_twice: bool = False
+
+    def _decide(self, decision: str, reply: Reply | None) -> None:
+        if self.decision is not None:
+            self.decided_twice = True
+            raise HandlerMisuse(f"handler {self.handler.key} decided twice")
+        self.decision, self.reply = decision, reply
+
+    def accept(
+        self, code: int | None = None, text: str | None = None, enhanced: str | None = None
+    ) -> None:
+        """Pass to the next handler; with a code, that becomes the reply the client sees."""
+        if code is not None and not 200 <= code < 400:
+            raise ValueError(f"accept takes a 2xx or 3xx code, not {code}")
+        reply = None if code is None else make_reply(code, text or "OK", enhanced)
+        self._decide(Decision.ACCEPT, reply)
+
+    def reject(self, code: int, text: str, enhanced: str | None = None) -> None:
+        """Answer now with a 4xx/5xx reply; later handlers do not run."""
+        if not 400 <= code <= 599:
+            raise ValueError(f"reject takes a 4xx or 5xx code, not {code}")
+        self._decide(Decision.REJECT, make_reply(code, text, enhanced))
+
+    def end(
+        self, code: int | None = None, text: str | None = None, enhanced: str | None = None
+    ) -> None:
+        """Answer (when given a code) and close the connection."""
+        reply = None if code is None else make_reply(code, text or "Closing connection", enhanced)
+        self._decide(Decision.END, reply)
+
+    async def write(self, reply: Reply | str) -> None:
+        """Send an intermediate reply now (``Reply(334, "")`` or a raw ``"334 ..."`` line)."""
+        await self._session.send_now(reply)
+
+    async def read(self) -> str:
+        """Read the client's next line (AUTH exchanges); the line is not a command."""
+        return await self._session.read_auxiliary_line()
+
+    def set(self, value: Any) -> None:
+        """Store ``value`` under this handler's key for later handlers and commands."""
+        self._session.values[self.handler.key] = value
+
+    def get(self, key: str) -> Any:
+        """Read a value stored by ``"command/name"``, or a command's core by ``"command"``."""
+        if "/" not in key:
+            key = f"{key}/{CORE}"
+        return self._session.values.get(key)

@@ -1,0 +1,70 @@
+"""A received message as the ``queue`` handlers see it: spool file, envelope, lazy parse."""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+from typing import IO, TYPE_CHECKING
+
+import attrs
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
+    from pathlib import Path
+
+    from mailio_trio.protocol import Address
+
+__all__ = ["Envelope", "Message"]
+
+
+@attrs.define(eq=False, slots=True)
+class Envelope:
+    """The SMTP envelope of the transaction in progress (RFC 5321 §2.3.1)."""
+
+    sender: Address | None = None
+    """``None`` before MAIL and for the null reverse-path ``<>``; see ``has_sender``."""
+    has_sender: bool = False
+    recipients: list[Address] = attrs.field(factory=list)
+    body: str | None = None
+    smtputf8: bool = False
+
+    def copy(self) -> Envelope:
+        return Envelope(
+            sender=self.sender,
+            has_sender=self.has_sender,
+            recipients=list(self.recipients),
+            body=self.body,
+            smtputf8=self.smtputf8,
+        )
+
+
+@attrs.define(eq=False, slots=True)
+class Message:
+    """One accepted DATA body on disk, with its envelope.
+
+    The file holds the message as stored: our ``Received:`` line, then the
+    client's bytes with CRLF line endings. It is parsed only when ``email`` is
+    first read, so a 100 MB message costs nothing until someone asks.
+    """
+
+    id: str
+    path: Path
+    envelope: Envelope
+    size: int
+    _parsed: EmailMessage | None = attrs.field(default=None, init=False)
+
+    def open(self) -> IO[bytes]:
+        """Open the stored bytes for reading (blocking; use a thread for big files)."""
+        return self.path.open("rb")
+
+    def read_bytes(self) -> bytes:
+        return self.path.read_bytes()
+
+    @property
+    def email(self) -> EmailMessage:
+        """The message parsed with ``email.policy.default`` (headers only parsed lazily too)."""
+        if self._parsed is None:
+            with self.open() as f:
+                parser = email.parser.BytesParser(policy=email.policy.default)
+                self._parsed = parser.parse(f)
+        return self._parsed

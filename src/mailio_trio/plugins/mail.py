@@ -1,0 +1,50 @@
+"""MAIL FROM (RFC 5321 §4.1.1.2): start a transaction (``mail/core``).
+
+Sets ``req.sender`` (an :class:`~mailio_trio.protocol.Address`, ``None`` for
+the null sender ``<>``) and ``req.mail`` (every parameter).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailio_trio.chain import CORE, Chain, Handler, Request, Response
+from mailio_trio.message import Envelope
+from mailio_trio.protocol import MailFrom, parse_mail_from
+
+if TYPE_CHECKING:
+    from mailio_trio.session import Session
+
+
+def start(session: Session, mail: MailFrom) -> None:
+    session.envelope = Envelope(
+        sender=mail.sender, has_sender=True, body=mail.body, smtputf8=mail.smtputf8
+    )
+
+
+async def mail(req: Request, res: Response) -> None:
+    session = req.session
+    config = session.config
+    if session.helo_name is None:
+        res.reject(503, "Send HELO/EHLO first", "5.5.1")
+        return
+    if session.in_transaction:
+        res.reject(503, "Nested MAIL command", "5.5.1")
+        return
+    # ESMTP parameters exist only after EHLO (RFC 5321 §4.1.1.2).
+    esmtp = session.esmtp
+    parsed = parse_mail_from(
+        req.argument,
+        smtputf8=esmtp and config.smtputf8,
+        eight_bit_mime=esmtp and config.eight_bit_mime,
+    )
+    if parsed.size is not None and parsed.size > config.limits.message_size:
+        res.reject(552, "Message size exceeds fixed maximum message size", "5.3.4")
+        return
+    req.sender, req.mail = parsed.sender, parsed
+    req.on_accept(lambda: start(session, parsed))
+    res.accept(250, "Sender OK", "2.1.0")
+
+
+def register(chain: Chain) -> None:
+    chain.add(Handler(command="mail", name=CORE, func=mail))

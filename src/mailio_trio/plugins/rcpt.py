@@ -1,0 +1,42 @@
+"""RCPT TO (RFC 5321 §4.1.1.3): add a recipient (``rcpt/core``).
+
+Sets ``req.to`` and ``req.rcpt``. Recipient policy (local domains, relay,
+blocklists) belongs to later handlers; with none, every recipient is taken.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailio_trio.chain import CORE, Chain, Handler, Request, Response
+from mailio_trio.protocol import Address, parse_rcpt_to
+
+if TYPE_CHECKING:
+    from mailio_trio.session import Session
+
+
+def add(session: Session, recipient: Address) -> None:
+    recipients = session.envelope.recipients
+    key = recipient.key()
+    if all(r.key() != key for r in recipients):
+        recipients.append(recipient)
+        session.counters.recipients += 1
+
+
+async def rcpt(req: Request, res: Response) -> None:
+    session = req.session
+    if not session.in_transaction:
+        res.reject(503, "Need MAIL before RCPT", "5.5.1")
+        return
+    parsed = parse_rcpt_to(req.argument, smtputf8_allowed=session.envelope.smtputf8)
+    if len(session.envelope.recipients) >= session.config.limits.max_recipients:
+        # RFC 5321 §4.5.3.1.10: 452 lets the client send the rest in another transaction.
+        res.reject(452, "Too many recipients", "4.5.3")
+        return
+    req.to, req.rcpt = parsed.recipient, parsed
+    req.on_accept(lambda: add(session, parsed.recipient))
+    res.accept(250, "Recipient OK", "2.1.5")
+
+
+def register(chain: Chain) -> None:
+    chain.add(Handler(command="rcpt", name=CORE, func=rcpt))

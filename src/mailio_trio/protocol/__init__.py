@@ -1,0 +1,47 @@
+"""The sans-I/O SMTP core: bytes in, commands, bodies and replies out.
+
+Nothing in this package does I/O, reads a clock or imports trio; the session
+(:mod:`mailio_trio.session`) drives it.
+"""
+
+from __future__ import annotations
+
+from mailio_trio.protocol.commands import Address as Address
+from mailio_trio.protocol.commands import Command as Command
+from mailio_trio.protocol.commands import MailFrom as MailFrom
+from mailio_trio.protocol.commands import RcptTo as RcptTo
+from mailio_trio.protocol.commands import Verb as Verb
+from mailio_trio.protocol.commands import parse_command as parse_command
+from mailio_trio.protocol.commands import parse_helo_name as parse_helo_name
+from mailio_trio.protocol.commands import parse_mail_from as parse_mail_from
+from mailio_trio.protocol.commands import parse_rcpt_to as parse_rcpt_to
+from mailio_trio.protocol.data import BareLineEndings as BareLineEndings
+from mailio_trio.protocol.data import DataReader as DataReader
+from mailio_trio.protocol.data import dot_stuff as dot_stuff
+from mailio_trio.protocol.errors import ClientProtocolError as ClientProtocolError
+from mailio_trio.protocol.errors import ProtocolUsageError as ProtocolUsageError
+from mailio_trio.protocol.lines import LineSplitter as LineSplitter
+from mailio_trio.protocol.lines import Need as Need
+from mailio_trio.protocol.lines import OverlongLine as OverlongLine
+from mailio_trio.protocol.replies import Reply as Reply
+
+__all__ = [
+    "Address",
+    "BareLineEndings",
+    "ClientProtocolError",
+    "Command",
+    "DataReader",
+    "LineSplitter",
+    "MailFrom",
+    "Need",
+    "OverlongLine",
+    "ProtocolUsageError",
+    "RcptTo",
+    "Reply",
+    "Verb",
+    "dot_stuff",
+    "parse_command",
+    "parse_helo_name",
+    "parse_mail_from",
+    "parse_rcpt_to",
+]

@@ -1,0 +1,24 @@
+"""The two ways the protocol core can fail, after h11's Local/RemoteProtocolError.
+
+``ClientProtocolError`` is the peer's mistake: it carries the reply the session
+sends back. ``ProtocolUsageError`` is ours: calling the core wrongly is a bug.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mailio_trio.protocol.replies import Reply
+
+
+class ClientProtocolError(Exception):
+    """The client sent something we must refuse; ``reply`` is the answer."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(f"{reply.code} {reply.enhanced or ''} {reply.text}".replace("  ", " "))
+        self.reply = reply
+
+
+class ProtocolUsageError(Exception):
+    """The protocol core was driven wrongly by our own code."""

@@ -1,0 +1,619 @@
+"""One SMTP connection: reads command lines, runs their chains, writes replies.
+
+The session is the error boundary: whatever a handler or the client does,
+this connection ends with a reply where one can still be sent and the server
+goes on serving everyone else.
+
+Replies are collected and written in one ``send_all`` when the client's input
+is drained (RFC 2920 pipelining); anything that waits for the client flushes
+first. Waiting for a command is the only place the idle timer runs, and it
+counts from the end of the last command, not the last byte, so a client
+dripping one byte a second is cut off like a silent one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import ssl
+import tempfile
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import attrs
+import trio
+
+from mailio_trio.chain import (
+    Chain,
+    Decision,
+    Handler,
+    HandlerFunc,
+    HandlerMisuse,
+    Request,
+    Response,
+    handler_decorator,
+    order_handlers,
+)
+from mailio_trio.message import Envelope, Message
+from mailio_trio.protocol import (
+    BareLineEndings,
+    ClientProtocolError,
+    Command,
+    DataReader,
+    LineSplitter,
+    Need,
+    OverlongLine,
+    Reply,
+    Verb,
+    parse_command,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, MutableMapping
+
+    from mailio_trio.config import Config
+
+__all__ = ["ClientInfo", "ConnectionLost", "ServerContext", "Session", "TLSInfo"]
+
+logger = logging.getLogger("mailio_trio.session")
+transcript = logging.getLogger("mailio_trio.transcript")
+
+# Large reads let the DATA reader work in bulk; the kernel hands over what it has.
+RECEIVE_SIZE = 64 * 1024
+
+INTERNAL_ERROR = Reply(451, "Local error in processing, try again later", "4.3.0")
+SHUTTING_DOWN = Reply(421, "Service shutting down, closing connection", "4.3.2")
+LINE_TOO_LONG = Reply(500, "Line too long", "5.5.6")
+NOT_IMPLEMENTED = Reply(502, "Command not implemented", "5.5.1")
+
+
+class ConnectionLost(Exception):
+    """The client went away (EOF or a broken stream) while we waited for it."""
+
+
+class _Close(Exception):
+    """End this session after sending ``reply`` (if any)."""
+
+    def __init__(self, reply: Reply | None) -> None:
+        super().__init__(reply)
+        self.reply = reply
+
+
+@attrs.define(eq=False, slots=True)
+class ClientInfo:
+    """Who is on the other end."""
+
+    address: str
+    port: int
+    hostname: str | None = None
+    """The reverse DNS name once confirmed, else ``None``."""
+    helo: str | None = None
+
+
+@attrs.frozen
+class TLSInfo:
+    version: str | None
+    cipher: str | None
+    peer_certificate: dict[str, Any] | None
+
+
+@attrs.define(eq=False, slots=True)
+class Counters:
+    commands: int = 0
+    unrecognized: int = 0
+    auth_failures: int = 0
+    messages: int = 0
+    recipients: int = 0
+
+
+@attrs.define(eq=False)
+class ServerContext:
+    """What every session of one server shares with it."""
+
+    config: Config
+    chain: Chain
+    tls_context: ssl.SSLContext | None = None
+    on_session: list[Callable[[Session], None]] = attrs.field(factory=list)
+    shutting_down: bool = False
+    sessions: set[Session] = attrs.field(factory=set)
+
+
+class _SessionLog(logging.LoggerAdapter[logging.Logger]):
+    """Prefixes every line with ``[session.transaction command/handler]``."""
+
+    def __init__(self, log: logging.Logger, session: Session, tag: str = "") -> None:
+        super().__init__(log, {})
+        self.session = session
+        self.tag = tag
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        s = self.session
+        extra = {"session": s.id, "transaction": s.transaction, "handler": self.tag}
+        kwargs["extra"] = {**extra, **kwargs.get("extra", {})}
+        tag = f" {self.tag}" if self.tag else ""
+        return f"[{s.id}.{s.transaction}{tag}] {msg}", kwargs
+
+
+def _tls_info(stream: trio.SSLStream[Any]) -> TLSInfo:
+    cipher = stream.cipher()
+    return TLSInfo(
+        version=stream.version(),
+        cipher=cipher[0] if cipher else None,
+        peer_certificate=stream.getpeercert() or None,
+    )
+
+
+class _Spool:
+    """A DATA body being written to disk; blocking writes of large blocks to the page cache.
+
+    Durability is not this file's job: queue handlers that keep the message
+    (maildir, relay spool) write and fsync their own copies before ``250``.
+    """
+
+    def __init__(self, directory: Path | None) -> None:
+        fd, name = tempfile.mkstemp(prefix="mailio-", suffix=".eml", dir=directory)
+        self.path = Path(name)
+        self.file: BinaryIO = os.fdopen(fd, "wb", buffering=256 * 1024)
+
+    def write(self, data: bytes) -> None:
+        self.file.write(data)
+
+    def close(self) -> None:
+        self.file.close()
+
+    def discard(self) -> None:
+        self.file.close()
+        self.path.unlink(missing_ok=True)
+
+
+@attrs.define(eq=False)
+class Session:
+    """One client connection and its SMTP state.
+
+    Attributes users read: ``id``, ``transaction`` (messages accepted so far),
+    ``client``, ``envelope``, ``secure``/``tls``, ``user``, ``accepted`` /
+    ``rejected`` (command → last reply code), ``counters``, and ``data``, a
+    dict that is the user's own.
+    """
+
+    context: ServerContext
+    stream: trio.abc.Stream
+    client: ClientInfo
+    id: str = attrs.field(factory=lambda: secrets.token_hex(6))
+    transaction: int = 0
+    envelope: Envelope = attrs.field(factory=Envelope)
+    esmtp: bool = False
+    secure: bool = False
+    tls: TLSInfo | None = None
+    user: Any = None
+    accepted: dict[str, int] = attrs.field(factory=dict)
+    rejected: dict[str, int] = attrs.field(factory=dict)
+    counters: Counters = attrs.field(factory=Counters)
+    data: dict[str, Any] = attrs.field(factory=dict)
+    values: dict[str, Any] = attrs.field(factory=dict)
+    """What handlers stored with ``res.set``, by ``"command/name"``."""
+    log: _SessionLog = attrs.field(init=False)
+    _splitter: LineSplitter = attrs.field(init=False)
+    _outbox: list[bytes] = attrs.field(factory=list, init=False)
+    _own: dict[str, list[Handler]] = attrs.field(factory=dict, init=False)
+    _ordered: dict[str, tuple[Handler, ...]] = attrs.field(factory=dict, init=False)
+    _idle_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
+    in_data: bool = attrs.field(default=False, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.log = _SessionLog(logger, self)
+        self._splitter = LineSplitter(self.context.config.limits.command_line_length)
+
+    @property
+    def config(self) -> Config:
+        return self.context.config
+
+    # -- per-session handlers ------------------------------------------------
+
+    def handler(
+        self,
+        command: str,
+        name: str | None = None,
+        *,
+        before: Iterable[str] = (),
+        after: Iterable[str] = (),
+    ) -> Callable[[HandlerFunc], HandlerFunc]:
+        """Decorator: add a handler for this session only (after the server's, unless ordered)."""
+
+        return handler_decorator(self.add_handler, command, name, before, after)
+
+    def add_handler(self, handler: Handler) -> None:
+        own = [*self._own.get(handler.command, ()), handler]
+        chain = self.context.chain
+        self._ordered[handler.command] = tuple(
+            order_handlers(
+                [*chain.handlers(handler.command), *own], known=chain.disabled(handler.command)
+            )
+        )
+        self._own[handler.command] = own
+
+    def handlers(self, command: str) -> tuple[Handler, ...]:
+        own = self._ordered.get(command)
+        return own if own is not None else self.context.chain.handlers(command)
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def helo_name(self) -> str | None:
+        return self.client.helo
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.envelope.has_sender
+
+    def reset_transaction(self) -> None:
+        """Forget the envelope and what handlers stored for it (RSET, EHLO, after DATA)."""
+        self.envelope = Envelope()
+        for key in [k for k in self.values if k.split("/", 1)[0] in _TRANSACTION_COMMANDS]:
+            del self.values[key]
+
+    def reset_after_tls(self) -> None:
+        """RFC 3207 §4.2: forget all knowledge obtained from the client before TLS."""
+        self.reset_transaction()
+        self.client.helo = None
+        self.esmtp = False
+        self.user = None
+        self.values.clear()
+
+    # -- output --------------------------------------------------------------
+
+    def queue_reply(self, reply: Reply) -> None:
+        data = reply.to_bytes(enhanced=self.config.enhanced_status_codes)
+        transcript.debug("[%s] S: %r", self.id, data)
+        self._outbox.append(data)
+
+    async def flush(self) -> None:
+        """Send every queued reply in one write."""
+        if not self._outbox:
+            return
+        data = b"".join(self._outbox)
+        self._outbox.clear()
+        # A client that stops reading must not hold this task forever.
+        with trio.move_on_after(self.config.limits.idle_timeout) as scope:
+            await self.stream.send_all(data)
+        if scope.cancelled_caught:
+            raise ConnectionLost("client stopped reading replies")
+
+    async def send_now(self, reply: Reply | str) -> None:
+        """Send an intermediate reply immediately (``res.write``)."""
+        if isinstance(reply, str):
+            if "\r" in reply or "\n" in reply:
+                raise ValueError("write() takes one line without CR or LF")
+            transcript.debug("[%s] S: %r", self.id, reply)
+            self._outbox.append(reply.encode("utf-8") + b"\r\n")
+        else:
+            self.queue_reply(reply)
+        await self.flush()
+
+    # -- input ---------------------------------------------------------------
+
+    async def _receive(self) -> bytes:
+        try:
+            data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ConnectionLost(str(exc)) from exc
+        if not data:
+            raise ConnectionLost("client closed the connection")
+        return data
+
+    async def read_auxiliary_line(self) -> str:
+        """The next line inside a command's exchange (``res.read``); not a command.
+
+        Raises:
+          ClientProtocolError: The line is too long or not UTF-8 (``500``/``501``).
+          ConnectionLost: The client went away.
+        """
+        await self.flush()
+        while (line := self._splitter.next_line()) is Need.DATA:
+            self._splitter.feed(await self._receive())
+        if isinstance(line, OverlongLine):
+            raise ClientProtocolError(LINE_TOO_LONG)
+        assert isinstance(line, bytes)
+        # Auxiliary lines carry AUTH secrets: never in the transcript.
+        transcript.debug("[%s] C: <%d octets>", self.id, len(line))
+        try:
+            return line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ClientProtocolError(
+                Reply(501, "Syntax error: line is not valid UTF-8", "5.5.2")
+            ) from None
+
+    def drop_buffered_input(self) -> bytes:
+        """Throw away what the client sent but we have not read (STARTTLS, CVE-2011-0411)."""
+        return self._splitter.take_buffered()
+
+    async def _next_command_line(self) -> bytes | OverlongLine | None:
+        """The next command line; ``None`` when the idle timer or shutdown interrupts."""
+        deadline = trio.current_time() + self.config.limits.idle_timeout
+        while (line := self._splitter.next_line()) is Need.DATA:
+            await self.flush()
+            with trio.CancelScope(deadline=deadline) as scope:
+                self._idle_scope = scope
+                if self.context.shutting_down:
+                    scope.cancel()
+                data = await self._receive()
+            self._idle_scope = None
+            if scope.cancelled_caught:
+                return None
+            self._splitter.feed(data)
+        assert not isinstance(line, Need)
+        return line
+
+    def interrupt_idle(self) -> None:
+        """Wake the session if it is waiting for a command (shutdown)."""
+        if self._idle_scope is not None:
+            self._idle_scope.cancel()
+
+    # -- DATA ----------------------------------------------------------------
+
+    async def receive_message(self) -> Message:
+        """Stream the DATA body to a spool file, with our ``Received:`` line first.
+
+        Raises:
+          ClientProtocolError: Too big, bare line endings under ``reject``, or an
+            over-long line; the body was read to its end and thrown away.
+          ConnectionLost: The client went away mid-body.
+        """
+        limits = self.config.limits
+        reader = DataReader(
+            max_size=limits.message_size,
+            line_limit=limits.text_line_length,
+            bare_line_endings=limits.bare_line_endings,
+        )
+        spool = _Spool(self.config.spool_dir)
+        self.in_data = True
+        try:
+            header = self.received_header()
+            spool.write(header)
+            chunk = self._splitter.take_buffered()
+            with trio.move_on_after(limits.data_timeout) as scope:
+                while True:
+                    if chunk and (body := reader.feed(chunk)):
+                        spool.write(body)
+                    if reader.done:
+                        break
+                    chunk = await self._receive()
+            if scope.cancelled_caught:
+                raise _Close(Reply(421, "DATA timeout, closing connection", "4.4.2"))
+            self._splitter.feed(reader.take_trailing())
+            problem = _data_problem(reader, limits.bare_line_endings, limits.text_line_length)
+            if problem is not None:
+                raise ClientProtocolError(problem)
+            spool.close()
+        except BaseException:
+            spool.discard()
+            raise
+        finally:
+            self.in_data = False
+        return Message(
+            id=f"{self.id}.{self.transaction}",
+            path=spool.path,
+            envelope=self.envelope.copy(),
+            size=len(header) + reader.size,
+        )
+
+    def received_header(self) -> bytes:
+        """Our trace line (RFC 5321 §4.4), protocol type per RFC 3848."""
+        client = self.client
+        ip = client.address
+        literal = f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
+        remote = f"{client.hostname} {literal}" if client.hostname else literal
+        protocol = ("ESMTP" if self.esmtp else "SMTP") + (
+            ("S" if self.secure else "") + ("A" if self.user is not None else "")
+            if self.esmtp
+            else ""
+        )
+        recipients = self.envelope.recipients
+        message_id = f"{self.id}.{self.transaction}"
+        parts = [
+            f"Received: from {client.helo or literal} ({remote})",
+            f"\tby {self.config.hostname} (mailio_trio) with {protocol} id {message_id}",
+        ]
+        if self.tls is not None:
+            parts[-1] += f"\r\n\t(using {self.tls.version} with cipher {self.tls.cipher})"
+        if len(recipients) == 1:
+            parts.append(f"\tfor <{recipients[0]}>")
+        parts[-1] += ";"
+        parts.append(f"\t{format_datetime(datetime.now(UTC))}")
+        return ("\r\n".join(parts) + "\r\n").encode("utf-8")
+
+    # -- STARTTLS ------------------------------------------------------------
+
+    async def start_tls(self, context: ssl.SSLContext) -> None:
+        """Wrap the stream in TLS after our ``220`` was sent; reset the session state."""
+        dropped = self.drop_buffered_input()
+        if dropped:
+            self.log.info("discarded %d octets pipelined after STARTTLS", len(dropped))
+        stream = trio.SSLStream(self.stream, context, server_side=True)
+        with trio.move_on_after(self.config.limits.tls_handshake_timeout) as scope:
+            try:
+                await stream.do_handshake()
+            except (trio.BrokenResourceError, ssl.SSLError) as exc:
+                self.log.info("TLS handshake failed: %s", exc)
+                raise _Close(None) from exc
+        if scope.cancelled_caught:
+            self.log.info("TLS handshake timed out")
+            raise _Close(None)
+        self.stream = stream
+        self.secure = True
+        self.tls = _tls_info(stream)
+        self.reset_after_tls()
+
+    # -- running -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Serve this connection until it ends; never raises but for cancellation."""
+        self.context.sessions.add(self)
+        try:
+            await self._serve()
+        except _Close as close:
+            await self._send_last(close.reply)
+        except ConnectionLost as exc:
+            self.log.debug("connection lost: %s", exc)
+        except Exception:
+            self.log.exception("session failed")
+            await self._send_last(INTERNAL_ERROR)
+        finally:
+            self.context.sessions.discard(self)
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                await trio.aclose_forcefully(self.stream)
+
+    async def _send_last(self, reply: Reply | None) -> None:
+        if reply is not None:
+            self.queue_reply(reply)
+        with trio.move_on_after(1):
+            with contextlib.suppress(
+                ConnectionLost, trio.BrokenResourceError, trio.ClosedResourceError
+            ):
+                await self.flush()
+
+    async def _serve(self) -> None:
+        for callback in self.context.on_session:
+            callback(self)
+        decision, reply = await self.run_chain("connect", Request(_CONNECT, self))
+        if decision != Decision.ACCEPT or reply is None:
+            # A refused client gets its answer and nothing more (RFC 5321 §3.1's 554).
+            raise _Close(reply)
+        self.queue_reply(reply)
+        while True:
+            line = await self._next_command_line()
+            if self.context.shutting_down:
+                raise _Close(SHUTTING_DOWN)
+            if line is None:
+                await self.run_event("timeout")
+                raise _Close(None)
+            if isinstance(line, OverlongLine):
+                self.log.info("command line of %d octets refused", line.length)
+                self.queue_reply(LINE_TOO_LONG)
+                continue
+            await self.handle_line(line)
+
+    async def handle_line(self, line: bytes) -> None:
+        try:
+            command = parse_command(line)
+        except ClientProtocolError as exc:
+            transcript.debug("[%s] C: %r", self.id, line[:100])
+            self.queue_reply(exc.reply)
+            return
+        self.counters.commands += 1
+        if transcript.isEnabledFor(logging.DEBUG):
+            shown = (
+                f"AUTH {command.argument.split(' ')[0]} ***" if command.verb is Verb.AUTH else line
+            )
+            transcript.debug("[%s] C: %r", self.id, shown)
+        name = command.name if command.verb is not None else "unrecognized"
+        if not self.handlers(name):
+            self.queue_reply(NOT_IMPLEMENTED)
+            return
+        await self.dispatch(name, Request(command, self))
+
+    async def run_event(self, name: str) -> None:
+        """Run an internal event's chain (``timeout``) and send what it answers."""
+        await self.dispatch(name, Request(Command(None, name, ""), self))
+
+    async def dispatch(self, name: str, req: Request) -> None:
+        """Run ``name``'s chain for ``req``, send its reply, then any after-reply steps."""
+        reply = await self.decide(name, req)
+        self.queue_reply(reply)
+        # accept() only takes 2xx/3xx and reject() only 4xx/5xx: the code says which it was.
+        for step in req.take_after_reply() if reply.is_positive else ():
+            await self.flush()
+            try:
+                follow_up = await step()
+            except ClientProtocolError as exc:
+                follow_up = exc.reply
+            if follow_up is not None:
+                self.queue_reply(follow_up)
+
+    async def decide(self, name: str, req: Request) -> Reply:
+        """Run ``name``'s chain and carry out its decision; returns the reply to send.
+
+        Raises:
+          _Close: A handler ended the session.
+        """
+        decision, reply = await self.run_chain(name, req)
+        if decision == Decision.END:
+            raise _Close(reply)
+        assert reply is not None
+        if decision == Decision.REJECT:
+            self.rejected[name] = reply.code
+            return reply
+        for effect in req.take_effects():
+            effect()
+        self.accepted[name] = reply.code
+        return reply
+
+    async def deliver(self, message: Message) -> Reply:
+        """Run the ``queue`` chain for a received message; the spool copy is removed after.
+
+        The transaction ends here whatever the answer (RFC 5321 §4.1.1.4).
+        """
+        req = Request(_QUEUE, self, sender=message.envelope.sender, message=message)
+        try:
+            return await self.decide("queue", req)
+        finally:
+            message.path.unlink(missing_ok=True)
+            self.counters.messages += 1
+
+    async def run_chain(self, name: str, req: Request) -> tuple[str, Reply | None]:
+        """Run the handlers of ``name`` in order; returns the decision and the reply.
+
+        The reply is ``None`` only for an ``end`` without one.
+        """
+        reply = _DEFAULT_ACCEPT
+        chain = self.context.chain
+        timeout = self.config.limits.handler_timeout
+        for handler in self.handlers(name):
+            res = Response(self, handler, _SessionLog(logger, self, handler.key))
+            req.config = chain.config_for(handler)
+            failure: BaseException | None = None
+            with trio.move_on_after(timeout) as scope:
+                try:
+                    await handler.func(req, res)
+                except ClientProtocolError as exc:
+                    return Decision.REJECT, exc.reply
+                except (ConnectionLost, _Close):
+                    raise
+                except Exception as exc:
+                    failure = exc
+            if scope.cancelled_caught:
+                self.log.error("handler %s timed out after %ss", handler.key, timeout)
+                return Decision.REJECT, INTERNAL_ERROR
+            if failure is not None or res.decided_twice or res.decision is None:
+                if failure is None:
+                    failure = HandlerMisuse(f"handler {handler.key} returned without deciding")
+                self.log.error("handler %s failed", handler.key, exc_info=failure)
+                return Decision.REJECT, INTERNAL_ERROR
+            if res.decision == Decision.ACCEPT:
+                if res.reply is not None:
+                    reply = res.reply
+                continue
+            return res.decision, res.reply
+        return Decision.ACCEPT, reply
+
+
+def _data_problem(reader: DataReader, policy: BareLineEndings, line_limit: int) -> Reply | None:
+    if reader.size_exceeded:
+        return Reply(552, "Message size exceeds fixed maximum message size", "5.3.4")
+    if reader.bare_line_ending_seen and policy is BareLineEndings.REJECT:
+        return Reply(550, "Bare CR or LF in message; lines must end with CRLF", "5.5.2")
+    if reader.line_too_long:
+        return Reply(550, f"Message has a line longer than {line_limit} octets", "5.6.0")
+    return None
+
+
+_TRANSACTION_COMMANDS = frozenset({"mail", "rcpt", "data", "queue"})
+_DEFAULT_ACCEPT = Reply(250, "OK", "2.0.0")
+_CONNECT = Command(None, "connect", "")
+_QUEUE = Command(None, "queue", "")
