@@ -1,0 +1,23 @@
+"""Sphinx configuration for mailio_trio's documentation."""
+
+from __future__ import annotations
+
+project = "mailio_trio"
+author = "mailio_trio developers"
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.intersphinx",
+    "sphinxcontrib_trio",
+]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+root_doc = "index"
+exclude_patterns = ["_build"]
+intersphinx_mapping: dict[str, tuple[str, str | None]] = {}
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+napoleon_google_docstring = True
+nitpicky = False
+myst_heading_anchors = 3
+html_theme = "alabaster"
