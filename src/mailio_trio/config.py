@@ -7,6 +7,7 @@ one line naming the key, the value and what is allowed (:class:`ConfigError`).
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from pathlib import Path
@@ -17,7 +18,6 @@ import attrs
 from mailio_trio.protocol import BareLineEndings
 
 if TYPE_CHECKING:
-    import os
     from collections.abc import Mapping
 
 __all__ = ["Config", "ConfigError", "Limits", "MaildirConfig", "parse_listen"]
@@ -291,7 +291,11 @@ class Config:
         """
         from mailio_trio._config_toml import load_toml
 
-        return cls.from_mapping(load_toml(path))
+        table = load_toml(path)
+        try:
+            return cls.from_mapping(table)
+        except ConfigError as exc:
+            raise ConfigError(f"{os.fspath(path)}: {exc}") from None
 
     def to_table(self) -> dict[str, Any]:
         """This configuration as a TOML-shaped table; ``from_mapping`` reads it back."""
