@@ -75,13 +75,14 @@ class Server:
     _refused: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
-        from mailio_trio.plugins import register_core
+        from mailio_trio.plugins import register_configured, register_core
 
         self.chain = Chain(plugins=self.config.plugins)
         self._context = ServerContext(
             config=self.config, chain=self.chain, tls_context=self.tls_context
         )
         register_core(self.chain)
+        register_configured(self.chain, self.config)
 
     # -- extending -----------------------------------------------------------
 
