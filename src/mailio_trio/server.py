@@ -69,7 +69,7 @@ class Server:
     tls_context: ssl.SSLContext | None = None
     chain: Chain = attrs.field(init=False)
     _context: ServerContext = attrs.field(init=False)
-    _accept_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
+    _accept_scopes: set[trio.CancelScope] = attrs.field(factory=set, init=False)
     _stopped: trio.Event = attrs.field(factory=trio.Event, init=False)
     _sessions_total: int = attrs.field(default=0, init=False)
     _refused: int = attrs.field(default=0, init=False)
@@ -143,9 +143,13 @@ class Server:
     ) -> None:
         """Serve on listeners already open (``SO_REUSEPORT`` workers, implicit TLS)."""
         addresses: list[Address] = [lst.socket.getsockname()[:2] for lst in listeners]
+        accept_scope = trio.CancelScope()
+        self._accept_scopes.add(accept_scope)
+        if self._context.shutting_down:
+            accept_scope.cancel()
         try:
             async with trio.open_nursery() as connections:
-                with trio.CancelScope() as self._accept_scope:
+                with accept_scope:
                     async with trio.open_nursery() as accepting:
                         for listener in listeners:
                             accepting.start_soon(self._accept_loop, listener, connections)
@@ -155,7 +159,9 @@ class Server:
                 self._drain(connections)
         finally:
             _close_listeners(listeners)
-            self._stopped.set()
+            self._accept_scopes.discard(accept_scope)
+            if not self._accept_scopes:
+                self._stopped.set()
 
     async def _accept_loop(self, listener: trio.SocketListener, connections: trio.Nursery) -> None:
         while True:
@@ -198,8 +204,8 @@ class Server:
         """Start a graceful shutdown: stop accepting, answer ``421 4.3.2`` to new
         commands, let messages in DATA finish within ``limits.shutdown_grace``."""
         self._context.shutting_down = True
-        if self._accept_scope is not None:
-            self._accept_scope.cancel()
+        for scope in self._accept_scopes:
+            scope.cancel()
         for session in list(self._context.sessions):
             session.interrupt_idle()
 
