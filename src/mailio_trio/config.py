@@ -18,7 +18,7 @@ from mailio_trio.protocol import BareLineEndings
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["Config", "ConfigError", "Limits"]
+__all__ = ["Config", "ConfigError", "DnsConfig", "Limits"]
 
 
 class ConfigError(ValueError):
@@ -90,6 +90,46 @@ class Limits:
     """``normalise`` bare CR/LF to CRLF inside DATA (as Postfix 3.9), or ``reject`` the message."""
 
 
+def _nameservers(value: Any) -> tuple[str, ...]:
+    import ipaddress
+
+    if isinstance(value, str):
+        value = (value,)
+    out = []
+    for item in value:
+        try:
+            out.append(str(ipaddress.ip_address(str(item).strip())))
+        except ValueError:
+            raise ConfigError(
+                f"dns.nameservers = {item!r}: must be IPv4 or IPv6 addresses"
+            ) from None
+    return tuple(out)
+
+
+@attrs.frozen(kw_only=True)
+class DnsConfig:
+    """The DNS resolver the server's own lookups use (reverse DNS, DNSBL, relay MX).
+
+    Example:
+      >>> DnsConfig(nameservers=["127.0.0.1"], port=5353).nameservers
+      ('127.0.0.1',)
+    """
+
+    _section = "dns"
+
+    nameservers: tuple[str, ...] = attrs.field(default=(), converter=_nameservers)
+    """Addresses of recursive resolvers; empty means the system's ``/etc/resolv.conf``."""
+    port: int = attrs.field(default=53, validator=_at_least(1))
+    timeout: float = attrs.field(default=5.0, validator=_positive)
+    """Seconds one lookup may take, retries included (dnspython's ``lifetime``)."""
+    cache_size: int = attrs.field(default=10_000, validator=_at_least(0))
+    """Answers kept (each until its TTL runs out); 0 turns the cache off."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.port > 65535:
+            raise ConfigError(f"dns.port = {self.port!r}: must be a port number 1..65535")
+
+
 def _hostname() -> str:
     return socket.getfqdn() or "localhost"
 
@@ -123,6 +163,9 @@ class Config:
     enhanced_status_codes: bool = True
     spool_dir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
     """Where DATA bodies are streamed while handlers run; ``None`` is the system temp dir."""
+    dns: DnsConfig | None = None
+    """The resolver for reverse DNS at connect, DNSBL and other lookups; ``None``: no
+    lookups by the server itself (reverse DNS off; plugins that need DNS say so)."""
     plugins: Mapping[str, Any] = attrs.field(factory=dict)
     """Per-handler configuration by ``"command/name"``; ``False`` disables a handler."""
 
