@@ -59,6 +59,27 @@ def _bare_line_endings(value: str | BareLineEndings) -> BareLineEndings:
         ) from None
 
 
+def networks(value: Any, key: str) -> tuple[str, ...]:
+    """CIDR strings from one or many; a bad one is a :class:`ConfigError` naming ``key``."""
+    import ipaddress
+
+    if isinstance(value, str):
+        value = (value,)
+    out = []
+    for item in value:
+        try:
+            out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"{key} = {item!r}: must be networks in CIDR form (192.0.2.0/24) or addresses"
+            ) from None
+    return tuple(out)
+
+
+def _per_ip_exempt(value: Any) -> tuple[str, ...]:
+    return networks(value, "limits.per_ip_exempt")
+
+
 @attrs.frozen(kw_only=True)
 class Limits:
     """What one client may cost us; defaults follow mail-io where it set one."""
@@ -78,6 +99,18 @@ class Limits:
     """Octets; advertised with SIZE and enforced while streaming."""
     max_connections: int = attrs.field(default=100, validator=_at_least(1))
     max_recipients: int = attrs.field(default=100, validator=_at_least(1))
+    # Per client address (Postfix's anvil); addresses in per_ip_exempt are not counted.
+    connections_per_ip: int = attrs.field(default=50, validator=_at_least(0))
+    """Concurrent connections one address may hold; more get ``421 4.7.0``; 0: no limit.
+    Postfix's ``smtpd_client_connection_count_limit`` is 50 by default."""
+    connection_rate_per_ip: int = attrs.field(default=0, validator=_at_least(0))
+    """New connections one address may open per minute (``421 4.7.0``); 0: no limit."""
+    messages_per_connection: int = attrs.field(default=1000, validator=_at_least(0))
+    """Messages one connection may send before ``421 4.7.0`` (Exim's default); 0: no limit."""
+    recipients_per_connection: int = attrs.field(default=0, validator=_at_least(0))
+    """Recipients over all of one connection's transactions (``452 4.5.3``); 0: no limit."""
+    per_ip_exempt: tuple[str, ...] = attrs.field(default=(), converter=_per_ip_exempt)
+    """CIDRs the per-address and per-connection limits never apply to."""
     unrecognized_commands: int = attrs.field(default=5, validator=_at_least(1))
     auth_failures: int = attrs.field(default=5, validator=_at_least(1))
     # RFC 5321 §4.5.3.1.4: 510 octets of command + CRLF = 512.

@@ -2,10 +2,16 @@
 
 The core plugins are the protocol itself; :func:`register_core` adds them to
 every server's chain, under the name ``core`` of their command.
+
+Optional plugins are switched on from configuration by
+:func:`register_configured`: a key of :data:`OPTIONAL_PLUGINS` present in
+``Config.plugins`` (with any value but ``False``) registers that module. A few
+are on by default (:data:`DEFAULT_ON`) and are switched off with ``False``.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 from mailio_trio.plugins import (
@@ -26,7 +32,10 @@ from mailio_trio.plugins import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mailio_trio.chain import Chain
+    from mailio_trio.config import Config
 
 CORE_PLUGINS = (
     connect,
@@ -50,3 +59,36 @@ def register_core(chain: Chain) -> None:
     """Register every core plugin's handlers on ``chain``."""
     for plugin in CORE_PLUGINS:
         plugin.register(chain)
+
+
+OPTIONAL_PLUGINS: dict[str, str] = {
+    # "command/name" in Config.plugins -> the module whose register(chain) adds it.
+    # Keys are registered in this order, which is also their run order within a command.
+    "connect/rdns": "mailio_trio.plugins.rdns",
+    "connect/pregreet": "mailio_trio.plugins.pregreet",
+    "mail/limits": "mailio_trio.plugins.limits",
+    "rcpt/limits": "mailio_trio.plugins.limits",
+    "rcpt/dnsbl": "mailio_trio.plugins.dnsbl",
+    "queue/spamd": "mailio_trio.plugins.spamd",
+}
+
+DEFAULT_ON: dict[str, Callable[[Config, bool], bool]] = {
+    # Reverse DNS is on wherever a resolver is configured (mail-io looked it up always).
+    "connect/rdns": lambda config, has_resolver: has_resolver,
+    # Per-connection limits live in Config.limits; the handlers cost nothing when unset.
+    "mail/limits": lambda config, has_resolver: True,
+    "rcpt/limits": lambda config, has_resolver: True,
+}
+
+
+def register_configured(chain: Chain, config: Config, *, has_resolver: bool) -> None:
+    """Register the optional plugins ``config`` switches on (see :data:`OPTIONAL_PLUGINS`)."""
+    done: set[str] = set()
+    for key, module_name in OPTIONAL_PLUGINS.items():
+        setting = config.plugins.get(key)
+        default = DEFAULT_ON.get(key)
+        wanted = setting is not None or (default is not None and default(config, has_resolver))
+        if not wanted or setting is False or module_name in done:
+            continue  # a False key is also skipped by Chain.add, so it stays nameable
+        done.add(module_name)
+        importlib.import_module(module_name).register(chain)
