@@ -16,6 +16,7 @@ import attrs
 import trio
 
 from mailio_trio.chain import Chain, Handler, HandlerFunc, handler_decorator
+from mailio_trio.client_limits import Admission, PerIpLimiter
 from mailio_trio.config import Config
 from mailio_trio.protocol import Reply
 from mailio_trio.session import ClientInfo, ServerContext, Session
@@ -23,6 +24,8 @@ from mailio_trio.session import ClientInfo, ServerContext, Session
 if TYPE_CHECKING:
     import ssl
     from collections.abc import Callable, Iterable, Sequence
+
+    from mailio_trio.dns import Resolver
 
 __all__ = ["Address", "Server", "ServerStatistics"]
 
@@ -32,6 +35,7 @@ Address = tuple[str, int]
 """A bound ``(host, port)``."""
 
 TOO_MANY_CONNECTIONS = Reply(421, "Too many connections, try again later", "4.7.0")
+TOO_MANY_FROM_YOU = Reply(421, "Too many connections from your address, try again later", "4.7.0")
 
 # Running out of file descriptors is a passing condition: wait, then accept again,
 # as trio.serve_listeners does.
@@ -67,22 +71,33 @@ class Server:
 
     config: Config = attrs.field(factory=Config)
     tls_context: ssl.SSLContext | None = None
+    resolver: Resolver | None = None
+    """DNS for reverse lookups and plugins; by default built from ``config.dns`` if set."""
     chain: Chain = attrs.field(init=False)
     _context: ServerContext = attrs.field(init=False)
     _accept_scopes: set[trio.CancelScope] = attrs.field(factory=set, init=False)
     _stopped: trio.Event = attrs.field(factory=trio.Event, init=False)
     _sessions_total: int = attrs.field(default=0, init=False)
     _refused: int = attrs.field(default=0, init=False)
+    _per_ip: PerIpLimiter = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         from mailio_trio.plugins import register_configured, register_core
 
+        if self.resolver is None and self.config.dns is not None:
+            from mailio_trio.dns import DnsResolver
+
+            self.resolver = DnsResolver(self.config.dns)
         self.chain = Chain(plugins=self.config.plugins)
         self._context = ServerContext(
-            config=self.config, chain=self.chain, tls_context=self.tls_context
+            config=self.config,
+            chain=self.chain,
+            tls_context=self.tls_context,
+            resolver=self.resolver,
         )
+        self._per_ip = PerIpLimiter(self.config.limits)
         register_core(self.chain)
-        register_configured(self.chain, self.config)
+        register_configured(self.chain, self.config, has_resolver=self.resolver is not None)
 
     # -- extending -----------------------------------------------------------
 
@@ -186,8 +201,17 @@ class Server:
         except OSError:
             await trio.aclose_forcefully(stream)
             return
-        session = Session(self._context, stream, ClientInfo(address=host, port=port))
-        await session.run()
+        admission = self._per_ip.admit(host, trio.current_time())
+        if admission is not Admission.ADMITTED:
+            self._refused += 1
+            logger.info("refused %s: %s", host, admission.value)
+            await _refuse(stream, TOO_MANY_FROM_YOU)
+            return
+        try:
+            session = Session(self._context, stream, ClientInfo(address=host, port=port))
+            await session.run()
+        finally:
+            self._per_ip.release(host)
 
     def _drain(self, connections: trio.Nursery) -> None:
         """Stop idle sessions now; give busy ones the grace period, then cancel them."""
