@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from mailio_trio import Config, Handler, Server
+from mailio_trio.config import MaildirConfig
 from mailio_trio.plugins.spamd import SpamdError, SpamdVerb, parse_response
 from mailio_trio.testing import RunningServer, start_capturing_server
 
@@ -119,6 +120,26 @@ async def send(running: RunningServer, body: bytes) -> tuple[int, str | None]:
         assert (await conn.command("DATA")).code == 354
         reply = await conn.command(body + b".")
     return reply.code, reply.enhanced
+
+
+async def test_gtube_lands_in_junk_and_clean_mail_in_inbox(
+    nursery: trio.Nursery, spamd_port: int, tmp_path: Path
+) -> None:
+    """The issue's promise end to end: spamd's verdict picks the maildir folder."""
+    config = Config(
+        hostname="mx.test",
+        domains=["example.com"],
+        maildir=MaildirConfig(enabled=True, root=tmp_path),
+        plugins={"queue/spamd": {"port": spamd_port, "timeout": 60}},
+    )
+    running = await start_capturing_server(nursery, config)
+    assert await send(running, SPAM) == (250, "2.0.0")
+    assert await send(running, HAM) == (250, "2.0.0")
+    mailbox = tmp_path / "example.com" / "b"
+    [junk] = list((mailbox / ".Junk" / "new").iterdir())
+    [inbox] = list((mailbox / "new").iterdir())
+    assert GTUBE.encode() in junk.read_bytes()
+    assert b"fountain" in inbox.read_bytes()
 
 
 async def test_gtube_is_spam_with_its_score(nursery: trio.Nursery, spamd_port: int) -> None:
