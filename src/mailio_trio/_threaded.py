@@ -21,23 +21,23 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from mailio_trio.testing import (
-    DEFAULT_WAIT,
-    CapturedMessage,
-    CaptureOptions,
-    RunningServer,
-    Stage,
-    TLSMaterial,
-    start_capturing_server,
-)
-
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    from mailio_trio._faults import Faults, Stage
     from mailio_trio.config import Config
-    from mailio_trio.testing import Faults, Outbox
+    from mailio_trio.testing import (
+        CapturedMessage,
+        CaptureOptions,
+        Outbox,
+        RunningServer,
+        TLSMaterial,
+    )
 
 __all__ = ["ThreadedServer", "serve_in_thread"]
+
+DEFAULT_WAIT = 10.0
+"""Seconds ``wait_for`` waits by default: far longer than loopback delivery ever takes."""
 
 # Threads are named so a test (or a person with py-spy) can tell ours apart.
 THREAD_NAME = "mailio-trio-test-server"
@@ -127,6 +127,13 @@ class ThreadedServer:
             raise error
 
 
+def _unwrap(error: BaseException) -> BaseException:
+    """The one exception inside nested single-member groups (the nurseries' wrapping)."""
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
 @contextmanager
 def serve_in_thread(
     config: Config | None = None,
@@ -157,6 +164,9 @@ def serve_in_thread(
     Raises:
       OSError: The port could not be bound (and whatever else start-up raised).
     """
+    # Imported here: mailio_trio.testing imports this module at its top.
+    from mailio_trio.testing import start_capturing_server
+
     box = _Box()
 
     async def serve() -> None:
@@ -185,9 +195,8 @@ def serve_in_thread(
         raise TimeoutError(f"the test SMTP server did not start within {start_timeout}s")
     if box.running is None:
         thread.join()
-        error = box.error
-        assert error is not None
-        box.error = None
+        assert box.error is not None
+        error, box.error = _unwrap(box.error), None
         raise error
     threaded = ThreadedServer(box.running, box, thread)
     try:

@@ -32,6 +32,7 @@ import attrs
 import trio
 
 from mailio_trio._faults import Fault, FaultKind, Faults, Stage
+from mailio_trio._threaded import DEFAULT_WAIT, ThreadedServer, serve_in_thread
 from mailio_trio.chain import Handler, Request, Response
 from mailio_trio.config import Config
 from mailio_trio.protocol import Reply
@@ -60,9 +61,6 @@ __all__ = [
     "serve_in_thread",
     "start_capturing_server",
 ]
-
-DEFAULT_WAIT = 10.0
-"""Seconds ``wait_for`` waits by default: far longer than loopback delivery ever takes."""
 
 
 @attrs.frozen(kw_only=True)
@@ -502,8 +500,3 @@ async def open_raw_connection(host: str, port: int) -> AsyncIterator[RawConnecti
         yield conn
     finally:
         await trio.aclose_forcefully(stream)
-
-
-# Last, because it builds on everything above (and imports it from here).
-from mailio_trio._threaded import ThreadedServer as ThreadedServer  # noqa: E402
-from mailio_trio._threaded import serve_in_thread as serve_in_thread  # noqa: E402
