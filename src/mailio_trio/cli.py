@@ -16,6 +16,7 @@ import trio
 
 from mailio_trio import __version__
 from mailio_trio.config import Config, ConfigError, Limits
+from mailio_trio.plugins.capture import add_capture_arguments, install_capture
 from mailio_trio.server import Server
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-message-size", type=int, metavar="BYTES")
     serve.add_argument("--idle-timeout", type=float, metavar="SECONDS")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_capture_arguments(serve)
     return parser
 
 
@@ -99,6 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mailio-trio: {exc}", file=sys.stderr)
         return EXIT_USAGE
     server = Server(config)
+    install_capture(server.chain, args)
     try:
         trio.run(_serve, server, args.listen or [("127.0.0.1", 2525)])
     except OSError as exc:
