@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import smtplib
 
 import pytest
 import trio
 
-from mailio_trio import Config, Limits
+from mailio_trio import Config, Limits, Server
 from mailio_trio.testing import (
     CaptureOptions,
     RawConnection,
@@ -246,7 +245,7 @@ async def test_marker_domains_and_size_limit(mailio_server: RunningServer) -> No
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("mailio_trio.plugins.starttls") is not None,
+    bool(Server().chain.handlers("starttls")),
     reason="the STARTTLS plugin is here: tls=True is tested with it",
 )
 async def test_tls_option_without_starttls_plugin_says_so(nursery: trio.Nursery) -> None:
@@ -255,7 +254,7 @@ async def test_tls_option_without_starttls_plugin_says_so(nursery: trio.Nursery)
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("mailio_trio.plugins.auth") is not None,
+    bool(Server().chain.handlers("auth")),
     reason="the AUTH plugin is here: auth_users is tested with it",
 )
 async def test_auth_option_without_auth_plugin_says_so(nursery: trio.Nursery) -> None:

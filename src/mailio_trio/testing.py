@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
-import importlib.util
 import math
 import threading
 from contextlib import asynccontextmanager
@@ -254,6 +253,11 @@ class CaptureOptions:
             config = attrs.evolve(
                 config, limits=attrs.evolve(config.limits, message_size=self.size_limit)
             )
+        auth = getattr(config, "auth", None)  # the AUTH plugin's section, once it exists
+        if self.auth_users is not None and not self.tls and auth is not None:
+            # A test that asks for AUTH without TLS means it: allow it in plaintext.
+            changes: dict[str, Any] = {"auth": attrs.evolve(auth, allow_insecure=True)}
+            config = attrs.evolve(config, **changes)
         return config
 
     @property
@@ -261,18 +265,19 @@ class CaptureOptions:
         return self.domains is not None or self.size_limit is not None
 
 
-def _plugin_available(name: str) -> bool:
-    return importlib.util.find_spec(f"mailio_trio.plugins.{name}") is not None
-
-
-def _need_plugin(option: str, plugin: str) -> None:
-    # TLS and AUTH arrive with their plugins (STARTTLS, AUTH); until then the
-    # options fail loudly rather than give a server that silently lacks them.
-    if not _plugin_available(plugin):
-        raise NotImplementedError(
-            f"mailio_trio.testing: {option} needs the {plugin.upper()} plugin "
-            f"(mailio_trio.plugins.{plugin}), which this version does not have yet"
-        )
+def _check_support(server: Server, options: CaptureOptions) -> None:
+    # TLS and AUTH arrive with their plugins (STARTTLS, AUTH: issue 4); until the
+    # chain has them the options fail loudly rather than give a server that
+    # silently lacks them.
+    for asked, command, option in (
+        (options.tls, "starttls", "tls=True"),
+        (options.auth_users is not None, "auth", "auth_users"),
+    ):
+        if asked and not server.chain.handlers(command):
+            raise NotImplementedError(
+                f"mailio_trio.testing: {option} needs the {command.upper()} plugin, "
+                "which this version of mailio_trio does not have yet"
+            )
 
 
 @attrs.define(eq=False)
@@ -364,6 +369,23 @@ def local_domains_handler(domains: tuple[str, ...]) -> Handler:
     return Handler(command="rcpt", name="local_domains", func=local_domains)
 
 
+def users_handler(users: Mapping[str, str]) -> Handler:
+    """An ``auth/test_users`` handler: the claimed identity must be in ``users`` (plain secrets).
+
+    Plain secrets are fine here: they are a test's own throw-away accounts.
+    """
+
+    async def test_users(req: Request, res: Response) -> None:
+        user = req.user
+        secret = users.get(getattr(user, "username", ""))
+        if secret is not None and user.check_secret(secret):
+            res.accept()
+        else:
+            res.reject(535, "Authentication credentials invalid", "5.7.8")
+
+    return Handler(command="auth", name="test_users", func=test_users)
+
+
 async def start_capturing_server(
     nursery: trio.Nursery,
     config: Config | None = None,
@@ -390,17 +412,15 @@ async def start_capturing_server(
     """
     options = options or CaptureOptions()
     tls = None
-    if options.tls:
-        _need_plugin("tls=True", "starttls")
-    if options.auth_users is not None:
-        _need_plugin("auth_users", "auth")
     if server is None:
         if options.tls:
             tls = TLSMaterial.create()
         server = Server(options.apply(config), tls_context=tls.server_context if tls else None)
     elif config is not None or options.changes_config or options.tls:
         raise ValueError("start_capturing_server: pass options in the Server given, not here")
-    _install_plugins(server, options)
+    _check_support(server, options)
+    if options.auth_users is not None:
+        server.add_handler(users_handler(options.auth_users))
     faults = Faults()
     faults.install(server)
     if options.domains is not None:
@@ -412,28 +432,6 @@ async def start_capturing_server(
     return RunningServer(
         server=server, host=bound_host, port=port, outbox=outbox, faults=faults, tls=tls
     )
-
-
-def _install_plugins(server: Server, options: CaptureOptions) -> None:
-    """Register STARTTLS/AUTH when asked and not registered already (issue 4's plugins)."""
-    import importlib
-
-    wanted = [("starttls", options.tls), ("auth", options.auth_users is not None)]
-    for name, on in wanted:
-        if on and not server.chain.handlers(name):
-            importlib.import_module(f"mailio_trio.plugins.{name}").register(server.chain)
-    users = options.auth_users
-    if users is not None:
-
-        async def check_user(req: Request, res: Response) -> None:
-            # mail-io's shape: req.user is (username, password).
-            username, password = req.user
-            if users.get(username) == password:
-                res.accept()
-            else:
-                res.reject(535, "Authentication credentials invalid", "5.7.8")
-
-        server.add_handler(Handler(command="auth", name="users", func=check_user))
 
 
 @attrs.define(eq=False)
