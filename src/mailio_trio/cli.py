@@ -24,6 +24,7 @@ import trio
 
 from mailio_trio import __version__
 from mailio_trio.config import Config, ConfigError, parse_listen
+from mailio_trio.plugins.capture import add_capture_arguments, install_capture
 from mailio_trio.server import Server
 
 if TYPE_CHECKING:
@@ -114,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"])
+    add_capture_arguments(serve)
 
     send = commands.add_parser(
         "send",
@@ -283,7 +285,8 @@ async def _serve(server: Server, config: Config) -> None:
             where = ", ".join(_show_address(h, p) for h, p in bound)
             if config.maildir.enabled:
                 mailboxes = Path(config.maildir.root) / config.maildir.path
-                goes = f"mail for {', '.join(config.domains)} goes to {mailboxes}"
+                domains = "any domain" if config.maildir.any_domain else ", ".join(config.domains)
+                goes = f"mail for {domains} goes to {mailboxes}"
             else:
                 goes = "maildir delivery is off: accepted mail is not kept"
             print(f"{PROG}: listening on {where}; {goes}", flush=True)
@@ -297,6 +300,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import attrs
 
     maildir = config.maildir
+    if args.capture or args.print_messages:
+        # A development sink takes mail for any domain; it stores only when asked to.
+        maildir = attrs.evolve(maildir, enabled=args.maildir is not None, any_domain=True)
     if maildir.enabled:
         maildir = attrs.evolve(maildir, root=_prepare_directory("maildir.root", maildir.root))
     spool = config.spool_dir
@@ -305,7 +311,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     config = attrs.evolve(config, maildir=maildir, spool_dir=spool)
     _setup_logging(args.log_level, args.log_format)
     try:
-        trio.run(_serve, Server(config), config)
+        server = Server(config)
+        install_capture(server.chain, args)
+        trio.run(_serve, server, config)
     except _CannotListen as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_FAILURE

@@ -245,6 +245,8 @@ class MaildirConfig:
     """Mailbox path under ``root``: ``%d`` domain, ``%n`` local part, ``%%`` a percent sign."""
     mailboxes: tuple[str, ...] = attrs.field(default=(), converter=_strings, validator=_mailboxes)
     """Known mailboxes (``user@domain``); when set, other local users get ``550 5.1.1``."""
+    any_domain: bool = False
+    """Deliver for every domain, not only the local ones (``serve --capture --maildir``)."""
     fold_local_part: bool = True
     """Treat ``Alice@`` and ``alice@`` as one mailbox, as Postfix's local delivery does."""
     sent_folder: str = attrs.field(default=".Sent", validator=_folder)

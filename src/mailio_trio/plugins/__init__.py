@@ -99,7 +99,8 @@ def register_configured(chain: Chain, config: Config, *, has_resolver: bool) -> 
     if config.maildir.enabled:
         from mailio_trio.plugins import maildir, rcpt_local, rcpt_norelay
 
-        # rcpt_norelay is the stand-in for the relay policy until relaying exists.
-        rcpt_norelay.register(chain)
+        if not config.maildir.any_domain:
+            # rcpt_norelay is the stand-in for the relay policy until relaying exists.
+            rcpt_norelay.register(chain)
         rcpt_local.register(chain)
         maildir.register(chain)

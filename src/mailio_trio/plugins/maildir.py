@@ -122,7 +122,7 @@ def local_mailbox(config: Config, address: Address) -> Mailbox | None:
     domain = domain.rstrip(".")
     if not domain:
         domain = config.domains[0]
-    elif not config.is_local_domain(domain):
+    elif not (config.maildir.any_domain or config.is_local_domain(domain)):
         return None
     local = address.local_part
     if config.maildir.fold_local_part:
