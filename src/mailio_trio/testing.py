@@ -1,7 +1,7 @@
 """A real SMTP server for tests: in-process, on loopback, keeping what it accepts.
 
 Like ``trio.testing``, this module is public: applications use it (and the
-pytest fixtures over it, :mod:`mailio_trio.pytest_plugin`) to test the mail
+pytest fixtures over it, ``mailio_trio.pytest_plugin``) to test the mail
 they send — over a real socket, with the real protocol, and with faults
 injected on cue (:meth:`RunningServer.fail_next` and friends) to drive their
 retry paths.
@@ -68,7 +68,7 @@ class CapturedMessage:
 
     envelope: Envelope
     raw: bytes
-    """The message as stored: our ``Received:`` line, then the client's bytes (CRLF)."""
+    """The message as stored, our ``Received:`` line then the client's bytes (CRLF)."""
     client_address: str
     helo: str | None
     secure: bool
@@ -301,7 +301,7 @@ class RunningServer:
         return await self.outbox.wait_for(count, timeout)
 
     def clear(self) -> None:
-        """Forget captured messages (faults stay armed; see :meth:`clear_faults`)."""
+        """Forget captured messages (faults stay armed; see ``clear_faults``)."""
         self.outbox.clear()
 
     def find(
