@@ -7,6 +7,7 @@ stderr and exit code 2 or 1 — never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -15,6 +16,14 @@ from typing import TYPE_CHECKING
 import trio
 
 from mailio_trio import __version__
+from mailio_trio._cli_tls import (
+    add_passwd_command,
+    add_tls_arguments,
+    apply_tls_arguments,
+    reload_tls,
+    run_passwd,
+    start_smtps,
+)
 from mailio_trio.config import Config, ConfigError, Limits
 from mailio_trio.server import Server
 
@@ -58,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-message-size", type=int, metavar="BYTES")
     serve.add_argument("--idle-timeout", type=float, metavar="SECONDS")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    add_tls_arguments(serve, _host_port)
+    add_passwd_command(commands)
     return parser
 
 
@@ -74,14 +85,21 @@ def _config(args: argparse.Namespace) -> Config:
     )
 
 
-async def _serve(server: Server, listen: Sequence[tuple[str, int]]) -> None:
+async def _serve(
+    server: Server, listen: Sequence[tuple[str, int]], smtps: Sequence[tuple[str, int]] = ()
+) -> None:
     async with trio.open_nursery() as nursery:
         for host, port in listen:
             addresses: list[tuple[str, int]] = await nursery.start(server.serve, host, port)
             for bound_host, bound_port in addresses:
                 print(f"mailio-trio: listening on {bound_host}:{bound_port}", flush=True)
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        for bound_host, bound_port in await start_smtps(nursery, server, smtps):
+            print(f"mailio-trio: listening on {bound_host}:{bound_port} (SMTPS)", flush=True)
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
             async for signum in signals:
+                if signum == signal.SIGHUP:
+                    reload_tls(server)
+                    continue
                 print(f"mailio-trio: {signal.Signals(signum).name}, shutting down", flush=True)
                 server.shutdown()
                 break
@@ -90,17 +108,24 @@ async def _serve(server: Server, listen: Sequence[tuple[str, int]]) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "passwd":
+        return run_passwd(args)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    with contextlib.ExitStack() as stack:  # holds a --tls-self-signed certificate's directory
+        try:
+            config = apply_tls_arguments(args, _config(args), stack)
+            server = Server(config)
+        except ConfigError as exc:
+            print(f"mailio-trio: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        return _run(server, args)
+
+
+def _run(server: Server, args: argparse.Namespace) -> int:
     try:
-        config = _config(args)
-    except ConfigError as exc:
-        print(f"mailio-trio: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    server = Server(config)
-    try:
-        trio.run(_serve, server, args.listen or [("127.0.0.1", 2525)])
+        trio.run(_serve, server, args.listen or [("127.0.0.1", 2525)], args.smtps_listen)
     except OSError as exc:
         print(f"mailio-trio: cannot listen: {exc.strerror or exc}", file=sys.stderr)
         return 1

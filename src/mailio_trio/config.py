@@ -18,6 +18,9 @@ from mailio_trio.protocol import BareLineEndings
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from mailio_trio.plugins.auth import AuthConfig
+    from mailio_trio.tls import TLSConfig
+
 __all__ = ["Config", "ConfigError", "Limits"]
 
 
@@ -100,6 +103,18 @@ def _domains(value: Any) -> tuple[str, ...]:
     return tuple(d.strip().lower().rstrip(".") for d in value)
 
 
+def _tls(value: Any) -> TLSConfig:
+    from mailio_trio.tls import TLSConfig  # tls.py imports ConfigError from here
+
+    return value if isinstance(value, TLSConfig) else TLSConfig.from_mapping(value)
+
+
+def _auth(value: Any) -> AuthConfig:
+    from mailio_trio.plugins.auth import AuthConfig  # it imports ConfigError from here
+
+    return value if isinstance(value, AuthConfig) else AuthConfig.from_mapping(value)
+
+
 @attrs.frozen(kw_only=True)
 class Config:
     """The server's configuration.
@@ -125,6 +140,10 @@ class Config:
     """Where DATA bodies are streamed while handlers run; ``None`` is the system temp dir."""
     plugins: Mapping[str, Any] = attrs.field(factory=dict)
     """Per-handler configuration by ``"command/name"``; ``False`` disables a handler."""
+    tls: TLSConfig = attrs.field(factory=lambda: _tls({}), converter=_tls)
+    """Certificate for STARTTLS and SMTPS; a ``TLSConfig`` or its table (see ``tls.py``)."""
+    auth: AuthConfig = attrs.field(factory=lambda: _auth({}), converter=_auth)
+    """Where AUTH may be used, and the ``[auth.users]`` table (see ``plugins/auth.py``)."""
 
     def __attrs_post_init__(self) -> None:
         if not self.domains:

@@ -440,7 +440,7 @@ class Session:
             try:
                 await stream.do_handshake()
             except (trio.BrokenResourceError, ssl.SSLError) as exc:
-                self.log.info("TLS handshake failed: %s", exc)
+                self.log.info("TLS handshake failed: %s", exc.__cause__ or exc)
                 raise _Close(None) from exc
         if scope.cancelled_caught:
             self.log.info("TLS handshake timed out")

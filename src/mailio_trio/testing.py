@@ -29,6 +29,7 @@ from mailio_trio.protocol import Reply
 from mailio_trio.server import Server
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import AsyncIterator
     from email.message import EmailMessage
 
@@ -148,7 +149,7 @@ async def start_capturing_server(
 class RawConnection:
     """Bytes to a server and replies back, for tests that need exact control."""
 
-    stream: trio.SocketStream
+    stream: trio.abc.Stream
     _buffer: bytearray = attrs.field(factory=bytearray)
 
     async def send(self, data: bytes) -> None:
@@ -195,6 +196,17 @@ class RawConnection:
                 pass
             return True
         return False
+
+    async def start_tls(self, context: ssl.SSLContext, server_hostname: str) -> None:
+        """Handshake on this connection (after the server's ``220`` to STARTTLS).
+
+        Raises:
+          AssertionError: The server sent bytes after its ``220`` before TLS.
+        """
+        assert not self._buffer, f"plaintext after STARTTLS's reply: {bytes(self._buffer)!r}"
+        tls = trio.SSLStream(self.stream, context, server_hostname=server_hostname)
+        await tls.do_handshake()
+        self.stream = tls
 
     async def aclose(self) -> None:
         await self.stream.aclose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailio_trio.plugins import (
+    auth,
     connect,
     data,
     ehlo,
@@ -20,6 +21,7 @@ from mailio_trio.plugins import (
     quit,
     rcpt,
     rset,
+    starttls,
     timeout,
     unrecognized,
     vrfy,
@@ -43,6 +45,8 @@ CORE_PLUGINS = (
     quit,
     timeout,
     unrecognized,
+    starttls,
+    auth,
 )
 
 
