@@ -467,6 +467,11 @@ class Session:
         finally:
             self.context.sessions.discard(self)
             with trio.CancelScope(shield=True), trio.move_on_after(1):
+                if isinstance(self.stream, trio.SSLStream):
+                    # close_notify first: TLS clients (openssl s_client) treat a bare
+                    # TCP close as a truncation attack (RFC 8446 §6.1).
+                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                        await self.stream.aclose()
                 await trio.aclose_forcefully(self.stream)
 
     async def _send_last(self, reply: Reply | None) -> None:
