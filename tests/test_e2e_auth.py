@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 
-from mailio_trio import Config, Limits, Request, Response, Server
+from mailio_trio import Config, Limits, Request, Response, Server, Session
 from mailio_trio.passwords import hash_password
 from mailio_trio.plugins.auth import AuthConfig, Credentials, Mechanism
 from mailio_trio.testing import RawConnection, RunningServer, start_capturing_server
@@ -310,3 +310,36 @@ async def test_secrets_never_reach_the_logs_even_at_debug(
     assert "authenticated as 'alice'" in logged  # the log did record the exchange
     for secret in ("guess", plain("alice", "guess"), PASSWORD, b64(PASSWORD)):
         assert secret not in logged
+
+
+async def test_disabled_users_check_means_no_auth(
+    nursery: trio.Nursery, server_tls_context: ssl.SSLContext, client_tls_context: ssl.SSLContext
+) -> None:
+    """A users table nobody checks must not let everyone in."""
+    config = Config(hostname="mx.test", auth=AuthConfig(users=USERS), plugins={"auth/users": False})
+    running = await start_capturing_server(
+        nursery, server=Server(config, tls_context=server_tls_context)
+    )
+    async with running.open_raw() as conn:
+        keywords = await secure(conn, client_tls_context)
+        reply = await conn.command(f"AUTH PLAIN {plain('alice', 'anything')}")
+    assert not any(k.startswith("AUTH") for k in keywords)
+    assert (reply.code, reply.enhanced) == (502, "5.5.1")
+
+
+async def test_session_records_user_and_accepted_auth(
+    nursery: trio.Nursery, server_tls_context: ssl.SSLContext, client_tls_context: ssl.SSLContext
+) -> None:
+    config = Config(hostname="mx.test", auth=AuthConfig(users=USERS))
+    server = Server(config, tls_context=server_tls_context)
+    sessions: list[Session] = []
+    server.on_session(sessions.append)
+    running = await start_capturing_server(nursery, server=server)
+    async with running.open_raw() as conn:
+        await secure(conn, client_tls_context)
+        assert (await conn.command(f"AUTH PLAIN {plain('alice', PASSWORD)}")).code == 235
+    [session] = sessions
+    assert session.accepted["auth"] == 235
+    assert isinstance(session.user, Credentials)
+    assert session.user.username == "alice"
+    assert PASSWORD not in repr(session.user)

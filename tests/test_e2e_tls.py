@@ -325,3 +325,28 @@ async def test_openssl_s_client_starttls_completes(
     assert done.returncode == 0, done.stderr.decode()
     assert "250-mx.test Hello client.test" in out
     assert "221 2.0.0" in out
+
+
+async def test_starttls_client_that_never_handshakes_is_cut_off(
+    nursery: trio.Nursery, server_tls_context: ssl.SSLContext
+) -> None:
+    running = await start(nursery, server_tls_context, tls_handshake_timeout=1.0)
+    async with running.open_raw() as silent, running.open_raw() as other:
+        await silent.read_reply()
+        assert (await silent.command("STARTTLS")).code == 220
+        assert await silent.at_eof(timeout=30)
+        await other.read_reply()
+        assert (await other.command("NOOP")).code == 250
+
+
+async def test_shutdown_stops_plain_and_tls_listeners_together(
+    server_tls_context: ssl.SSLContext,
+) -> None:
+    server = Server(Config(hostname="mx.test"), tls_context=server_tls_context)
+    # Both serve calls must return for the nursery to close: one forgotten accept
+    # loop (a single accept scope, overwritten) would hang here.
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve, "127.0.0.1", 0)
+            await nursery.start(server.serve_tls, "127.0.0.1", 0)
+            await server.aclose()

@@ -155,18 +155,22 @@ class Credentials:
 
 
 def credentials_check_configured(session: Session) -> bool:
-    """A user table or an ``auth`` handler of the user's own exists to check credentials."""
-    if session.config.auth.users:
-        return True
-    return any(h.name not in (CORE, USERS) for h in session.handlers("auth"))
+    """A user table or an ``auth`` handler of the user's own exists to check credentials.
+
+    A table whose ``auth/users`` handler is disabled checks nothing: it does not count.
+    """
+    names = {h.name for h in session.handlers("auth")}
+    if CORE not in names:
+        return False
+    table = USERS in names and bool(session.config.auth.users)
+    return table or bool(names - {CORE, USERS})
 
 
 def usable(session: Session) -> bool:
     """Whether AUTH may be offered to ``session`` now."""
     config = session.config.auth
     return (
-        bool(session.handlers("auth"))
-        and session.user is None
+        session.user is None
         and (session.secure or config.allow_insecure)
         and credentials_check_configured(session)
     )
