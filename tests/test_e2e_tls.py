@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import trio
+import trio.testing
 
 from mailio_trio import Config, Limits, Server, Session
 from mailio_trio.testing import RawConnection, RunningServer, start_capturing_server
@@ -350,3 +351,21 @@ async def test_shutdown_stops_plain_and_tls_listeners_together(
             await nursery.start(server.serve, "127.0.0.1", 0)
             await nursery.start(server.serve_tls, "127.0.0.1", 0)
             await server.aclose()
+
+
+async def test_stalled_smtps_handshakes_count_toward_max_connections(
+    nursery: trio.Nursery, server_tls_context: ssl.SSLContext
+) -> None:
+    running = await start(nursery, server_tls_context, max_connections=1)
+    host, port = await start_smtps(nursery, running.server)
+    stalled = RawConnection(await trio.open_tcp_stream(host, port))
+    try:
+        # Until the server has taken the first connection into its handshake.
+        await trio.testing.wait_all_tasks_blocked()
+        assert running.server.statistics().tls_handshakes == 1
+        async with running.open_raw() as refused:
+            reply = await refused.read_reply()
+            assert await refused.at_eof(timeout=10)
+    finally:
+        await stalled.aclose()
+    assert (reply.code, reply.enhanced) == (421, "4.7.0")

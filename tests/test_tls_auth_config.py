@@ -323,3 +323,32 @@ async def test_serve_with_self_signed_and_smtps_flags(tmp_path: Path) -> None:
     assert process.returncode == 0
     assert "self-signed certificate for mx.test" in err
     assert "TLS context reloaded" in err
+
+
+def test_passwd_on_a_terminal_asks_twice_without_echo(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stand-in terminal: a real one would need a pty and a controlling-terminal
+    dance; what matters is that getpass (which turns echo off) does the reading."""
+    import getpass
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    answers = iter(["s3cret", "s3cret", "s3cret", "typo"])
+    prompts: list[str] = []
+
+    def fake_getpass(prompt: str = "Password: ", stream: object = None) -> str:
+        prompts.append(prompt)
+        return next(answers)
+
+    monkeypatch.setattr(sys, "stdin", Terminal(""))
+    monkeypatch.setattr(getpass, "getpass", fake_getpass)
+    assert main(["passwd", "bob"]) == 0
+    stored = capsys.readouterr().out.split('"')[1]
+    assert verify_password("s3cret", stored)
+    assert main(["passwd", "bob"]) == 2  # the two entries differ
+    assert "passwords differ" in capsys.readouterr().err
+    assert prompts == ["Password: ", "Again: ", "Password: ", "Again: "]

@@ -50,6 +50,8 @@ class ServerStatistics:
     active_sessions: int
     sessions_total: int
     refused_over_limit: int
+    tls_handshakes: int = 0
+    """Implicit-TLS connections still in their handshake (they count toward the limit)."""
 
 
 @attrs.define(eq=False)
@@ -78,6 +80,7 @@ class Server:
     _context: ServerContext = attrs.field(init=False)
     _accept_scopes: set[trio.CancelScope] = attrs.field(factory=set, init=False)
     _serving: int = attrs.field(default=0, init=False)
+    _handshaking: int = attrs.field(default=0, init=False)
     _stopped: trio.Event = attrs.field(factory=trio.Event, init=False)
     _sessions_total: int = attrs.field(default=0, init=False)
     _refused: int = attrs.field(default=0, init=False)
@@ -126,6 +129,7 @@ class Server:
             active_sessions=len(self._context.sessions),
             sessions_total=self._sessions_total,
             refused_over_limit=self._refused,
+            tls_handshakes=self._handshaking,
         )
 
     def reload_tls(self, context: ssl.SSLContext | None = None) -> None:
@@ -237,9 +241,14 @@ class Server:
 
     async def _handle(self, stream: trio.SocketStream, tls: bool = False) -> None:
         self._sessions_total += 1
-        if len(self._context.sessions) >= self.config.limits.max_connections:
+        # Clients still in their TLS handshake count: a flood of stalled handshakes
+        # must hit the limit like a flood of idle sessions.
+        if len(self._context.sessions) + self._handshaking >= self.config.limits.max_connections:
             self._refused += 1
-            await _refuse(stream, TOO_MANY_CONNECTIONS)
+            if tls:  # a plaintext 421 means nothing to a client that expects TLS
+                await trio.aclose_forcefully(stream)
+            else:
+                await _refuse(stream, TOO_MANY_CONNECTIONS)
             return
         try:
             host, port = stream.socket.getpeername()[:2]
@@ -250,7 +259,11 @@ class Server:
         if not tls:
             await Session(self._context, stream, client).run()
             return
-        tls_stream = await self._handshake(stream, client)
+        self._handshaking += 1
+        try:
+            tls_stream = await self._handshake(stream, client)
+        finally:
+            self._handshaking -= 1
         if tls_stream is not None:
             session = Session(
                 self._context, tls_stream, client, secure=True, tls=_tls_info(tls_stream)
