@@ -306,6 +306,9 @@ async def test_secrets_never_reach_the_logs_even_at_debug(
         assert (await conn.command("AUTH LOGIN")).code == 334
         assert (await conn.command(b64("alice"))).code == 334
         assert (await conn.command(b64(PASSWORD))).code == 235
+        # A malformed line (a control character) is refused before AUTH runs: still redacted.
+        malformed = await conn.command(f"AUTH PLAIN {plain('alice', 'guess')}\x01")
+        assert (malformed.code, malformed.enhanced) == (501, "5.5.2")
     logged = caplog.text + "".join(repr(r.__dict__) for r in caplog.records)
     assert "authenticated as 'alice'" in logged  # the log did record the exchange
     for secret in ("guess", plain("alice", "guess"), PASSWORD, b64(PASSWORD)):

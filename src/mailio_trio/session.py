@@ -508,7 +508,9 @@ class Session:
         try:
             command = parse_command(line)
         except ClientProtocolError as exc:
-            transcript.debug("[%s] C: %r", self.id, line[:100])
+            # A malformed AUTH line still carries credentials: never in the transcript.
+            shown = b"AUTH ***" if line[:4].upper() == b"AUTH" else line[:100]
+            transcript.debug("[%s] C: %r", self.id, shown)
             self.queue_reply(exc.reply)
             return
         self.counters.commands += 1
