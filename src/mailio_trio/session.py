@@ -509,8 +509,8 @@ class Session:
             command = parse_command(line)
         except ClientProtocolError as exc:
             # A malformed AUTH line still carries credentials: never in the transcript.
-            shown = b"AUTH ***" if line[:4].upper() == b"AUTH" else line[:100]
-            transcript.debug("[%s] C: %r", self.id, shown)
+            redacted = b"AUTH ***" if line[:4].upper() == b"AUTH" else line[:100]
+            transcript.debug("[%s] C: %r", self.id, redacted)
             self.queue_reply(exc.reply)
             return
         self.counters.commands += 1
