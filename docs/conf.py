@@ -21,7 +21,10 @@ napoleon_google_docstring = True
 # No network at build time, so no intersphinx inventories: references to the
 # standard library, trio and attrs cannot resolve and are not errors.
 nitpick_ignore_regex = [
-    ("py:.*", r"(trio|ssl|logging|email|pathlib|collections|typing|attrs|datetime|os|threading)(\..*)?"),
+    (
+        "py:.*",
+        r"(trio|ssl|logging|email|pathlib|collections|typing|attrs|datetime|os|threading)(\..*)?",
+    ),
     ("py:.*", r"(.*\.)?(HandlerFunc|T|_Close|Path|EmailMessage|order_handlers|_Box)"),
 ]
 myst_heading_anchors = 3

@@ -235,6 +235,15 @@ def test_config_check_accepts_a_good_file(tmp_path: Path) -> None:
     assert (result.returncode, result.stdout) == (0, "good.toml: OK\n")
 
 
+def test_config_check_loads_the_certificate_it_names(tmp_path: Path) -> None:
+    (tmp_path / "tls.toml").write_text('[tls]\ncert = "missing.pem"\n')
+    result = run(tmp_path, "config", "check", "tls.toml")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "tls.cert" in result.stderr
+    assert "missing.pem" in result.stderr
+
+
 def test_config_show_layers_defaults_file_and_flags(tmp_path: Path) -> None:
     import tomllib
 

@@ -72,7 +72,7 @@ def test_from_toml_builds_every_section(tmp_path: Path) -> None:
             'maildir.extend = "no_such_mod:f": cannot import',
         ),
         ({"maildir": 3}, "[maildir] must be a table, not 3"),
-        ({"tls": {}}, "[tls]: unknown section"),
+        ({"frob": {}}, "[frob]: unknown section"),
         ({"plugins": {"dnsbl": False}}, 'plugins.dnsbl: a plugin key is "command/name"'),
         (
             {"plugins": {"rcpt/dnsbl": 1}},

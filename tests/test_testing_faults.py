@@ -7,7 +7,7 @@ import smtplib
 import pytest
 import trio
 
-from mailio_trio import Config, Limits, Server
+from mailio_trio import Config, Limits
 from mailio_trio.testing import (
     CaptureOptions,
     RawConnection,
@@ -244,22 +244,42 @@ async def test_marker_domains_and_size_limit(mailio_server: RunningServer) -> No
     assert (big.code, big.enhanced) == (552, "5.3.4")
 
 
-@pytest.mark.skipif(
-    bool(Server().chain.handlers("starttls")),
-    reason="the STARTTLS plugin is here: tls=True is tested with it",
-)
-async def test_tls_option_without_starttls_plugin_says_so(nursery: trio.Nursery) -> None:
-    with pytest.raises(NotImplementedError, match=r"tls=True needs the STARTTLS plugin"):
-        await start_capturing_server(nursery, options=CaptureOptions(tls=True))
+async def test_tls_option_offers_starttls_with_trust_for_the_test(nursery: trio.Nursery) -> None:
+    running = await start_capturing_server(nursery, options=CaptureOptions(tls=True))
+    assert running.tls is not None
+    context = running.tls.client_context()  # verifies the server like a real client would
+
+    def send() -> None:
+        with smtplib.SMTP(running.host, running.port, local_hostname="client.test") as client:
+            client.starttls(context=context)
+            client.sendmail("a@example.org", ["b@example.com"], b"Subject: tls\r\n\r\nx\r\n")
+
+    await trio.to_thread.run_sync(send)
+    [captured] = await running.outbox.wait_for(1)
+    assert captured.secure
+    assert "with ESMTPS " in captured.message["Received"]
 
 
-@pytest.mark.skipif(
-    bool(Server().chain.handlers("auth")),
-    reason="the AUTH plugin is here: auth_users is tested with it",
-)
-async def test_auth_option_without_auth_plugin_says_so(nursery: trio.Nursery) -> None:
-    with pytest.raises(NotImplementedError, match=r"auth_users needs the AUTH plugin"):
-        await start_capturing_server(nursery, options=CaptureOptions(auth_users={"u": "p"}))
+async def test_auth_option_checks_the_given_users(nursery: trio.Nursery) -> None:
+    running = await start_capturing_server(
+        nursery, options=CaptureOptions(auth_users={"alice": "s3cret"})
+    )
+
+    def login(password: str) -> tuple[int, bytes | str]:
+        with smtplib.SMTP(running.host, running.port, local_hostname="client.test") as client:
+            try:
+                client.login("alice", password)
+            except smtplib.SMTPAuthenticationError as exc:
+                return exc.smtp_code, exc.smtp_error
+            client.sendmail("alice@example.com", ["b@example.com"], b"Subject: a\r\n\r\nx\r\n")
+            return 235, b""
+
+    assert (await trio.to_thread.run_sync(login, "wrong"))[0] == 535
+    assert await trio.to_thread.run_sync(login, "s3cret") == (235, b"")
+    [captured] = await running.outbox.wait_for(1)
+    assert captured.user is not None
+    assert captured.user.username == "alice"
+    assert "with ESMTPA " in captured.message["Received"]
 
 
 def test_unknown_option_is_named() -> None:

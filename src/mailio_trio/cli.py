@@ -9,6 +9,7 @@ then flags — a flag always wins.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -23,6 +24,14 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import trio
 
 from mailio_trio import __version__
+from mailio_trio._cli_tls import (
+    add_passwd_command,
+    add_tls_arguments,
+    apply_tls_arguments,
+    reload_tls,
+    run_passwd,
+    start_smtps,
+)
 from mailio_trio.config import Config, ConfigError, parse_listen
 from mailio_trio.plugins.capture import add_capture_arguments, install_capture
 from mailio_trio.server import Server
@@ -58,6 +67,10 @@ def _listen_arg(value: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{value!r} {exc}") from None
     return value
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    return parse_listen(_listen_arg(value))
 
 
 def _positive_int(value: str) -> int:
@@ -116,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"])
     add_capture_arguments(serve)
+    add_tls_arguments(serve, _host_port)
 
     send = commands.add_parser(
         "send",
@@ -147,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the effective configuration as TOML",
         description="Print what `serve` with the same options would run with.",
     )
+    add_passwd_command(commands)
     return parser
 
 
@@ -258,6 +273,9 @@ async def _watch_signals(signals: Any, server: Server, cancel_scope: trio.Cancel
     stopping = False
     async for signum in signals:
         name = signal.Signals(signum).name
+        if signum == signal.SIGHUP:
+            reload_tls(server)
+            continue
         if stopping:
             print(f"{PROG}: {name} again, stopping now", flush=True)
             cancel_scope.cancel()
@@ -267,7 +285,9 @@ async def _watch_signals(signals: Any, server: Server, cancel_scope: trio.Cancel
         stopping = True
 
 
-async def _serve(server: Server, config: Config) -> None:
+async def _serve(
+    server: Server, config: Config, smtps_listen: Sequence[tuple[str, int]] = ()
+) -> None:
     listeners: list[trio.SocketListener] = []
     try:
         for item in config.listen:
@@ -279,10 +299,18 @@ async def _serve(server: Server, config: Config) -> None:
         raise _CannotListen(f"cannot listen on {item}: {exc.strerror or exc}") from None
     # Signals are caught before the "listening" line, so a supervisor (or a
     # test) that signals as soon as it reads the line gets a clean shutdown.
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    signals_wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    with trio.open_signal_receiver(*signals_wanted) as signals:
         async with trio.open_nursery() as nursery:
             bound: list[tuple[str, int]] = await nursery.start(server.serve_listeners, listeners)
-            where = ", ".join(_show_address(h, p) for h, p in bound)
+            try:
+                smtps = await start_smtps(nursery, server, smtps_listen)
+            except OSError as exc:
+                raise _CannotListen(f"cannot listen for SMTPS: {exc.strerror or exc}") from None
+            where = ", ".join(
+                [_show_address(h, p) for h, p in bound]
+                + [f"{_show_address(h, p)} (SMTPS)" for h, p in smtps]
+            )
             if config.maildir.enabled:
                 mailboxes = Path(config.maildir.root) / config.maildir.path
                 domains = "any domain" if config.maildir.any_domain else ", ".join(config.domains)
@@ -310,13 +338,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         spool = _prepare_directory("server.spool_dir", spool)
     config = attrs.evolve(config, maildir=maildir, spool_dir=spool)
     _setup_logging(args.log_level, args.log_format)
-    try:
+    with contextlib.ExitStack() as stack:  # holds a --tls-self-signed certificate's directory
+        config = apply_tls_arguments(args, config, stack)
         server = Server(config)
         install_capture(server.chain, args)
-        trio.run(_serve, server, config)
-    except _CannotListen as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
+        try:
+            trio.run(_serve, server, config, args.smtps_listen or ())
+        except _CannotListen as exc:
+            print(f"{PROG}: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
     print(f"{PROG}: stopped", flush=True)
     return EXIT_OK
 
@@ -379,7 +409,10 @@ def _cmd_send(args: argparse.Namespace) -> int:
 
 def _cmd_config(args: argparse.Namespace) -> int:
     if args.config_command == "check":
-        Config.from_toml(args.file)
+        from mailio_trio.tls import build_server_context
+
+        config = Config.from_toml(args.file)
+        build_server_context(config.tls)  # the certificate files must load, not only be named
         print(f"{args.file}: OK")
         return EXIT_OK
     sys.stdout.write(effective_config(args).to_toml())
@@ -389,7 +422,12 @@ def _cmd_config(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = build_parser().parse_args(argv)
-    commands = {"serve": _cmd_serve, "send": _cmd_send, "config": _cmd_config}
+    commands = {
+        "serve": _cmd_serve,
+        "send": _cmd_send,
+        "config": _cmd_config,
+        "passwd": run_passwd,
+    }
     try:
         return commands[args.command](args)
     except ConfigError as exc:

@@ -20,6 +20,9 @@ from mailio_trio.protocol import BareLineEndings
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from mailio_trio.plugins.auth import AuthConfig
+    from mailio_trio.tls import TLSConfig
+
 __all__ = ["Config", "ConfigError", "DnsConfig", "Limits", "MaildirConfig", "parse_listen"]
 
 
@@ -305,6 +308,18 @@ def _domains(value: Any) -> tuple[str, ...]:
     return tuple(d.strip().lower().rstrip(".") for d in value)
 
 
+def _tls(value: Any) -> TLSConfig:
+    from mailio_trio.tls import TLSConfig  # tls.py imports ConfigError from here
+
+    return value if isinstance(value, TLSConfig) else TLSConfig.from_mapping(value)
+
+
+def _auth(value: Any) -> AuthConfig:
+    from mailio_trio.plugins.auth import AuthConfig  # it imports ConfigError from here
+
+    return value if isinstance(value, AuthConfig) else AuthConfig.from_mapping(value)
+
+
 @attrs.frozen(kw_only=True)
 class Config:
     """The server's configuration.
@@ -338,6 +353,10 @@ class Config:
     )
     """``HOST:PORT`` addresses ``mailio-trio serve`` listens on (``Server.serve`` takes its own)."""
     maildir: MaildirConfig = attrs.field(factory=MaildirConfig)
+    tls: TLSConfig = attrs.field(factory=lambda: _tls({}), converter=_tls)
+    """Certificate for STARTTLS and SMTPS; a ``TLSConfig`` or its table (see ``tls.py``)."""
+    auth: AuthConfig = attrs.field(factory=lambda: _auth({}), converter=_auth)
+    """Where AUTH may be used, and the ``[auth.users]`` table (see ``plugins/auth.py``)."""
 
     def __attrs_post_init__(self) -> None:
         if not self.domains:

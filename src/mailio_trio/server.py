@@ -3,13 +3,20 @@
 Connections run in a nursery that outlives the accept loops, so stopping
 accepting never cuts a transaction short; each connection's task is the error
 boundary for that connection (``Session.run``).
+
+Implicit TLS (SMTPS, RFC 8314 §3.3) listeners hand each accepted socket to its
+connection task, which does the handshake under ``limits.tls_handshake_timeout``:
+a client that never finishes its handshake holds only its own task, never the
+accept loop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import logging
+import ssl
 from typing import TYPE_CHECKING
 
 import attrs
@@ -19,10 +26,9 @@ from mailio_trio.chain import Chain, Handler, HandlerFunc, handler_decorator
 from mailio_trio.client_limits import Admission, PerIpLimiter
 from mailio_trio.config import Config
 from mailio_trio.protocol import Reply
-from mailio_trio.session import ClientInfo, ServerContext, Session
+from mailio_trio.session import ClientInfo, ServerContext, Session, _tls_info
 
 if TYPE_CHECKING:
-    import ssl
     from collections.abc import Callable, Iterable, Sequence
 
     from mailio_trio.dns import Resolver
@@ -48,6 +54,8 @@ class ServerStatistics:
     active_sessions: int
     sessions_total: int
     refused_over_limit: int
+    tls_handshakes: int = 0
+    """Implicit-TLS connections still in their handshake (they count toward the limit)."""
 
 
 @attrs.define(eq=False)
@@ -71,11 +79,14 @@ class Server:
 
     config: Config = attrs.field(factory=Config)
     tls_context: ssl.SSLContext | None = None
+    """For STARTTLS and SMTPS; built from ``config.tls`` when not given."""
     resolver: Resolver | None = None
     """DNS for reverse lookups and plugins; by default built from ``config.dns`` if set."""
     chain: Chain = attrs.field(init=False)
     _context: ServerContext = attrs.field(init=False)
     _accept_scopes: set[trio.CancelScope] = attrs.field(factory=set, init=False)
+    _serving: int = attrs.field(default=0, init=False)
+    _handshaking: int = attrs.field(default=0, init=False)
     _stopped: trio.Event = attrs.field(factory=trio.Event, init=False)
     _sessions_total: int = attrs.field(default=0, init=False)
     _refused: int = attrs.field(default=0, init=False)
@@ -83,11 +94,14 @@ class Server:
 
     def __attrs_post_init__(self) -> None:
         from mailio_trio.plugins import register_configured, register_core
+        from mailio_trio.tls import build_server_context
 
         if self.resolver is None and self.config.dns is not None:
             from mailio_trio.dns import DnsResolver
 
             self.resolver = DnsResolver(self.config.dns)
+        if self.tls_context is None:
+            self.tls_context = build_server_context(self.config.tls)
         self.chain = Chain(plugins=self.config.plugins)
         self._context = ServerContext(
             config=self.config,
@@ -131,7 +145,25 @@ class Server:
             active_sessions=len(self._context.sessions),
             sessions_total=self._sessions_total,
             refused_over_limit=self._refused,
+            tls_handshakes=self._handshaking,
         )
+
+    def reload_tls(self, context: ssl.SSLContext | None = None) -> None:
+        """Use a new TLS context (renewed certificate) for connections from now on.
+
+        Connections already in TLS keep theirs; nothing is dropped. With no
+        argument the files named in ``config.tls`` are read again (the CLI does
+        this on SIGHUP).
+
+        Raises:
+          ConfigError: The files cannot be used; the old context stays in place.
+        """
+        from mailio_trio.tls import build_server_context
+
+        if context is None:
+            context = build_server_context(self.config.tls)
+        self.tls_context = self._context.tls_context = context
+        logger.info("TLS context reloaded" if context is not None else "TLS turned off")
 
     # -- serving -------------------------------------------------------------
 
@@ -150,35 +182,68 @@ class Server:
         listeners = await trio.open_tcp_listeners(port, host=host)
         await self.serve_listeners(listeners, task_status=task_status)
 
+    async def serve_tls(
+        self,
+        host: str | None = "127.0.0.1",
+        port: int = 4650,
+        *,
+        task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Like :meth:`serve`, with implicit TLS (SMTPS, RFC 8314): TLS from the first byte.
+
+        May run alongside :meth:`serve` on the same server (plain 2525 and TLS 4650).
+
+        Raises:
+          RuntimeError: The server has no TLS context (no ``config.tls.cert``).
+        """
+        if self.tls_context is None:
+            raise RuntimeError("serve_tls needs a certificate: set config.tls or tls_context")
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        await self.serve_listeners([], tls_listeners=listeners, task_status=task_status)
+
     async def serve_listeners(
         self,
         listeners: Sequence[trio.SocketListener],
         *,
+        tls_listeners: Sequence[trio.SocketListener] = (),
         task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        """Serve on listeners already open (``SO_REUSEPORT`` workers, implicit TLS)."""
-        addresses: list[Address] = [lst.socket.getsockname()[:2] for lst in listeners]
+        """Serve on listeners already open (``SO_REUSEPORT`` workers); ``tls_listeners``
+        speak implicit TLS. Returns the bound addresses, plain ones first."""
+        everything = [*listeners, *tls_listeners]
+        addresses: list[Address] = [lst.socket.getsockname()[:2] for lst in everything]
         accept_scope = trio.CancelScope()
         self._accept_scopes.add(accept_scope)
         if self._context.shutting_down:
             accept_scope.cancel()
+        self._serving += 1
         try:
             async with trio.open_nursery() as connections:
                 with accept_scope:
                     async with trio.open_nursery() as accepting:
                         for listener in listeners:
                             accepting.start_soon(self._accept_loop, listener, connections)
+                        for listener in tls_listeners:
+                            accepting.start_soon(
+                                functools.partial(
+                                    self._accept_loop, listener, connections, tls=True
+                                )
+                            )
                         logger.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in addresses))
                         task_status.started(addresses)
-                _close_listeners(listeners)
+                self._accept_scopes.discard(accept_scope)
+                _close_listeners(everything)
                 self._drain(connections)
         finally:
-            _close_listeners(listeners)
+            _close_listeners(everything)
             self._accept_scopes.discard(accept_scope)
-            if not self._accept_scopes:
+            self._serving -= 1
+            if not self._serving:
                 self._stopped.set()
 
-    async def _accept_loop(self, listener: trio.SocketListener, connections: trio.Nursery) -> None:
+    async def _accept_loop(
+        self, listener: trio.SocketListener, connections: trio.Nursery, *, tls: bool = False
+    ) -> None:
         while True:
             try:
                 stream = await listener.accept()
@@ -188,13 +253,18 @@ class Server:
                 logger.error("accept failed (%s); retrying shortly", errno.errorcode[exc.errno])
                 await trio.sleep(_ACCEPT_RETRY_SECONDS)
                 continue
-            connections.start_soon(self._handle, stream)
+            connections.start_soon(self._handle, stream, tls)
 
-    async def _handle(self, stream: trio.SocketStream) -> None:
+    async def _handle(self, stream: trio.SocketStream, tls: bool = False) -> None:
         self._sessions_total += 1
-        if len(self._context.sessions) >= self.config.limits.max_connections:
+        # Clients still in their TLS handshake count: a flood of stalled handshakes
+        # must hit the limit like a flood of idle sessions.
+        if len(self._context.sessions) + self._handshaking >= self.config.limits.max_connections:
             self._refused += 1
-            await _refuse(stream, TOO_MANY_CONNECTIONS)
+            if tls:  # a plaintext 421 means nothing to a client that expects TLS
+                await trio.aclose_forcefully(stream)
+            else:
+                await _refuse(stream, TOO_MANY_CONNECTIONS)
             return
         try:
             host, port = stream.socket.getpeername()[:2]
@@ -208,10 +278,42 @@ class Server:
             await _refuse(stream, TOO_MANY_FROM_YOU)
             return
         try:
-            session = Session(self._context, stream, ClientInfo(address=host, port=port))
-            await session.run()
+            client = ClientInfo(address=host, port=port)
+            if not tls:
+                await Session(self._context, stream, client).run()
+                return
+            self._handshaking += 1
+            try:
+                tls_stream = await self._handshake(stream, client)
+            finally:
+                self._handshaking -= 1
+            if tls_stream is not None:
+                session = Session(
+                    self._context, tls_stream, client, secure=True, tls=_tls_info(tls_stream)
+                )
+                await session.run()
         finally:
             self._per_ip.release(host)
+
+    async def _handshake(
+        self, stream: trio.SocketStream, client: ClientInfo
+    ) -> trio.SSLStream[trio.SocketStream] | None:
+        """Implicit TLS: the handshake, in this connection's task and under its timeout."""
+        context = self._context.tls_context
+        assert context is not None  # serve_tls refuses to start without one
+        tls_stream = trio.SSLStream(stream, context, server_side=True)
+        failure = "timed out"
+        with trio.move_on_after(self.config.limits.tls_handshake_timeout):
+            try:
+                await tls_stream.do_handshake()
+            except (trio.BrokenResourceError, ssl.SSLError) as exc:
+                failure = f"failed: {exc.__cause__ or exc}"
+            else:
+                return tls_stream
+        # A scanner or a client speaking plain SMTP to the TLS port: not our error.
+        logger.info("TLS handshake with %s:%s %s", client.address, client.port, failure)
+        await trio.aclose_forcefully(stream)
+        return None
 
     def _drain(self, connections: trio.Nursery) -> None:
         """Stop idle sessions now; give busy ones the grace period, then cancel them."""

@@ -464,7 +464,7 @@ class Session:
             try:
                 await stream.do_handshake()
             except (trio.BrokenResourceError, ssl.SSLError) as exc:
-                self.log.info("TLS handshake failed: %s", exc)
+                self.log.info("TLS handshake failed: %s", exc.__cause__ or exc)
                 raise _Close(None) from exc
         if scope.cancelled_caught:
             self.log.info("TLS handshake timed out")
@@ -491,6 +491,11 @@ class Session:
         finally:
             self.context.sessions.discard(self)
             with trio.CancelScope(shield=True), trio.move_on_after(1):
+                if isinstance(self.stream, trio.SSLStream):
+                    # close_notify first: TLS clients (openssl s_client) treat a bare
+                    # TCP close as a truncation attack (RFC 8446 §6.1).
+                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                        await self.stream.aclose()
                 await trio.aclose_forcefully(self.stream)
 
     async def _send_last(self, reply: Reply | None) -> None:
@@ -527,7 +532,9 @@ class Session:
         try:
             command = parse_command(line)
         except ClientProtocolError as exc:
-            transcript.debug("[%s] C: %r", self.id, line[:100])
+            # A malformed AUTH line still carries credentials: never in the transcript.
+            redacted = b"AUTH ***" if line[:4].upper() == b"AUTH" else line[:100]
+            transcript.debug("[%s] C: %r", self.id, redacted)
             self.queue_reply(exc.reply)
             return
         self.counters.commands += 1

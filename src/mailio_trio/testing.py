@@ -438,7 +438,7 @@ async def start_capturing_server(
 class RawConnection:
     """Bytes to a server and replies back, for tests that need exact control."""
 
-    stream: trio.SocketStream
+    stream: trio.abc.Stream
     _buffer: bytearray = attrs.field(factory=bytearray)
 
     async def send(self, data: bytes) -> None:
@@ -485,6 +485,17 @@ class RawConnection:
                 pass
             return True
         return False
+
+    async def start_tls(self, context: ssl.SSLContext, server_hostname: str) -> None:
+        """Handshake on this connection (after the server's ``220`` to STARTTLS).
+
+        Raises:
+          AssertionError: The server sent bytes after its ``220`` before TLS.
+        """
+        assert not self._buffer, f"plaintext after STARTTLS's reply: {bytes(self._buffer)!r}"
+        tls = trio.SSLStream(self.stream, context, server_hostname=server_hostname)
+        await tls.do_handshake()
+        self.stream = tls
 
     async def aclose(self) -> None:
         await self.stream.aclose()

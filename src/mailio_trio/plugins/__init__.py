@@ -15,6 +15,7 @@ import importlib
 from typing import TYPE_CHECKING
 
 from mailio_trio.plugins import (
+    auth,
     connect,
     data,
     ehlo,
@@ -26,6 +27,7 @@ from mailio_trio.plugins import (
     quit,
     rcpt,
     rset,
+    starttls,
     timeout,
     unrecognized,
     vrfy,
@@ -52,6 +54,8 @@ CORE_PLUGINS = (
     quit,
     timeout,
     unrecognized,
+    starttls,
+    auth,
 )
 
 

@@ -1,0 +1,165 @@
+"""The CLI's TLS and AUTH parts: ``serve`` flags, SMTPS listeners, SIGHUP reload, ``passwd``.
+
+Kept apart from ``cli.py`` so the command's other parts can change freely:
+``cli.py`` calls :func:`add_tls_arguments`, :func:`apply_tls_arguments`,
+:func:`start_smtps`, :func:`reload_tls` and :func:`add_passwd_command` /
+:func:`run_passwd`, and nothing else here.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from mailio_trio.config import Config, ConfigError
+from mailio_trio.passwords import hash_password
+from mailio_trio.tls import SelfSignedError, build_server_context, make_self_signed
+
+if TYPE_CHECKING:
+    import argparse
+    import contextlib
+    from collections.abc import Callable, Sequence
+
+    import trio
+
+    from mailio_trio.server import Server
+
+__all__ = [
+    "add_passwd_command",
+    "add_tls_arguments",
+    "apply_tls_arguments",
+    "reload_tls",
+    "run_passwd",
+    "start_smtps",
+]
+
+logger = logging.getLogger("mailio_trio.cli")
+
+# Config keys as the operator typed them on the command line.
+_FLAGS = {"tls.cert": "--tls-cert", "tls.key": "--tls-key"}
+
+
+def add_tls_arguments(
+    serve: argparse.ArgumentParser, host_port: Callable[[str], tuple[str, int]]
+) -> None:
+    """Add ``--tls-cert``, ``--tls-key``, ``--tls-self-signed``, ``--smtps-listen`` to ``serve``."""
+    group = serve.add_argument_group("TLS")
+    group.add_argument(
+        "--tls-cert", metavar="PATH", help="PEM certificate chain for STARTTLS/SMTPS"
+    )
+    group.add_argument("--tls-key", metavar="PATH", help="PEM private key (if not in --tls-cert)")
+    group.add_argument(
+        "--tls-self-signed",
+        action="store_true",
+        help="make a throw-away self-signed certificate (development only)",
+    )
+    group.add_argument(
+        "--smtps-listen",
+        metavar="HOST:PORT",
+        type=host_port,
+        action="append",
+        default=[],
+        help="also listen with implicit TLS, RFC 8314 (repeatable; e.g. 127.0.0.1:4650)",
+    )
+
+
+def apply_tls_arguments(
+    args: argparse.Namespace, config: Config, stack: contextlib.ExitStack
+) -> Config:
+    """``config`` with the TLS flags applied; a self-signed pair lives until ``stack`` closes.
+
+    Raises:
+      ConfigError: One line naming the flag: conflicting flags, or files that
+        cannot be used (checked now, so the server never starts half-configured).
+    """
+    if args.tls_self_signed and (args.tls_cert or args.tls_key):
+        raise ConfigError("--tls-self-signed: cannot be combined with --tls-cert/--tls-key")
+    if args.tls_key and not args.tls_cert:
+        raise ConfigError(f"--tls-key = {args.tls_key!r}: needs --tls-cert as well")
+    tls = config.tls
+    if args.tls_self_signed:
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mailio-tls-")))
+        try:
+            cert, key = make_self_signed(directory, config.hostname)
+        except SelfSignedError as exc:
+            raise ConfigError(str(exc)) from None
+        tls = attrs.evolve(tls, cert=cert, key=key)
+    elif args.tls_cert:
+        tls = attrs.evolve(tls, cert=args.tls_cert, key=args.tls_key)
+    if args.smtps_listen and not tls.enabled:
+        listen = ", ".join(f"{h}:{p}" for h, p in args.smtps_listen)
+        raise ConfigError(
+            f"--smtps-listen = {listen}: needs a certificate (--tls-cert or --tls-self-signed)"
+        )
+    try:
+        build_server_context(tls)
+    except ConfigError as exc:
+        message = str(exc)
+        for config_key, flag in _FLAGS.items():
+            if message.startswith(config_key) and (args.tls_cert or args.tls_self_signed):
+                message = flag + message[len(config_key) :]
+        raise ConfigError(message) from None
+    return attrs.evolve(config, tls=tls)
+
+
+async def start_smtps(
+    nursery: trio.Nursery, server: Server, listen: Sequence[tuple[str, int]]
+) -> list[tuple[str, int]]:
+    """Start an implicit-TLS listener per address; returns what was bound."""
+    bound: list[tuple[str, int]] = []
+    for host, port in listen:
+        addresses: list[tuple[str, int]] = await nursery.start(server.serve_tls, host, port)
+        bound.extend(addresses)
+    return bound
+
+
+def reload_tls(server: Server) -> None:
+    """SIGHUP: read the certificate files again; on error keep serving with the old ones."""
+    if server.tls_context is None:
+        logger.info("SIGHUP: no TLS configured, nothing to reload")
+        return
+    try:
+        server.reload_tls()
+    except ConfigError as exc:
+        logger.error("SIGHUP: TLS reload failed, keeping the current certificate: %s", exc)
+
+
+def add_passwd_command(commands: Any) -> None:
+    """Add ``passwd USER`` to the CLI's subcommands (``parser.add_subparsers()``)."""
+    passwd = commands.add_parser(
+        "passwd",
+        help="hash a password for the [auth.users] table",
+        description=(
+            "Read a password from stdin (without echo on a terminal) and print the "
+            'line USER = "<hash>" to paste under [auth.users].'
+        ),
+    )
+    passwd.add_argument("user", metavar="USER")
+
+
+def run_passwd(args: argparse.Namespace) -> int:
+    """``mailio-trio passwd USER``: exit 0 with the line printed, 2 on bad input."""
+    user: str = args.user
+    # TOML bare keys are A-Za-z0-9_-; anything else must be quoted, which we do for it.
+    if not user or any(c in user for c in '"\\\r\n') or not user.isprintable():
+        print(f"mailio-trio: passwd USER = {user!r}: not a usable user name", file=sys.stderr)
+        return 2
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("mailio-trio: passwords differ; nothing printed", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        print("mailio-trio: passwd: empty password refused", file=sys.stderr)
+        return 2
+    key = user if all(c.isascii() and (c.isalnum() or c in "-_") for c in user) else f'"{user}"'
+    print(f'{key} = "{hash_password(password)}"')
+    return 0

@@ -1,0 +1,250 @@
+"""TLS configuration: certificates, the server's ``ssl.SSLContext``, throw-away certificates.
+
+This module owns how a :class:`TLSConfig` becomes an :class:`ssl.SSLContext`
+(for STARTTLS and implicit-TLS listeners alike) and must never let a bad path
+or a mismatched key surface as a traceback: every problem an operator can fix
+is one :class:`~mailio_trio.config.ConfigError` line naming the key.
+
+Security defaults:
+  * TLS 1.2 is the floor (RFC 8996 deprecates 1.0 and 1.1; RFC 8314 §4.1 asks
+    for current versions); ``tls.minimum_version = "TLSv1.3"`` raises it.
+  * Cipher suites are OpenSSL's defaults unless ``tls.ciphers`` is set: the
+    distribution's policy is better maintained than a list frozen here.
+  * No private key ships with the package (mail-io bundled one): without a
+    certificate STARTTLS is simply not offered. ``--tls-self-signed`` makes a
+    throw-away pair for development, with the ``openssl`` command when present
+    (no runtime dependency) or ``trustme`` if installed (the ``self-signed``
+    extra), never silently.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from mailio_trio.config import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["TLSConfig", "TLSVersion", "build_server_context", "make_self_signed"]
+
+logger = logging.getLogger("mailio_trio.tls")
+
+
+class TLSVersion(enum.Enum):
+    """The lowest protocol version a client may negotiate."""
+
+    TLS_1_2 = "TLSv1.2"
+    TLS_1_3 = "TLSv1.3"
+
+    @property
+    def ssl_version(self) -> ssl.TLSVersion:
+        return ssl.TLSVersion.TLSv1_2 if self is TLSVersion.TLS_1_2 else ssl.TLSVersion.TLSv1_3
+
+
+def _version(value: str | TLSVersion) -> TLSVersion:
+    if isinstance(value, TLSVersion):
+        return value
+    for member in TLSVersion:
+        if str(value).replace(" ", "").lower() in (member.value.lower(), member.value[4:]):
+            return member
+    allowed = ", ".join(repr(m.value) for m in TLSVersion)
+    raise ConfigError(f"tls.minimum_version = {value!r}: must be one of {allowed}")
+
+
+def _optional_path(value: str | os.PathLike[str] | None) -> Path | None:
+    return None if value is None or value == "" else Path(value)
+
+
+@attrs.frozen(kw_only=True)
+class TLSConfig:
+    """Where the server's certificate lives and what clients must offer.
+
+    Example:
+      >>> TLSConfig(cert="/etc/mail/cert.pem", key="/etc/mail/key.pem").enabled
+      True
+    """
+
+    _section = "tls"
+
+    cert: Path | None = attrs.field(default=None, converter=_optional_path)
+    """PEM certificate chain (leaf first). Without it STARTTLS and SMTPS are off."""
+    key: Path | None = attrs.field(default=None, converter=_optional_path)
+    """PEM private key; may be omitted when ``cert`` holds the key too."""
+    ca: Path | None = attrs.field(default=None, converter=_optional_path)
+    """PEM CA bundle used to verify client certificates (with ``request_client_cert``)."""
+    request_client_cert: bool = False
+    """Ask clients for a certificate; one that fails verification fails the handshake.
+    A client without one is still served (MTAs rarely have one)."""
+    minimum_version: TLSVersion = attrs.field(default=TLSVersion.TLS_1_2, converter=_version)
+    ciphers: str | None = None
+    """An OpenSSL cipher string for TLS 1.2; ``None`` keeps OpenSSL's defaults."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.key is not None and self.cert is None:
+            raise ConfigError(f"tls.key = {str(self.key)!r}: needs tls.cert as well")
+        if self.request_client_cert and self.ca is None:
+            raise ConfigError(
+                "tls.request_client_cert = true: needs tls.ca, "
+                "the CAs that sign client certificates"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert is not None
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any]) -> TLSConfig:
+        """Build from a ``[tls]`` TOML table; unknown keys are one-line errors."""
+        known = {a.name for a in attrs.fields(cls)}
+        for key in table:
+            if key not in known:
+                raise ConfigError(
+                    f"tls.{key}: unknown key; known keys are {', '.join(sorted(known))}"
+                )
+        return cls(**table)
+
+
+def _readable(key: str, path: Path) -> None:
+    """One line for the operator if ``path`` cannot be read (``ssl`` says only 'No such file')."""
+    try:
+        with path.open("rb") as f:
+            f.read(1)
+    except FileNotFoundError:
+        raise ConfigError(f"{key} = {str(path)!r}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{key} = {str(path)!r}: is a directory, not a PEM file") from None
+    except OSError as exc:
+        raise ConfigError(f"{key} = {str(path)!r}: cannot read: {exc.strerror or exc}") from None
+
+
+def build_server_context(config: TLSConfig) -> ssl.SSLContext | None:
+    """The server-side context for ``config``; ``None`` when no certificate is configured.
+
+    Reads the files now, so a reload (SIGHUP) picks up renewed certificates.
+
+    Raises:
+      ConfigError: A file is missing or unreadable, the key does not match the
+        certificate, or the cipher string selects nothing.
+    """
+    if config.cert is None:
+        return None
+    _readable("tls.cert", config.cert)
+    if config.key is not None:
+        _readable("tls.key", config.key)
+    if config.ca is not None:
+        _readable("tls.ca", config.ca)
+    # PROTOCOL_TLS_SERVER with Purpose.CLIENT_AUTH defaults: no compression,
+    # single-use DH/ECDH keys, renegotiation off where OpenSSL allows it.
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = config.minimum_version.ssl_version
+    try:
+        context.load_cert_chain(config.cert, config.key)
+    except ssl.SSLError as exc:
+        keys = "tls.cert/tls.key" if config.key is not None else "tls.cert"
+        raise ConfigError(
+            f"{keys} = {str(config.cert)!r}: not a usable PEM certificate and matching "
+            f"private key ({exc.reason or exc})"
+        ) from None
+    if config.ca is not None:
+        try:
+            context.load_verify_locations(cafile=config.ca)
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                f"tls.ca = {str(config.ca)!r}: not a PEM CA bundle ({exc.reason or exc})"
+            ) from None
+    if config.request_client_cert:
+        # CERT_OPTIONAL: verify a certificate when offered, serve clients without one.
+        context.verify_mode = ssl.CERT_OPTIONAL
+    if config.ciphers is not None:
+        try:
+            context.set_ciphers(config.ciphers)
+        except ssl.SSLError:
+            raise ConfigError(
+                f"tls.ciphers = {config.ciphers!r}: selects no cipher OpenSSL knows"
+            ) from None
+    return context
+
+
+class SelfSignedError(RuntimeError):
+    """No way to make a throw-away certificate here (no ``openssl``, no ``trustme``)."""
+
+
+def make_self_signed(directory: Path, hostname: str) -> tuple[Path, Path]:
+    """Write a throw-away self-signed certificate for ``hostname`` into ``directory``.
+
+    For development only: clients cannot verify it. Uses the ``openssl``
+    command when on ``PATH`` (nothing to install), else ``trustme`` when
+    importable (``pip install mailio-trio[self-signed]``).
+
+    Returns:
+      The certificate and key paths.
+
+    Raises:
+      SelfSignedError: Neither tool is available, or ``openssl`` failed.
+    """
+    cert, key = directory / "self-signed-cert.pem", directory / "self-signed-key.pem"
+    openssl = shutil.which("openssl")
+    if openssl is not None:
+        _openssl_self_signed(openssl, hostname, cert, key)
+    else:
+        try:
+            import trustme  # optional extra, only for this fallback
+        except ImportError:
+            raise SelfSignedError(
+                "--tls-self-signed needs the openssl command or the trustme package "
+                "(pip install 'mailio-trio[self-signed]')"
+            ) from None
+        ca = trustme.CA()
+        issued = ca.issue_cert(hostname, "localhost", "127.0.0.1", "::1")
+        issued.cert_chain_pems[0].write_to_path(str(cert))
+        issued.private_key_pem.write_to_path(str(key))
+    key.chmod(0o600)
+    logger.warning(
+        "TLS: using a throw-away self-signed certificate for %s (development only; "
+        "clients cannot verify it)",
+        hostname,
+    )
+    return cert, key
+
+
+def _openssl_self_signed(openssl: str, hostname: str, cert: Path, key: Path) -> None:
+    san = f"subjectAltName=DNS:{hostname},DNS:localhost,IP:127.0.0.1,IP:::1"
+    command = [
+        openssl,
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-days",
+        "7",
+        "-subj",
+        f"/CN={hostname}",
+        "-addext",
+        san,
+        "-keyout",
+        str(key),
+        "-out",
+        str(cert),
+    ]
+    # umask so the private key is never readable by others, even briefly.
+    old = os.umask(0o077)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+    finally:
+        os.umask(old)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SelfSignedError(f"openssl could not make a self-signed certificate: {last}")
