@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
     from mailio_trio.config import Config
 
-__all__ = ["ClientInfo", "ConnectionLost", "ServerContext", "Session", "TLSInfo"]
+__all__ = ["ClientInfo", "ConnectionLost", "Counters", "ServerContext", "Session", "TLSInfo"]
 
 logger = logging.getLogger("mailio_trio.session")
 transcript = logging.getLogger("mailio_trio.transcript")
@@ -96,6 +96,8 @@ class ClientInfo:
 
 @attrs.frozen
 class TLSInfo:
+    """The TLS connection's facts, once STARTTLS or implicit TLS is up."""
+
     version: str | None
     cipher: str | None
     peer_certificate: dict[str, Any] | None
@@ -103,6 +105,8 @@ class TLSInfo:
 
 @attrs.define(eq=False, slots=True)
 class Counters:
+    """What this session has done so far (limits are checked against these)."""
+
     commands: int = 0
     unrecognized: int = 0
     auth_failures: int = 0

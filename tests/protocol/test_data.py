@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -145,11 +147,9 @@ def test_empty_feed_is_harmless() -> None:
 def test_size_limit_counts_unstuffed_body() -> None:
     reader = DataReader(max_size=6)
     assert reader.feed(b"..abc\r\n") == b".abc\r\n"
-    assert not reader.size_exceeded
+    assert (reader.size, reader.size_exceeded) == (6, False)
     assert reader.feed(b"x\r\n.\r\nQUIT\r\n") == b""
-    assert reader.size_exceeded
-    assert reader.size == 9
-    assert reader.done
+    assert (reader.size, reader.size_exceeded, reader.done) == (9, True, True)
     assert reader.take_trailing() == b"QUIT\r\n"
 
 
@@ -224,7 +224,7 @@ _streams = st.lists(_pieces, max_size=60).map(b"".join)
 def _chunk(data: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(data) + 1) for c in cuts})
     bounds = [0, *points, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @given(stream=_streams, cuts=st.lists(st.integers(min_value=0), max_size=12))

@@ -303,9 +303,10 @@ _PARAM = re.compile(r"([A-Za-z0-9][A-Za-z0-9-]*)(?:=([!-<>-~\u0080-\U0010ffff]+)
 
 def _parse_params(text: str) -> dict[str, str | None]:
     params: dict[str, str | None] = {}
-    for item in text.split():
+    # Split on SP only: str.split() would also split on TAB and Unicode spaces.
+    for item in filter(None, text.split(" ")):
         match = _PARAM.match(item)
-        if match is None:
+        if match is None or not item.isprintable():
             raise ClientProtocolError(Reply(501, "Syntax error in parameters", "5.5.4"))
         key = match.group(1).upper()
         if key in params:

@@ -1,0 +1,32 @@
+"""The public API is what ``mailio_trio.__all__`` says, and all of it imports."""
+
+from __future__ import annotations
+
+import mailio_trio
+
+
+def test_public_names_are_pinned() -> None:
+    assert sorted(mailio_trio.__all__) == [
+        "Address",
+        "Chain",
+        "ChainError",
+        "ClientInfo",
+        "Config",
+        "ConfigError",
+        "Envelope",
+        "Handler",
+        "Limits",
+        "Message",
+        "Reply",
+        "Request",
+        "Response",
+        "Server",
+        "Session",
+        "__version__",
+    ]
+    for name in mailio_trio.__all__:
+        assert getattr(mailio_trio, name) is not None
+
+
+def test_version_comes_from_the_installed_metadata() -> None:
+    assert mailio_trio.__version__[0].isdigit()
