@@ -1,107 +1,389 @@
-"""The ``mailio-trio`` command.
+"""The ``mailio-trio`` command: ``serve``, ``send``, ``config check``, ``config show``.
 
-Errors an operator can fix (a bad flag, a port in use) are one line on
-stderr and exit code 2 or 1 — never a traceback.
+Errors an operator can fix are one line on stderr, never a traceback: a bad
+flag or configuration value exits with 2, a port that cannot be bound with 1.
+Configuration is layered: the CLI's defaults, then the ``--config`` TOML file,
+then flags — a flag always wins.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import signal
+import smtplib
 import sys
-from typing import TYPE_CHECKING
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
 
 from mailio_trio import __version__
-from mailio_trio.config import Config, ConfigError, Limits
+from mailio_trio.config import Config, ConfigError, parse_listen
 from mailio_trio.server import Server
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
-__all__ = ["main"]
+__all__ = ["build_parser", "effective_config", "main"]
 
+PROG = "mailio-trio"
+EXIT_OK = 0
+EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
+# What `mailio-trio serve` runs with when neither a file nor a flag says
+# otherwise: a loopback-only server that keeps mail for "localhost" in ./mail.
+CLI_DEFAULTS: dict[str, dict[str, Any]] = {
+    "server": {"domains": ["localhost"], "listen": ["127.0.0.1:2525"], "spool_dir": "spool"},
+    "maildir": {"enabled": True, "root": "mail"},
+}
 
-def _host_port(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:2525)")
-    return host.strip("[]") or "127.0.0.1", int(port)
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (argparse prints the whole usage first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+
+def _listen_arg(value: str) -> str:
+    try:
+        parse_listen(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r} {exc}") from None
+    return value
+
+
+def _positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be a whole number greater than 0")
+    return int(value)
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} must be a number of seconds greater than 0")
+    return number
+
+
+def _server_flags() -> _Parser:
+    flags = _Parser(add_help=False)
+    group = flags.add_argument_group("server options (a flag overrides the config file)")
+    group.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    group.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        type=_listen_arg,
+        action="append",
+        help="address to listen on, repeatable (default 127.0.0.1:2525; port 0 picks one)",
+    )
+    group.add_argument(
+        "--domain", action="append", metavar="DOMAIN", help="a local domain, repeatable"
+    )
+    group.add_argument("--hostname", help="our name in the greeting and Received: lines")
+    group.add_argument("--maildir", metavar="ROOT", help="maildir root (default ./mail)")
+    group.add_argument("--spool", metavar="DIR", help="spool directory (default ./spool)")
+    group.add_argument("--max-message-size", type=_positive_int, metavar="BYTES")
+    group.add_argument("--idle-timeout", type=_positive_float, metavar="SECONDS")
+    return flags
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mailio-trio", description="A Trio SMTP server with a plugin handler chain."
+    parser = _Parser(
+        prog=PROG,
+        description="A Trio SMTP server with a plugin handler chain.",
+        epilog="Run `mailio-trio COMMAND --help` for a command's options.",
     )
-    parser.add_argument("--version", action="version", version=f"mailio-trio {__version__}")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="run the SMTP server")
-    serve.add_argument(
-        "--listen",
-        metavar="HOST:PORT",
-        type=_host_port,
-        action="append",
-        help="address to listen on (repeatable; default 127.0.0.1:2525)",
+    serve = commands.add_parser(
+        "serve",
+        parents=[_server_flags()],
+        help="run the SMTP server",
+        description="Receive mail for the local domains into maildirs until Ctrl-C / SIGTERM.",
     )
-    serve.add_argument(
-        "--domain",
-        action="append",
-        metavar="DOMAIN",
-        help="a local domain (repeatable; default localhost)",
-    )
-    serve.add_argument("--hostname", help="our name in the greeting and Received: lines")
-    serve.add_argument("--max-message-size", type=int, metavar="BYTES")
-    serve.add_argument("--idle-timeout", type=float, metavar="SECONDS")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    serve.add_argument("--log-format", default="text", choices=["text", "json"])
+
+    send = commands.add_parser(
+        "send",
+        help="submit one message to an SMTP server",
+        description="Send one message; the body comes from --body, --file or stdin.",
+    )
+    send.add_argument(
+        "--server",
+        metavar="HOST:PORT",
+        type=_listen_arg,
+        default="127.0.0.1:2525",
+        help="where to send (default 127.0.0.1:2525)",
+    )
+    send.add_argument("--from", dest="sender", required=True, metavar="ADDRESS")
+    send.add_argument("--to", dest="recipients", required=True, action="append", metavar="ADDRESS")
+    send.add_argument("--subject", default="", help="the Subject: header")
+    body = send.add_mutually_exclusive_group()
+    body.add_argument("--body", help="the message text")
+    body.add_argument("--file", metavar="PATH", help="read the message text from PATH")
+    send.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS")
+
+    config = commands.add_parser("config", help="check or show configuration")
+    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check = config_commands.add_parser("check", help="validate a TOML configuration file")
+    check.add_argument("file", metavar="FILE")
+    config_commands.add_parser(
+        "show",
+        parents=[_server_flags()],
+        help="print the effective configuration as TOML",
+        description="Print what `serve` with the same options would run with.",
+    )
     return parser
 
 
-def _config(args: argparse.Namespace) -> Config:
-    limits = {}
+# --- configuration -----------------------------------------------------------
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        old = out.get(key)
+        if isinstance(old, dict) and isinstance(value, dict):
+            out[key] = _merge(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+def _flags_table(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    server: dict[str, Any] = {}
+    limits: dict[str, Any] = {}
+    maildir: dict[str, Any] = {}
+    if args.listen:
+        server["listen"] = args.listen
+    if args.domain:
+        server["domains"] = args.domain
+    if args.hostname:
+        server["hostname"] = args.hostname
+    if args.spool:
+        server["spool_dir"] = args.spool
+    if args.maildir:
+        maildir.update(enabled=True, root=args.maildir)
     if args.max_message_size is not None:
         limits["message_size"] = args.max_message_size
     if args.idle_timeout is not None:
         limits["idle_timeout"] = args.idle_timeout
-    return Config(
-        hostname=args.hostname or "localhost",
-        domains=args.domain or ["localhost"],
-        limits=Limits(**limits),
-    )
+    tables = {"server": server, "limits": limits, "maildir": maildir}
+    return {name: table for name, table in tables.items() if table}
 
 
-async def _serve(server: Server, listen: Sequence[tuple[str, int]]) -> None:
-    async with trio.open_nursery() as nursery:
-        for host, port in listen:
-            addresses: list[tuple[str, int]] = await nursery.start(server.serve, host, port)
-            for bound_host, bound_port in addresses:
-                print(f"mailio-trio: listening on {bound_host}:{bound_port}", flush=True)
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                print(f"mailio-trio: {signal.Signals(signum).name}, shutting down", flush=True)
-                server.shutdown()
-                break
+def effective_config(args: argparse.Namespace) -> Config:
+    """Defaults < ``--config`` file < flags.
+
+    Raises:
+      ConfigError: One line; a file's errors start with its name.
+    """
+    table: dict[str, Any] = dict(CLI_DEFAULTS)
+    if args.config:
+        from mailio_trio._config_toml import load_toml
+
+        file_table = load_toml(args.config)
+        Config.from_toml(args.config)  # the file alone must be valid: errors name the file
+        table = _merge(table, file_table)
+    return Config.from_mapping(_merge(table, _flags_table(args)))
+
+
+def _prepare_directory(key: str, path: Path) -> Path:
+    """Create ``path`` if needed and check we can write there; one-line error otherwise."""
+    from mailio_trio.config import show
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"{key} = {show(str(path))}: cannot create the directory: {exc.strerror or exc}"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key} = {show(str(path))}: the directory is not writable")
+    return path.absolute()
+
+
+# --- serve -------------------------------------------------------------------
+
+
+class _JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key in ("session", "transaction", "handler"):
+            if hasattr(record, key):
+                entry[key] = getattr(record, key)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def _setup_logging(level: str, fmt: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(_JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+
+
+class _CannotListen(Exception):
+    pass
+
+
+def _show_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def _watch_signals(signals: Any, server: Server, cancel_scope: trio.CancelScope) -> None:
+    """First signal: graceful shutdown (``limits.shutdown_grace``); a second: stop now."""
+    stopping = False
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if stopping:
+            print(f"{PROG}: {name} again, stopping now", flush=True)
+            cancel_scope.cancel()
+            return
+        print(f"{PROG}: {name}, shutting down (send it again to stop at once)", flush=True)
+        server.shutdown()
+        stopping = True
+
+
+async def _serve(server: Server, config: Config) -> None:
+    listeners: list[trio.SocketListener] = []
+    try:
+        for item in config.listen:
+            host, port = parse_listen(item)
+            listeners += await trio.open_tcp_listeners(port, host=host)
+    except OSError as exc:
+        for listener in listeners:
+            await listener.aclose()
+        raise _CannotListen(f"cannot listen on {item}: {exc.strerror or exc}") from None
+    # Signals are caught before the "listening" line, so a supervisor (or a
+    # test) that signals as soon as it reads the line gets a clean shutdown.
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            bound: list[tuple[str, int]] = await nursery.start(server.serve_listeners, listeners)
+            where = ", ".join(_show_address(h, p) for h, p in bound)
+            if config.maildir.enabled:
+                mailboxes = Path(config.maildir.root) / config.maildir.path
+                goes = f"mail for {', '.join(config.domains)} goes to {mailboxes}"
+            else:
+                goes = "maildir delivery is off: accepted mail is not kept"
+            print(f"{PROG}: listening on {where}; {goes}", flush=True)
+            nursery.start_soon(_watch_signals, signals, server, nursery.cancel_scope)
+            await server.wait_stopped()
+            nursery.cancel_scope.cancel()
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    config = effective_config(args)
+    import attrs
+
+    maildir = config.maildir
+    if maildir.enabled:
+        maildir = attrs.evolve(maildir, root=_prepare_directory("maildir.root", maildir.root))
+    spool = config.spool_dir
+    if spool is not None:
+        spool = _prepare_directory("server.spool_dir", spool)
+    config = attrs.evolve(config, maildir=maildir, spool_dir=spool)
+    _setup_logging(args.log_level, args.log_format)
+    try:
+        trio.run(_serve, Server(config), config)
+    except _CannotListen as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"{PROG}: stopped", flush=True)
+    return EXIT_OK
+
+
+# --- send ----------------------------------------------------------------------
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    # Plain smtplib for now; the project's own client replaces it with the relay work.
+    if args.body is not None:
+        text = args.body
+    elif args.file is not None and args.file != "-":
+        try:
+            text = Path(args.file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"{PROG}: --file {args.file}: cannot read: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        text = sys.stdin.read()
+    message = EmailMessage()
+    message["From"] = args.sender
+    message["To"] = ", ".join(args.recipients)
+    message["Subject"] = args.subject
+    message["Date"] = formatdate(localtime=True)
+    message["Message-ID"] = make_msgid(domain=args.sender.rpartition("@")[2] or None)
+    message.set_content(text)
+    host, port = parse_listen(args.server)
+    try:
+        with smtplib.SMTP(host, port, timeout=args.timeout) as client:
+            refused = client.send_message(message, args.sender, args.recipients)
+    except smtplib.SMTPRecipientsRefused as exc:
+        refused = exc.recipients
+        sent: list[str] = []
+    except smtplib.SMTPResponseException as exc:
+        raw = exc.smtp_error
+        error = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        print(
+            f"{PROG}: {args.server} refused the message: {exc.smtp_code} {error}", file=sys.stderr
+        )
+        return EXIT_FAILURE
+    except (OSError, smtplib.SMTPException) as exc:
+        print(f"{PROG}: cannot send via {args.server}: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    else:
+        sent = [r for r in args.recipients if r not in refused]
+    if sent:
+        print(f"{PROG}: sent to {', '.join(sent)} via {args.server}")
+    if refused:
+        reasons = "; ".join(
+            f"{rcpt}: {code} {text.decode('utf-8', 'replace')}"
+            for rcpt, (code, text) in refused.items()
+        )
+        print(f"{PROG}: refused: {reasons}", file=sys.stderr)
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+# --- config ----------------------------------------------------------------------
+
+
+def _cmd_config(args: argparse.Namespace) -> int:
+    if args.config_command == "check":
+        Config.from_toml(args.file)
+        print(f"{args.file}: OK")
+        return EXIT_OK
+    sys.stdout.write(effective_config(args).to_toml())
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    commands = {"serve": _cmd_serve, "send": _cmd_send, "config": _cmd_config}
     try:
-        config = _config(args)
+        return commands[args.command](args)
     except ConfigError as exc:
-        print(f"mailio-trio: {exc}", file=sys.stderr)
+        print(f"{PROG}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    server = Server(config)
-    try:
-        trio.run(_serve, server, args.listen or [("127.0.0.1", 2525)])
-    except OSError as exc:
-        print(f"mailio-trio: cannot listen: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    return 0

@@ -7,6 +7,8 @@ one line naming the key, the value and what is allowed (:class:`ConfigError`).
 
 from __future__ import annotations
 
+import os
+import re
 import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +20,7 @@ from mailio_trio.protocol import BareLineEndings
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["Config", "ConfigError", "Limits", "RelayConfig"]
+__all__ = ["Config", "ConfigError", "Limits", "MaildirConfig", "RelayConfig", "parse_listen"]
 
 
 class ConfigError(ValueError):
@@ -28,7 +30,7 @@ class ConfigError(ValueError):
 def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ConfigError(
-            f"{_key(instance, attribute)} = {value!r}: must be a number greater than 0"
+            f"{_key(instance, attribute)} = {show(value)}: must be a number greater than 0"
         )
 
 
@@ -36,7 +38,7 @@ def _at_least(minimum: int) -> Any:
     def check(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise ConfigError(
-                f"{_key(instance, attribute)} = {value!r}: must be a whole number >= {minimum}"
+                f"{_key(instance, attribute)} = {show(value)}: must be a whole number >= {minimum}"
             )
 
     return check
@@ -55,7 +57,7 @@ def _bare_line_endings(value: str | BareLineEndings) -> BareLineEndings:
     except ValueError:
         allowed = ", ".join(repr(m.value) for m in BareLineEndings)
         raise ConfigError(
-            f"limits.bare_line_endings = {value!r}: must be one of {allowed}"
+            f"limits.bare_line_endings = {show(value)}: must be one of {allowed}"
         ) from None
 
 
@@ -96,7 +98,7 @@ def _smart_host(value: str | None) -> str | None:
     host, sep, port = str(value).rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
         raise ConfigError(
-            f"relay.smart_host = {value!r}: must be HOST:PORT, e.g. smtp.example.com:587"
+            f"relay.smart_host = {show(value)}: must be HOST:PORT, e.g. smtp.example.com:587"
         )
     return str(value)
 
@@ -126,6 +128,8 @@ class RelayConfig:
     """Relay for clients that did not authenticate (a local sender is still needed)."""
     open_relay: bool = False
     """Relay for anyone to anywhere: only behind a firewall, never on the Internet."""
+    local_sender_requires_auth: bool = False
+    """mail-io's rule: a local sender writing to a local recipient must authenticate."""
     port: int = attrs.field(default=25, validator=_at_least(1))
     """Port of remote MX hosts (25; tests point it elsewhere)."""
     smart_host: str | None = attrs.field(default=None, converter=_smart_host)
@@ -151,6 +155,134 @@ class RelayConfig:
     def __attrs_post_init__(self) -> None:
         if self.enabled and self.spool_dir is None:
             raise ConfigError("relay.spool_dir = None: required when relay.enabled is true")
+
+
+# --- TOML, the listen addresses and maildir delivery -----------------------
+# Added for `mailio-trio serve`; the generic table <-> attrs conversion lives in
+# _config_toml.py so new sections (tls, relay) need no loader code of their own.
+
+
+def show(value: object) -> str:
+    """Render ``value`` as it would be written in TOML, for one-line error messages."""
+    from mailio_trio._config_toml import format_value
+
+    return format_value(value)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[::1]:25`` for IPv6); raises ``ValueError`` with the reason."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("must be HOST:PORT with a port from 0 to 65535, e.g. 127.0.0.1:2525")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not host:
+        raise ValueError("must name a host, e.g. 127.0.0.1:2525 or [::1]:2525")
+    return host, int(port)
+
+
+def _listen(instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    if not value:
+        raise ConfigError("server.listen = []: must list at least one HOST:PORT")
+    for item in value:
+        try:
+            parse_listen(item)
+        except ValueError as exc:
+            raise ConfigError(f"server.listen = {show(item)}: {exc}") from None
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    return tuple(value)
+
+
+def _maildir_template(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    # Security: the template is joined to the root; it must not climb out of it
+    # by itself. Local parts and domains are checked per message (plugins/maildir.py).
+    problem = None
+    if not isinstance(value, str) or not value:
+        problem = "must be a non-empty string"
+    elif value.startswith("/") or any(part in ("", ".", "..") for part in value.split("/")):
+        problem = "must be a relative path without empty, '.' or '..' parts"
+    elif "%n" not in value:
+        problem = "must contain %n (the local part), or every user would share one mailbox"
+    elif "%" in re.sub("%[dn%]", "", value):
+        problem = "may only use %d (domain), %n (local part) and %%"
+    if problem:
+        raise ConfigError(f"maildir.path = {show(value)}: {problem}")
+
+
+def _mailboxes(instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    for item in value:
+        local, at, domain = item.rpartition("@")
+        if not at or not local or not domain:
+            raise ConfigError(f"maildir.mailboxes: {show(item)} is not local-part@domain")
+
+
+def _folder(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    # Maildir++: a folder is a dot-directory directly inside the mailbox.
+    if (
+        not isinstance(value, str)
+        or not value.startswith(".")
+        or value in (".", "..")
+        or "/" in value
+        or ".." in value
+    ):
+        raise ConfigError(
+            f"maildir.{attribute.name} = {show(value)}: must be a Maildir++ folder "
+            "name such as \".Sent\" (a leading dot, no '/' or '..')"
+        )
+
+
+def _hook(value: Any) -> Any:
+    """Accept a callable, or ``"package.module:function"`` from a TOML file."""
+    if value is None or callable(value):
+        return value
+    if not isinstance(value, str) or ":" not in value:
+        raise ConfigError(
+            f'maildir.extend = {show(value)}: must be "package.module:function" naming '
+            "an async function"
+        )
+    import importlib
+
+    module_name, _, attr = value.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            target = getattr(target, part)
+    except Exception as exc:  # any import-time failure is the operator's to fix
+        raise ConfigError(f"maildir.extend = {show(value)}: cannot import: {exc}") from None
+    if not callable(target):
+        raise ConfigError(f"maildir.extend = {show(value)}: is not callable")
+    return target
+
+
+@attrs.frozen(kw_only=True)
+class MaildirConfig:
+    """Local delivery into Maildir++ mailboxes (``queue/maildir``, ``rcpt/local``).
+
+    Mailboxes are at ``root / path`` with ``%d`` the domain and ``%n`` the local
+    part, both folded to lower case. ``extend`` is an optional
+    ``async def extend(address) -> list[address] | None``: aliases and lists
+    return their members, ``[]`` accepts and drops, ``None`` means no such user.
+    """
+
+    _section = "maildir"
+
+    enabled: bool = False
+    """Deliver to maildirs; the library default is off, ``mailio-trio serve`` turns it on."""
+    root: Path = attrs.field(default=Path("mail"), converter=Path)
+    """Directory under which every mailbox lives; nothing is ever written outside it."""
+    path: str = attrs.field(default="%d/%n", validator=_maildir_template)
+    """Mailbox path under ``root``: ``%d`` domain, ``%n`` local part, ``%%`` a percent sign."""
+    mailboxes: tuple[str, ...] = attrs.field(default=(), converter=_strings, validator=_mailboxes)
+    """Known mailboxes (``user@domain``); when set, other local users get ``550 5.1.1``."""
+    fold_local_part: bool = True
+    """Treat ``Alice@`` and ``alice@`` as one mailbox, as Postfix's local delivery does."""
+    sent_folder: str = attrs.field(default=".Sent", validator=_folder)
+    junk_folder: str = attrs.field(default=".Junk", validator=_folder)
+    extend: Any = attrs.field(default=None, converter=_hook)
+    """The address-expansion hook, a callable or ``"package.module:function"``."""
 
 
 def _hostname() -> str:
@@ -188,6 +320,11 @@ class Config:
     """Where DATA bodies are streamed while handlers run; ``None`` is the system temp dir."""
     plugins: Mapping[str, Any] = attrs.field(factory=dict)
     """Per-handler configuration by ``"command/name"``; ``False`` disables a handler."""
+    listen: tuple[str, ...] = attrs.field(
+        default=("127.0.0.1:2525",), converter=_strings, validator=_listen
+    )
+    """``HOST:PORT`` addresses ``mailio-trio serve`` listens on (``Server.serve`` takes its own)."""
+    maildir: MaildirConfig = attrs.field(factory=MaildirConfig)
     relay: RelayConfig = attrs.field(factory=RelayConfig)
 
     def __attrs_post_init__(self) -> None:
@@ -198,3 +335,42 @@ class Config:
 
     def is_local_domain(self, domain: str) -> bool:
         return domain.lower().rstrip(".") in self.domains
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any]) -> Config:
+        """Build from a TOML-shaped table: ``[server]``, ``[limits]``, ``[maildir]``, ``[plugins]``.
+
+        Raises:
+          ConfigError: One line naming the key, the value and what is allowed.
+        """
+        from mailio_trio._config_toml import config_from_table
+
+        return config_from_table(cls, table)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> Config:
+        """Load a TOML file (see ``docs/configuration.md``).
+
+        Raises:
+          ConfigError: Unreadable file, TOML syntax, or a bad value; the line
+            starts with the file name.
+        """
+        from mailio_trio._config_toml import load_toml
+
+        table = load_toml(path)
+        try:
+            return cls.from_mapping(table)
+        except ConfigError as exc:
+            raise ConfigError(f"{os.fspath(path)}: {exc}") from None
+
+    def to_table(self) -> dict[str, Any]:
+        """This configuration as a TOML-shaped table; ``from_mapping`` reads it back."""
+        from mailio_trio._config_toml import config_to_table
+
+        return config_to_table(self)
+
+    def to_toml(self) -> str:
+        """This configuration as TOML text (``mailio-trio config show``)."""
+        from mailio_trio._config_toml import dumps
+
+        return dumps(self.to_table())

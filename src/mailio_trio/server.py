@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     import ssl
     from collections.abc import Callable, Iterable, Sequence
 
+    from mailio_trio.relay.worker import RelayWorker
+
 __all__ = ["Address", "Server", "ServerStatistics"]
 
 logger = logging.getLogger("mailio_trio.server")
@@ -73,15 +75,35 @@ class Server:
     _stopped: trio.Event = attrs.field(factory=trio.Event, init=False)
     _sessions_total: int = attrs.field(default=0, init=False)
     _refused: int = attrs.field(default=0, init=False)
+    relay: RelayWorker | None = attrs.field(default=None, init=False)
+    """The relay worker when ``relay.enabled``; run by :meth:`serve_listeners`."""
+    _relay_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
 
     def __attrs_post_init__(self) -> None:
-        from mailio_trio.plugins import register_core
+        from mailio_trio.plugins import register_configured, register_core
 
         self.chain = Chain(plugins=self.config.plugins)
         self._context = ServerContext(
             config=self.config, chain=self.chain, tls_context=self.tls_context
         )
         register_core(self.chain)
+        register_configured(self.chain, self.config)
+        if self.config.relay.enabled:
+            self._start_relay()
+
+    def _start_relay(self) -> None:
+        from mailio_trio.dns import DnsResolver
+        from mailio_trio.plugins import queue_relay
+        from mailio_trio.relay.worker import RelayWorker
+
+        resolver = getattr(self, "resolver", None) or DnsResolver()
+        self.relay = RelayWorker(self.config, resolver)
+        queue_relay.register(self.chain, self.relay)
+
+    async def _run_relay(self, *, task_status: trio.TaskStatus[None]) -> None:
+        assert self.relay is not None
+        with trio.CancelScope() as self._relay_scope:
+            await self.relay.run(task_status=task_status)
 
     # -- extending -----------------------------------------------------------
 
@@ -144,6 +166,8 @@ class Server:
         addresses: list[Address] = [lst.socket.getsockname()[:2] for lst in listeners]
         try:
             async with trio.open_nursery() as connections:
+                if self.relay is not None and self._relay_scope is None:
+                    await connections.start(self._run_relay)
                 with trio.CancelScope() as self._accept_scope:
                     async with trio.open_nursery() as accepting:
                         for listener in listeners:
@@ -197,6 +221,9 @@ class Server:
         """Start a graceful shutdown: stop accepting, answer ``421 4.3.2`` to new
         commands, let messages in DATA finish within ``limits.shutdown_grace``."""
         self._context.shutting_down = True
+        if self._relay_scope is not None:
+            # Deliveries in flight are cut: the spool records them as still pending.
+            self._relay_scope.cancel()
         if self._accept_scope is not None:
             self._accept_scope.cancel()
         for session in list(self._context.sessions):

@@ -5,8 +5,11 @@ mail-io's rules, configured in ``[relay]``:
 - a recipient in a foreign domain needs an authenticated client (unless
   ``allow_unauthenticated``) and a sender in one of our domains (unless
   ``open_relay``);
-- a sender in our domains writing to our domains must authenticate too
-  (unless ``allow_unauthenticated``): nobody outside may forge our users;
+- with ``relay.local_sender_requires_auth`` (mail-io's behaviour, off by
+  default here), a sender in our domains writing to our domains must
+  authenticate too, so nobody outside can forge our users to each other.
+  Off by default because a server without AUTH configured would otherwise
+  refuse all mail between its own users;
 - with ``relay.enabled`` false nothing would ever deliver a foreign
   recipient, so they are refused unless ``open_relay`` (a capturing sink).
 
@@ -38,7 +41,7 @@ async def relay_policy(req: Request, res: Response) -> None:
     local_recipient = not req.to.domain or config.is_local_domain(req.to.domain)
     authenticated = session.user is not None or relay.allow_unauthenticated
     if local_recipient:
-        if local_sender and not authenticated:
+        if relay.local_sender_requires_auth and local_sender and not authenticated:
             res.reject(550, RELAY_DENIED)
         else:
             res.accept()

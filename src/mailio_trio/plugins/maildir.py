@@ -1,0 +1,342 @@
+"""Local delivery into Maildir++ mailboxes (``queue/maildir``).
+
+For each recipient in a local domain, a copy goes into that mailbox's inbox
+(``new/``), or into its ``.Junk`` folder when an earlier queue handler
+(``queue/spamd``) stored ``{"spam": True, ...}``. A sender in a local domain
+gets a copy in its ``.Sent`` folder, in ``cur/`` with the ``S`` (seen) flag.
+Mailboxes are at ``maildir.root / maildir.path``, ``%d`` the domain and ``%n``
+the local part, both case-folded (see ``docs/maildir.md``).
+
+Durability (the rule behind ``250``): every copy is written to ``tmp/`` under
+a unique name, fsync'd, then renamed into ``new/`` (or ``cur/``) and the
+directory fsync'd — all before this handler accepts. Any failure removes what
+this message already put in place and answers ``451 4.3.0``, so a client that
+retries never leaves a half-written or duplicated message behind.
+
+Security: a local part or domain becomes a path component only after
+:func:`unsafe_reason` found nothing wrong with it (``rcpt/local`` refuses such
+recipients at RCPT time with ``550 5.1.3``); the joined path is checked once
+more to lie under the root.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import trio
+
+from mailio_trio.chain import Chain, Handler, Request, Response
+from mailio_trio.protocol import Address
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from mailio_trio.config import Config, MaildirConfig
+
+__all__ = [
+    "Mailbox",
+    "expand",
+    "local_mailbox",
+    "register",
+    "store",
+    "unsafe_reason",
+]
+
+STORE_FAILED = "Local error in processing: cannot store the message"
+_COPY_BUFFER = 1024 * 1024
+_counter = itertools.count()
+
+
+# --- names and paths ---------------------------------------------------------
+
+
+def unsafe_reason(text: str) -> str | None:
+    """Why ``text`` (a folded local part or domain) cannot be a path component, or ``None``.
+
+    Refused rather than rewritten, so two addresses never share a mailbox by
+    accident: ``/`` and ``\\`` (separators), ``..`` anywhere (climbing out),
+    a leading dot (hidden files, and Maildir++ folders are dot-directories),
+    NUL and other control characters (truncated or forged names, log
+    injection), and ``%`` (the obsolete percent-hack route, and ``%2e%2e``
+    that a later URL-decoding tool could turn into ``..``).
+    """
+    if not text:
+        return "empty name"
+    if "\x00" in text:
+        return "NUL character"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text):
+        return "control character"
+    if "/" in text or "\\" in text:
+        return "path separator"
+    if ".." in text:
+        return "'..'"
+    if text.startswith("."):
+        return "leading dot"
+    if "%" in text:
+        return "percent sign"
+    return None
+
+
+@attrs.frozen
+class Mailbox:
+    """A local mailbox: folded local part and domain, as used in paths and lookups."""
+
+    local_part: str
+    domain: str
+
+    def __str__(self) -> str:
+        return f"{self.local_part}@{self.domain}"
+
+    def unsafe_reason(self) -> str | None:
+        return unsafe_reason(self.local_part) or unsafe_reason(self.domain)
+
+    def directory(self, cfg: MaildirConfig) -> Path:
+        """The mailbox directory; raises ``ValueError`` if it would leave the root."""
+        if reason := self.unsafe_reason():
+            raise ValueError(f"unsafe mailbox name {str(self)!r}: {reason}")
+        values = {"%d": self.domain, "%n": self.local_part, "%%": "%"}
+        relative = re.sub("%[dn%]", lambda m: values[m.group()], cfg.path)
+        root = Path(os.path.abspath(cfg.root))
+        path = Path(os.path.normpath(root / relative))
+        if not path.is_relative_to(root) or path == root:
+            raise ValueError(f"mailbox {str(self)!r} would be outside {root}")
+        return path
+
+
+def local_mailbox(config: Config, address: Address) -> Mailbox | None:
+    """The mailbox ``address`` names if its domain is local, else ``None``.
+
+    The domain-less ``Postmaster`` (RFC 5321 §4.5.1) is postmaster of the first
+    local domain.
+    """
+    _, domain = address.key()  # lower case, IDNA A-labels where convertible
+    domain = domain.rstrip(".")
+    if not domain:
+        domain = config.domains[0]
+    elif not config.is_local_domain(domain):
+        return None
+    local = address.local_part
+    if config.maildir.fold_local_part:
+        local = local.lower()
+    return Mailbox(local, domain)
+
+
+def _as_address(item: Address | str) -> Address:
+    if isinstance(item, Address):
+        return item
+    local, _, domain = str(item).rpartition("@")
+    return Address(local, domain)
+
+
+async def expand(config: Config, address: Address) -> list[Address] | None:
+    """Run the ``maildir.extend`` hook: the addresses ``address`` delivers to.
+
+    Returns:
+      ``[address]`` without a hook; the hook's list otherwise (``[]`` to drop);
+      ``None`` when the hook says there is no such user.
+    """
+    hook = config.maildir.extend
+    if hook is None:
+        return [address]
+    result = await hook(address)
+    if result is None:
+        return None
+    return [_as_address(item) for item in result]
+
+
+def known_mailboxes(config: Config) -> frozenset[Mailbox] | None:
+    """The configured set of mailboxes, folded like addresses; ``None`` when not set."""
+    if not config.maildir.mailboxes:
+        return None
+    boxes = set()
+    for item in config.maildir.mailboxes:
+        box = local_mailbox(config, _as_address(item))
+        if box is not None:
+            boxes.add(box)
+    return frozenset(boxes)
+
+
+# --- writing -----------------------------------------------------------------
+
+
+@attrs.frozen
+class Placement:
+    """One copy to write: into ``new/``, or when ``seen`` into ``cur/`` with ``:2,S``.
+
+    ``folder`` is a Maildir++ folder (``.Sent``) inside ``mailbox``, or ``None`` for the inbox.
+    """
+
+    mailbox: Path
+    folder: str | None = None
+    seen: bool = False
+
+    @property
+    def path(self) -> Path:
+        return self.mailbox / self.folder if self.folder else self.mailbox
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _makedirs_durable(path: Path) -> None:
+    """``mkdir -p`` that fsyncs each parent whose entries changed, so the path survives a crash."""
+    if path.is_dir():
+        return
+    _makedirs_durable(path.parent)
+    path.mkdir()  # FileExistsError if a file stands where the directory should be
+    _fsync_dir(path.parent)
+
+
+def _ensure_maildir(folder: Path, *, subfolder: bool) -> None:
+    for sub in ("tmp", "new", "cur"):
+        _makedirs_durable(folder / sub)
+    if subfolder:
+        # Maildir++: a folder is marked by an empty "maildirfolder" file (Courier, Dovecot).
+        marker = folder / "maildirfolder"
+        if not marker.exists():
+            marker.touch()
+            _fsync_dir(folder)
+
+
+def _unique_name(hostname: str, size: int) -> str:
+    # The Courier/Dovecot form: time, microseconds, pid, a counter and randomness
+    # make the name unique across processes; ",S=" lets IMAP servers skip a stat.
+    now = time.time()
+    host = hostname.replace("/", "\\057").replace(":", "\\072")
+    return (
+        f"{int(now)}.M{int(now % 1 * 1_000_000)}P{os.getpid()}Q{next(_counter)}"
+        f"R{secrets.token_hex(8)}.{host},S={size}"
+    )
+
+
+def store(source: Path, placements: Sequence[Placement], hostname: str) -> list[Path]:
+    """Copy ``source`` into each placement durably; all or nothing. Blocking.
+
+    Returns:
+      The delivered files.
+
+    Raises:
+      OSError: Nothing of this message is left in any ``new/`` or ``cur/``.
+    """
+    size = source.stat().st_size
+    pending: list[tuple[Path, Path]] = []
+    delivered: list[Path] = []
+    try:
+        for placement in placements:
+            _ensure_maildir(placement.mailbox, subfolder=False)
+            folder = placement.path
+            if placement.folder:
+                _ensure_maildir(folder, subfolder=True)
+            name = _unique_name(hostname, size)
+            tmp = folder / "tmp" / name
+            dest = folder / "cur" / f"{name}:2,S" if placement.seen else folder / "new" / name
+            with source.open("rb") as src, tmp.open("xb") as dst:
+                pending.append((tmp, dest))
+                shutil.copyfileobj(src, dst, _COPY_BUFFER)
+                dst.flush()
+                os.fsync(dst.fileno())
+        for tmp, dest in pending:
+            os.rename(tmp, dest)
+            delivered.append(dest)
+        for directory in {dest.parent for dest in delivered}:
+            _fsync_dir(directory)
+    except BaseException:
+        for path in delivered:
+            path.unlink(missing_ok=True)
+        for tmp, _ in pending:
+            tmp.unlink(missing_ok=True)
+        raise
+    return delivered
+
+
+# --- the handler ---------------------------------------------------------------
+
+
+def _is_spam(value: Any) -> bool:
+    return isinstance(value, Mapping) and value.get("spam") is True
+
+
+async def _targets(req: Request, res: Response, recipient: Address) -> Iterable[Address]:
+    """Where ``recipient`` delivers: what ``rcpt/local`` found at RCPT time, else the hook."""
+    expansions = res.get("rcpt/local")
+    if isinstance(expansions, Mapping) and recipient.key() in expansions:
+        found: list[Address] = expansions[recipient.key()]
+        return found
+    return await expand(req.session.config, recipient) or ()
+
+
+async def deliver(req: Request, res: Response) -> None:
+    message = req.message
+    assert message is not None
+    config = req.session.config
+    known = known_mailboxes(config)
+    junk = _is_spam(res.get("queue/spamd"))
+    placements: dict[Path, Placement] = {}  # by path: an alias and its target get one copy
+    try:
+        for recipient in message.envelope.recipients:
+            if local_mailbox(config, recipient) is None:
+                continue  # a foreign recipient is the relay's business
+            for target in await _targets(req, res, recipient):
+                box = local_mailbox(config, target)
+                if box is None:
+                    res.log.warning("%s expands to foreign %s: not relayed yet", recipient, target)
+                    continue
+                if known is not None and box not in known:
+                    continue
+                placement = Placement(
+                    box.directory(config.maildir), config.maildir.junk_folder if junk else None
+                )
+                placements.setdefault(placement.path, placement)
+        sender = message.envelope.sender
+        sender_box = local_mailbox(config, sender) if sender is not None else None
+        if (
+            sender_box is not None
+            and sender_box.unsafe_reason() is None
+            and (known is None or sender_box in known)
+        ):
+            placement = Placement(
+                sender_box.directory(config.maildir), config.maildir.sent_folder, seen=True
+            )
+            placements.setdefault(placement.path, placement)
+    except ValueError as exc:
+        res.log.error("refusing to store %s: %s", message.id, exc)
+        res.reject(451, STORE_FAILED, "4.3.0")
+        return
+    if placements:
+        try:
+            files = await trio.to_thread.run_sync(
+                store, message.path, list(placements.values()), config.hostname
+            )
+        except OSError as exc:
+            res.log.error("cannot store %s: %s", message.id, exc)
+            res.reject(451, STORE_FAILED, "4.3.0")
+            return
+        res.log.info("%s stored in %d maildir(s)", message.id, len(files))
+    res.accept()
+
+
+def register(chain: Chain) -> None:
+    # Spam verdicts decide the folder, so run after queue/spamd when it is there.
+    present = {h.name for h in chain.handlers("queue")}
+    chain.add(
+        Handler(
+            command="queue",
+            name="maildir",
+            func=deliver,
+            after=tuple(n for n in ("spamd",) if n in present),
+        )
+    )
