@@ -21,7 +21,7 @@ napoleon_google_docstring = True
 # No network at build time, so no intersphinx inventories: references to the
 # standard library, trio and attrs cannot resolve and are not errors.
 nitpick_ignore_regex = [
-    ("py:.*", r"(trio|ssl|logging|email|pathlib|collections|typing|attrs|datetime)(\..*)?"),
+    ("py:.*", r"(trio|ssl|logging|email|pathlib|collections|typing|attrs|datetime|os)(\..*)?"),
     ("py:.*", r"(.*\.)?(HandlerFunc|T|_Close|Path|EmailMessage|order_handlers)"),
 ]
 myst_heading_anchors = 3

@@ -320,3 +320,13 @@ async def test_embedded_server_runs_under_trio_run_with_smtplib() -> None:
         refused = await trio.to_thread.run_sync(send)
         await server.aclose()
     assert refused == {"y@other.org": (550, b"5.7.1 We only accept mail for example.com")}
+
+
+async def test_shutdown_stops_every_serve_call_of_one_server(nursery: trio.Nursery) -> None:
+    server = Server(Config(hostname="mx.test"))
+    first: list[tuple[str, int]] = await nursery.start(server.serve, "127.0.0.1", 0)
+    second: list[tuple[str, int]] = await nursery.start(server.serve, "127.0.0.2", 0)
+    await server.aclose()
+    for host, port in (first[0], second[0]):
+        with pytest.raises(OSError, match="connect"):
+            await trio.open_tcp_stream(host, port)

@@ -11,6 +11,7 @@ from mailio_trio.chain import Request as Request
 from mailio_trio.chain import Response as Response
 from mailio_trio.config import Config as Config
 from mailio_trio.config import ConfigError as ConfigError
+from mailio_trio.config import DnsConfig as DnsConfig
 from mailio_trio.config import Limits as Limits
 from mailio_trio.message import Envelope as Envelope
 from mailio_trio.message import Message as Message
@@ -32,6 +33,7 @@ __all__ = [
     "ClientInfo",
     "Config",
     "ConfigError",
+    "DnsConfig",
     "Envelope",
     "Handler",
     "Limits",

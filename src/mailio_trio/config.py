@@ -20,7 +20,15 @@ from mailio_trio.protocol import BareLineEndings
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["Config", "ConfigError", "Limits", "MaildirConfig", "RelayConfig", "parse_listen"]
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DnsConfig",
+    "Limits",
+    "MaildirConfig",
+    "RelayConfig",
+    "parse_listen",
+]
 
 
 class ConfigError(ValueError):
@@ -61,6 +69,27 @@ def _bare_line_endings(value: str | BareLineEndings) -> BareLineEndings:
         ) from None
 
 
+def networks(value: Any, key: str) -> tuple[str, ...]:
+    """CIDR strings from one or many; a bad one is a :class:`ConfigError` naming ``key``."""
+    import ipaddress
+
+    if isinstance(value, str):
+        value = (value,)
+    out = []
+    for item in value:
+        try:
+            out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError:
+            raise ConfigError(
+                f"{key} = {item!r}: must be networks in CIDR form (192.0.2.0/24) or addresses"
+            ) from None
+    return tuple(out)
+
+
+def _per_ip_exempt(value: Any) -> tuple[str, ...]:
+    return networks(value, "limits.per_ip_exempt")
+
+
 @attrs.frozen(kw_only=True)
 class Limits:
     """What one client may cost us; defaults follow mail-io where it set one."""
@@ -80,6 +109,18 @@ class Limits:
     """Octets; advertised with SIZE and enforced while streaming."""
     max_connections: int = attrs.field(default=100, validator=_at_least(1))
     max_recipients: int = attrs.field(default=100, validator=_at_least(1))
+    # Per client address (Postfix's anvil); addresses in per_ip_exempt are not counted.
+    connections_per_ip: int = attrs.field(default=50, validator=_at_least(0))
+    """Concurrent connections one address may hold; more get ``421 4.7.0``; 0: no limit.
+    Postfix's ``smtpd_client_connection_count_limit`` is 50 by default."""
+    connection_rate_per_ip: int = attrs.field(default=0, validator=_at_least(0))
+    """New connections one address may open per minute (``421 4.7.0``); 0: no limit."""
+    messages_per_connection: int = attrs.field(default=1000, validator=_at_least(0))
+    """Messages one connection may send before ``421 4.7.0`` (Exim's default); 0: no limit."""
+    recipients_per_connection: int = attrs.field(default=0, validator=_at_least(0))
+    """Recipients over all of one connection's transactions (``452 4.5.3``); 0: no limit."""
+    per_ip_exempt: tuple[str, ...] = attrs.field(default=(), converter=_per_ip_exempt)
+    """CIDRs the per-address and per-connection limits never apply to."""
     unrecognized_commands: int = attrs.field(default=5, validator=_at_least(1))
     auth_failures: int = attrs.field(default=5, validator=_at_least(1))
     # RFC 5321 §4.5.3.1.4: 510 octets of command + CRLF = 512.
@@ -285,6 +326,46 @@ class MaildirConfig:
     """The address-expansion hook, a callable or ``"package.module:function"``."""
 
 
+def _nameservers(value: Any) -> tuple[str, ...]:
+    import ipaddress
+
+    if isinstance(value, str):
+        value = (value,)
+    out = []
+    for item in value:
+        try:
+            out.append(str(ipaddress.ip_address(str(item).strip())))
+        except ValueError:
+            raise ConfigError(
+                f"dns.nameservers = {item!r}: must be IPv4 or IPv6 addresses"
+            ) from None
+    return tuple(out)
+
+
+@attrs.frozen(kw_only=True)
+class DnsConfig:
+    """The DNS resolver the server's own lookups use (reverse DNS, DNSBL, relay MX).
+
+    Example:
+      >>> DnsConfig(nameservers=["127.0.0.1"], port=5353).nameservers
+      ('127.0.0.1',)
+    """
+
+    _section = "dns"
+
+    nameservers: tuple[str, ...] = attrs.field(default=(), converter=_nameservers)
+    """Addresses of recursive resolvers; empty means the system's ``/etc/resolv.conf``."""
+    port: int = attrs.field(default=53, validator=_at_least(1))
+    timeout: float = attrs.field(default=5.0, validator=_positive)
+    """Seconds one lookup may take, retries included (dnspython's ``lifetime``)."""
+    cache_size: int = attrs.field(default=10_000, validator=_at_least(0))
+    """Answers kept (each until its TTL runs out); 0 turns the cache off."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.port > 65535:
+            raise ConfigError(f"dns.port = {self.port!r}: must be a port number 1..65535")
+
+
 def _hostname() -> str:
     return socket.getfqdn() or "localhost"
 
@@ -318,6 +399,9 @@ class Config:
     enhanced_status_codes: bool = True
     spool_dir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
     """Where DATA bodies are streamed while handlers run; ``None`` is the system temp dir."""
+    dns: DnsConfig | None = None
+    """The resolver for reverse DNS at connect, DNSBL and other lookups; ``None``: no
+    lookups by the server itself (reverse DNS off; plugins that need DNS say so)."""
     plugins: Mapping[str, Any] = attrs.field(factory=dict)
     """Per-handler configuration by ``"command/name"``; ``False`` disables a handler."""
     listen: tuple[str, ...] = attrs.field(

@@ -16,6 +16,7 @@ import attrs
 import trio
 
 from mailio_trio.chain import Chain, Handler, HandlerFunc, handler_decorator
+from mailio_trio.client_limits import Admission, PerIpLimiter
 from mailio_trio.config import Config
 from mailio_trio.protocol import Reply
 from mailio_trio.session import ClientInfo, ServerContext, Session
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     import ssl
     from collections.abc import Callable, Iterable, Sequence
 
+    from mailio_trio.dns import Resolver
     from mailio_trio.relay.worker import RelayWorker
 
 __all__ = ["Address", "Server", "ServerStatistics"]
@@ -34,6 +36,7 @@ Address = tuple[str, int]
 """A bound ``(host, port)``."""
 
 TOO_MANY_CONNECTIONS = Reply(421, "Too many connections, try again later", "4.7.0")
+TOO_MANY_FROM_YOU = Reply(421, "Too many connections from your address, try again later", "4.7.0")
 
 # Running out of file descriptors is a passing condition: wait, then accept again,
 # as trio.serve_listeners does.
@@ -69,25 +72,36 @@ class Server:
 
     config: Config = attrs.field(factory=Config)
     tls_context: ssl.SSLContext | None = None
+    resolver: Resolver | None = None
+    """DNS for reverse lookups and plugins; by default built from ``config.dns`` if set."""
     chain: Chain = attrs.field(init=False)
     _context: ServerContext = attrs.field(init=False)
-    _accept_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
+    _accept_scopes: set[trio.CancelScope] = attrs.field(factory=set, init=False)
     _stopped: trio.Event = attrs.field(factory=trio.Event, init=False)
     _sessions_total: int = attrs.field(default=0, init=False)
     _refused: int = attrs.field(default=0, init=False)
     relay: RelayWorker | None = attrs.field(default=None, init=False)
     """The relay worker when ``relay.enabled``; run by :meth:`serve_listeners`."""
     _relay_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
+    _per_ip: PerIpLimiter = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         from mailio_trio.plugins import register_configured, register_core
 
+        if self.resolver is None and self.config.dns is not None:
+            from mailio_trio.dns import DnsResolver
+
+            self.resolver = DnsResolver(self.config.dns)
         self.chain = Chain(plugins=self.config.plugins)
         self._context = ServerContext(
-            config=self.config, chain=self.chain, tls_context=self.tls_context
+            config=self.config,
+            chain=self.chain,
+            tls_context=self.tls_context,
+            resolver=self.resolver,
         )
+        self._per_ip = PerIpLimiter(self.config.limits)
         register_core(self.chain)
-        register_configured(self.chain, self.config)
+        register_configured(self.chain, self.config, has_resolver=self.resolver is not None)
         if self.config.relay.enabled:
             self._start_relay()
 
@@ -96,7 +110,7 @@ class Server:
         from mailio_trio.plugins import queue_relay
         from mailio_trio.relay.worker import RelayWorker
 
-        resolver = getattr(self, "resolver", None) or DnsResolver()
+        resolver = self.resolver or DnsResolver()
         self.relay = RelayWorker(self.config, resolver)
         queue_relay.register(self.chain, self.relay)
 
@@ -164,11 +178,15 @@ class Server:
     ) -> None:
         """Serve on listeners already open (``SO_REUSEPORT`` workers, implicit TLS)."""
         addresses: list[Address] = [lst.socket.getsockname()[:2] for lst in listeners]
+        accept_scope = trio.CancelScope()
+        self._accept_scopes.add(accept_scope)
+        if self._context.shutting_down:
+            accept_scope.cancel()
         try:
             async with trio.open_nursery() as connections:
                 if self.relay is not None and self._relay_scope is None:
                     await connections.start(self._run_relay)
-                with trio.CancelScope() as self._accept_scope:
+                with accept_scope:
                     async with trio.open_nursery() as accepting:
                         for listener in listeners:
                             accepting.start_soon(self._accept_loop, listener, connections)
@@ -178,7 +196,9 @@ class Server:
                 self._drain(connections)
         finally:
             _close_listeners(listeners)
-            self._stopped.set()
+            self._accept_scopes.discard(accept_scope)
+            if not self._accept_scopes:
+                self._stopped.set()
 
     async def _accept_loop(self, listener: trio.SocketListener, connections: trio.Nursery) -> None:
         while True:
@@ -203,8 +223,17 @@ class Server:
         except OSError:
             await trio.aclose_forcefully(stream)
             return
-        session = Session(self._context, stream, ClientInfo(address=host, port=port))
-        await session.run()
+        admission = self._per_ip.admit(host, trio.current_time())
+        if admission is not Admission.ADMITTED:
+            self._refused += 1
+            logger.info("refused %s: %s", host, admission.value)
+            await _refuse(stream, TOO_MANY_FROM_YOU)
+            return
+        try:
+            session = Session(self._context, stream, ClientInfo(address=host, port=port))
+            await session.run()
+        finally:
+            self._per_ip.release(host)
 
     def _drain(self, connections: trio.Nursery) -> None:
         """Stop idle sessions now; give busy ones the grace period, then cancel them."""
@@ -224,8 +253,8 @@ class Server:
         if self._relay_scope is not None:
             # Deliveries in flight are cut: the spool records them as still pending.
             self._relay_scope.cancel()
-        if self._accept_scope is not None:
-            self._accept_scope.cancel()
+        for scope in self._accept_scopes:
+            scope.cancel()
         for session in list(self._context.sessions):
             session.interrupt_idle()
 

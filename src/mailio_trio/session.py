@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, MutableMapping
 
     from mailio_trio.config import Config
+    from mailio_trio.dns import Resolver
 
 __all__ = ["ClientInfo", "ConnectionLost", "Counters", "ServerContext", "Session", "TLSInfo"]
 
@@ -121,6 +122,8 @@ class ServerContext:
     config: Config
     chain: Chain
     tls_context: ssl.SSLContext | None = None
+    resolver: Resolver | None = None
+    """The server's DNS resolver (``Config.dns``), for plugins; ``None``: no lookups."""
     on_session: list[Callable[[Session], None]] = attrs.field(factory=list)
     shutting_down: bool = False
     sessions: set[Session] = attrs.field(factory=set)
@@ -353,6 +356,23 @@ class Session:
             self._splitter.feed(data)
         assert not isinstance(line, Need)
         return line
+
+    async def wait_for_early_input(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the client to send anything before our greeting.
+
+        RFC 5321 §3.1: the client waits for the greeting; one that talks first is
+        a spam engine that does not listen (Postfix postscreen's pregreet test).
+        What arrives is kept for the command loop, so nothing is lost.
+
+        Raises:
+          ConnectionLost: The client went away while we waited.
+        """
+        if self._splitter.has_buffered:
+            return True
+        with trio.move_on_after(seconds):
+            self._splitter.feed(await self._receive())
+            return True
+        return False
 
     def interrupt_idle(self) -> None:
         """Wake the session if it is waiting for a command (shutdown)."""

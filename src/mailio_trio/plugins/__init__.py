@@ -2,10 +2,16 @@
 
 The core plugins are the protocol itself; :func:`register_core` adds them to
 every server's chain, under the name ``core`` of their command.
+
+Optional plugins are switched on from configuration by
+:func:`register_configured`: a key of :data:`OPTIONAL_PLUGINS` present in
+``Config.plugins`` (with any value but ``False``) registers that module. A few
+are on by default (:data:`DEFAULT_ON`) and are switched off with ``False``.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 from mailio_trio.plugins import (
@@ -26,6 +32,8 @@ from mailio_trio.plugins import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mailio_trio.chain import Chain
     from mailio_trio.config import Config
 
@@ -53,12 +61,41 @@ def register_core(chain: Chain) -> None:
         plugin.register(chain)
 
 
-def register_configured(chain: Chain, config: Config) -> None:
-    """Register the optional plugins ``config`` turns on (``Server`` calls this after the core).
+OPTIONAL_PLUGINS: dict[str, str] = {
+    # "command/name" in Config.plugins -> the module whose register(chain) adds it.
+    # Keys are registered in this order, which is also their run order within a command.
+    "connect/rdns": "mailio_trio.plugins.rdns",
+    "connect/pregreet": "mailio_trio.plugins.pregreet",
+    "mail/limits": "mailio_trio.plugins.limits",
+    "rcpt/limits": "mailio_trio.plugins.limits",
+    "rcpt/dnsbl": "mailio_trio.plugins.dnsbl",
+    "queue/spamd": "mailio_trio.plugins.spamd",
+}
 
-    Order matters where plugins refer to each other: a queue handler that
-    marks spam must be registered before ``queue/maildir``, which reads it.
+DEFAULT_ON: dict[str, Callable[[Config, bool], bool]] = {
+    # Reverse DNS is on wherever a resolver is configured (mail-io looked it up always).
+    "connect/rdns": lambda config, has_resolver: has_resolver,
+    # Per-connection limits live in Config.limits; the handlers cost nothing when unset.
+    "mail/limits": lambda config, has_resolver: True,
+    "rcpt/limits": lambda config, has_resolver: True,
+}
+
+
+def register_configured(chain: Chain, config: Config, *, has_resolver: bool) -> None:
+    """Register the optional plugins ``config`` switches on (see :data:`OPTIONAL_PLUGINS`).
+
+    Order matters where plugins refer to each other: ``queue/spamd`` marks spam
+    before ``queue/maildir`` reads the mark, so maildir delivery comes last.
     """
+    done: set[str] = set()
+    for key, module_name in OPTIONAL_PLUGINS.items():
+        setting = config.plugins.get(key)
+        default = DEFAULT_ON.get(key)
+        wanted = setting is not None or (default is not None and default(config, has_resolver))
+        if not wanted or setting is False or module_name in done:
+            continue  # a False key is also skipped by Chain.add, so it stays nameable
+        done.add(module_name)
+        importlib.import_module(module_name).register(chain)
     if config.maildir.enabled or config.relay.enabled:
         from mailio_trio.plugins import rcpt_relay
 
