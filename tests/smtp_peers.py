@@ -39,6 +39,19 @@ class PeerHandler:
     rcpt_reply: Callable[[str], str | None] = lambda _address: None
     data_replies: list[str] = attrs.field(factory=list)
     """Replies to give after DATA, one per transaction, before answering 250."""
+    trio_token: trio.lowlevel.TrioToken | None = None
+    _changed: trio.Event = attrs.field(factory=trio.Event)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for(self, count: int, seconds: float = 20.0) -> list[Received]:
+        """Wait (in trio) until ``count`` messages arrived in aiosmtpd's thread."""
+        with trio.fail_after(seconds):
+            while len(self.received) < count:
+                await self._changed.wait()
+        return list(self.received)
 
     async def handle_RCPT(  # aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -62,6 +75,9 @@ class PeerHandler:
                 envelope.mail_from, list(envelope.rcpt_tos), content, list(envelope.mail_options)
             )
         )
+        if self.trio_token is not None:
+            # Blocks this asyncio thread only until trio ran the (instant) notification.
+            trio.from_thread.run_sync(self._notify, trio_token=self.trio_token)
         return "250 OK"
 
 
@@ -86,15 +102,17 @@ class Peer:
 async def run_aiosmtpd(
     host: str = "127.0.0.1",
     *,
+    port: int = 0,
     handler: PeerHandler | None = None,
     tls_context: ssl.SSLContext | None = None,
     users: dict[str, str] | None = None,
     **smtp_options: Any,
 ) -> AsyncIterator[Peer]:
-    """Run aiosmtpd on ``host``, a free port; STARTTLS with ``tls_context``; AUTH for ``users``."""
+    """Run aiosmtpd on ``host``:``port`` (0: any); STARTTLS with ``tls_context``; AUTH for ``users``."""
     handler = handler or PeerHandler()
+    handler.trio_token = trio.lowlevel.current_trio_token()
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-    sock.bind((host, 0))
+    sock.bind((host, port))
     sock.listen()
     options: dict[str, Any] = dict(smtp_options)
     if tls_context is not None:
