@@ -108,7 +108,7 @@ async def run_aiosmtpd(
     users: dict[str, str] | None = None,
     **smtp_options: Any,
 ) -> AsyncIterator[Peer]:
-    """Run aiosmtpd on ``host``:``port`` (0: any); STARTTLS with ``tls_context``; AUTH for ``users``."""
+    """Run aiosmtpd on ``host``:``port`` (0: any); STARTTLS with ``tls_context``; AUTH ``users``."""
     handler = handler or PeerHandler()
     handler.trio_token = trio.lowlevel.current_trio_token()
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)

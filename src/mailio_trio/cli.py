@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the effective configuration as TOML",
         description="Print what `serve` with the same options would run with.",
     )
+    from mailio_trio import _cli_queue
+
+    _cli_queue.add_parser(commands)
     return parser
 
 
@@ -381,7 +384,14 @@ def _cmd_config(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = build_parser().parse_args(argv)
-    commands = {"serve": _cmd_serve, "send": _cmd_send, "config": _cmd_config}
+    from mailio_trio import _cli_queue
+
+    commands = {
+        "serve": _cmd_serve,
+        "send": _cmd_send,
+        "config": _cmd_config,
+        "queue": _cli_queue.run,
+    }
     try:
         return commands[args.command](args)
     except ConfigError as exc:

@@ -91,12 +91,15 @@ class RelayWorker:
                 self._wake = trio.Event()
                 entries = await self.spool.entries()
                 now = self.clock()
-                waiting = [e for e in entries if e.id not in self._in_flight and e.pending()]
+                waiting = [e for e in entries if e.id not in self._in_flight]
                 for entry in waiting:
-                    if entry.next_attempt <= now:
+                    # No pending recipient left (``queue bounce``): only finishing remains.
+                    if entry.next_attempt <= now or not entry.pending():
                         self._in_flight.add(entry.id)
                         nursery.start_soon(self._attempt, entry.id)
-                later = [e.next_attempt - now for e in waiting if e.next_attempt > now]
+                later = [
+                    e.next_attempt - now for e in waiting if e.next_attempt > now and e.pending()
+                ]
                 if not self._in_flight and not later:
                     self._idle.set()
                 delay = min([self.config.relay.scan_interval, *later])
