@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
 
-from mailio_trio import __version__
+from mailio_trio import __version__, _cli_queue
 from mailio_trio._cli_tls import (
     add_passwd_command,
     add_tls_arguments,
@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print what `serve` with the same options would run with.",
     )
     add_passwd_command(commands)
+    _cli_queue.add_parser(commands)
     return parser
 
 
@@ -427,6 +428,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "send": _cmd_send,
         "config": _cmd_config,
         "passwd": run_passwd,
+        "queue": _cli_queue.run,
     }
     try:
         return commands[args.command](args)

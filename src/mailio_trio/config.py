@@ -23,7 +23,16 @@ if TYPE_CHECKING:
     from mailio_trio.plugins.auth import AuthConfig
     from mailio_trio.tls import TLSConfig
 
-__all__ = ["Config", "ConfigError", "DnsConfig", "Limits", "MaildirConfig", "parse_listen"]
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DnsConfig",
+    "Limits",
+    "MaildirConfig",
+    "RelayConfig",
+    "parse_listen",
+]
 
 
 class ConfigError(ValueError):
@@ -126,6 +135,71 @@ class Limits:
         default=BareLineEndings.NORMALISE, converter=_bare_line_endings
     )
     """``normalise`` bare CR/LF to CRLF inside DATA (as Postfix 3.9), or ``reject`` the message."""
+
+
+def _smart_host(value: str | None) -> str | None:
+    if value is None or value == "":
+        return None
+    host, sep, port = str(value).rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise ConfigError(
+            f"relay.smart_host = {show(value)}: must be HOST:PORT, e.g. smtp.example.com:587"
+        )
+    return str(value)
+
+
+@attrs.frozen(kw_only=True)
+class RelayConfig:
+    """Relaying to other domains (``[relay]``); names are mail-io's, in snake case.
+
+    Off by default, unlike mail-io: a server that spools and sends mail out
+    must be asked to, and told where its durable spool lives.
+    """
+
+    _section = "relay"
+
+    enabled: bool = False
+    hostname: str | None = None
+    """Our EHLO name towards remote servers; ``None`` is the server's hostname."""
+    spool_dir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
+    """Durable queue directory; required when enabled (a temp dir would not survive a reboot)."""
+    retry_hours: float = attrs.field(default=48.0, validator=_positive)
+    """Give up on a temporarily failing recipient and bounce after this long."""
+    retry_base_interval: float = attrs.field(default=60.0, validator=_positive)
+    """Seconds; the n-th retry waits ``base × n²`` (mail-io's back-off)."""
+    concurrency: int = attrs.field(default=5, validator=_at_least(1))
+    """Deliveries (one per destination domain) in flight at once."""
+    allow_unauthenticated: bool = False
+    """Relay for clients that did not authenticate (a local sender is still needed)."""
+    open_relay: bool = False
+    """Relay for anyone to anywhere; only behind a firewall, never on the Internet."""
+    local_sender_requires_auth: bool = False
+    """A local sender writing to a local recipient must authenticate (mail-io's rule)."""
+    port: int = attrs.field(default=25, validator=_at_least(1))
+    """Port of remote MX hosts (25; tests point it elsewhere)."""
+    smart_host: str | None = attrs.field(default=None, converter=_smart_host)
+    """``"host:port"``: send everything through this server instead of MX hosts."""
+    smart_host_user: str | None = None
+    smart_host_password: str | None = attrs.field(default=None, repr=False)
+    require_tls: bool = False
+    """Refuse to deliver in clear (temporary failure) when a server offers no STARTTLS."""
+    verify_tls: bool = False
+    """Check MX certificates; off by default as MX TLS is opportunistic (RFC 7435).
+    The smart host's certificate is always checked."""
+    tls_ca_file: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
+    """Extra CA bundle to trust for the smart host and verified MX connections."""
+    connect_timeout: float = attrs.field(default=30.0, validator=_positive)
+    command_timeout: float = attrs.field(default=300.0, validator=_positive)
+    """Seconds for most replies (RFC 5321 §4.5.3.2 says 5 minutes)."""
+    data_timeout: float = attrs.field(default=600.0, validator=_positive)
+    """Seconds for the reply after the body (RFC 5321 §4.5.3.2.6 says 10 minutes)."""
+    scan_interval: float = attrs.field(default=30.0, validator=_positive)
+    """Seconds between spool scans, so ``mailio-trio queue flush`` from another
+    process is noticed without signalling the server."""
+
+    def __attrs_post_init__(self) -> None:
+        if self.enabled and self.spool_dir is None:
+            raise ConfigError("relay.spool_dir = None: required when relay.enabled is true")
 
 
 # --- TOML, the listen addresses and maildir delivery -----------------------
@@ -357,6 +431,7 @@ class Config:
     """Certificate for STARTTLS and SMTPS; a ``TLSConfig`` or its table (see ``tls.py``)."""
     auth: AuthConfig = attrs.field(factory=lambda: _auth({}), converter=_auth)
     """Where AUTH may be used, and the ``[auth.users]`` table (see ``plugins/auth.py``)."""
+    relay: RelayConfig = attrs.field(factory=RelayConfig)
 
     def __attrs_post_init__(self) -> None:
         if not self.domains:

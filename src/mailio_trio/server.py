@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
     from mailio_trio.dns import Resolver
+    from mailio_trio.relay.worker import RelayWorker
 
 __all__ = ["Address", "Server", "ServerStatistics"]
 
@@ -90,6 +91,9 @@ class Server:
     _stopped: trio.Event = attrs.field(factory=trio.Event, init=False)
     _sessions_total: int = attrs.field(default=0, init=False)
     _refused: int = attrs.field(default=0, init=False)
+    relay: RelayWorker | None = attrs.field(default=None, init=False)
+    """The relay worker when ``relay.enabled``; run by :meth:`serve_listeners`."""
+    _relay_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
     _per_ip: PerIpLimiter = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -112,6 +116,22 @@ class Server:
         self._per_ip = PerIpLimiter(self.config.limits)
         register_core(self.chain)
         register_configured(self.chain, self.config, has_resolver=self.resolver is not None)
+        if self.config.relay.enabled:
+            self._start_relay()
+
+    def _start_relay(self) -> None:
+        from mailio_trio.dns import DnsResolver
+        from mailio_trio.plugins import queue_relay
+        from mailio_trio.relay.worker import RelayWorker
+
+        resolver = self.resolver or DnsResolver()
+        self.relay = RelayWorker(self.config, resolver)
+        queue_relay.register(self.chain, self.relay)
+
+    async def _run_relay(self, *, task_status: trio.TaskStatus[None]) -> None:
+        assert self.relay is not None
+        with trio.CancelScope() as self._relay_scope:
+            await self.relay.run(task_status=task_status)
 
     # -- extending -----------------------------------------------------------
 
@@ -219,6 +239,8 @@ class Server:
         self._serving += 1
         try:
             async with trio.open_nursery() as connections:
+                if self.relay is not None and self._relay_scope is None:
+                    await connections.start(self._run_relay)
                 with accept_scope:
                     async with trio.open_nursery() as accepting:
                         for listener in listeners:
@@ -330,6 +352,9 @@ class Server:
         """Start a graceful shutdown: stop accepting, answer ``421 4.3.2`` to new
         commands, let messages in DATA finish within ``limits.shutdown_grace``."""
         self._context.shutting_down = True
+        if self._relay_scope is not None:
+            # Deliveries in flight are cut: the spool records them as still pending.
+            self._relay_scope.cancel()
         for scope in self._accept_scopes:
             scope.cancel()
         for session in list(self._context.sessions):

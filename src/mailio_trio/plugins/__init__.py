@@ -100,11 +100,16 @@ def register_configured(chain: Chain, config: Config, *, has_resolver: bool) -> 
             continue  # a False key is also skipped by Chain.add, so it stays nameable
         done.add(module_name)
         importlib.import_module(module_name).register(chain)
-    if config.maildir.enabled:
-        from mailio_trio.plugins import maildir, rcpt_local, rcpt_norelay
+    # A capture sink (maildir.any_domain) stores for every domain: nothing to relay.
+    if (config.maildir.enabled and not config.maildir.any_domain) or config.relay.enabled:
+        from mailio_trio.plugins import rcpt_relay
 
-        if not config.maildir.any_domain:
-            # rcpt_norelay is the stand-in for the relay policy until relaying exists.
-            rcpt_norelay.register(chain)
+        # Wherever mail is delivered, the relay policy guards it: no open relay
+        # unless relay.open_relay. A bare embedded server (user's own queue
+        # handlers, a test sink) has no notion of "local" and takes everything.
+        rcpt_relay.register(chain)
+    if config.maildir.enabled:
+        from mailio_trio.plugins import maildir, rcpt_local
+
         rcpt_local.register(chain)
         maildir.register(chain)

@@ -1,0 +1,130 @@
+"""Delivery status notifications (RFC 3464) for mail we could not deliver.
+
+A DSN is a ``multipart/report; report-type=delivery-status`` message (RFC
+6522): a human-readable part, a ``message/delivery-status`` part with one
+per-message block and one block per failed recipient (``Final-Recipient``,
+``Action: failed``, ``Status``, ``Diagnostic-Code``, ``Remote-MTA``), and the
+original message's headers (``text/rfc822-headers``; not the body, so a bounce
+never carries a large attachment back).
+
+It is sent with the null reverse-path ``<>`` (RFC 5321 §4.5.5), so a bounce
+can never bounce. None is made for a null sender or for a message that was
+itself ``Auto-Submitted`` (RFC 3834 §2: no automatic replies to automatic
+mail) — the loops mail-io guarded against.
+"""
+
+from __future__ import annotations
+
+import email.parser
+import email.policy
+from datetime import UTC, datetime
+from email.message import EmailMessage, Message
+from email.utils import format_datetime, make_msgid
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from mailio_trio.relay.spool import Entry, RecipientState
+
+__all__ = ["build_dsn", "should_bounce"]
+
+# Headers are what the DSN quotes; read no further into a message than this.
+HEADER_LIMIT = 256 * 1024
+
+
+def _headers(message: Path) -> bytes:
+    with message.open("rb") as f:
+        head = f.read(HEADER_LIMIT)
+    end = head.find(b"\r\n\r\n")
+    return head if end < 0 else head[: end + 2]
+
+
+def should_bounce(entry: Entry, message: Path) -> bool:
+    """False for the null sender and for auto-submitted mail (blocking: reads headers)."""
+    if not entry.sender:
+        return False
+    parsed = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(
+        _headers(message)
+    )
+    auto = str(parsed.get("Auto-Submitted", "no")).strip().lower()
+    return auto.split(";")[0].strip() in ("", "no")
+
+
+def _status(state: RecipientState) -> tuple[str, str]:
+    error = state.error
+    if error is None:
+        return "5.0.0", "smtp; 550 delivery failed"
+    status = error.enhanced or f"{str(error.code)[0]}.0.0"
+    if status.startswith("4"):
+        # Given up after retries: report it as failed with the 5.x.y form (RFC 3463 §3.1).
+        status = "5" + status[1:]
+    enhanced = f"{error.enhanced} " if error.enhanced else ""
+    return status, f"smtp; {error.code} {enhanced}{' '.join(error.text.split())}"
+
+
+def build_dsn(
+    entry: Entry, message: Path, *, reporting_mta: str, now: datetime | None = None
+) -> bytes:
+    """The DSN for ``entry``'s failed recipients, as wire bytes (blocking: reads headers)."""
+    now = now or datetime.now(UTC)
+    failed = entry.failed()
+    dsn = EmailMessage(policy=email.policy.SMTP)
+    dsn["From"] = f"Mail Delivery System <MAILER-DAEMON@{reporting_mta}>"
+    dsn["To"] = entry.sender
+    dsn["Subject"] = "Undelivered Mail Returned to Sender"
+    dsn["Date"] = format_datetime(now)
+    dsn["Message-ID"] = make_msgid(domain=reporting_mta)
+    dsn["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
+    lines = [
+        f"This is the mail system at {reporting_mta}.",
+        "",
+        "Your message could not be delivered to one or more recipients.",
+        "",
+    ]
+    for state in failed:
+        error = state.error
+        where = f" (from {error.remote})" if error and error.remote else ""
+        reason = f"{error.code} {error.text}" if error else "delivery failed"
+        lines.append(f"<{state.address}>: {reason}{where}")
+    dsn.set_content("\n".join(lines) + "\n")
+    dsn.make_mixed()
+    dsn.replace_header("Content-Type", "multipart/report")
+    dsn.set_param("report-type", "delivery-status")
+    per_message = [
+        ("Reporting-MTA", f"dns; {reporting_mta}"),
+        ("X-Mailio-Queue-ID", entry.id),
+        ("Arrival-Date", format_datetime(datetime.fromtimestamp(entry.created, UTC))),
+    ]
+    blocks = [per_message]
+    for state in failed:
+        status, diagnostic = _status(state)
+        block = [
+            ("Final-Recipient", f"rfc822; {state.address}"),
+            ("Action", "failed"),
+            ("Status", status),
+        ]
+        if state.error is not None and state.error.remote:
+            block.append(("Remote-MTA", f"dns; {state.error.remote.split(' ')[0]}"))
+            block.append(("Diagnostic-Code", diagnostic))
+        else:  # our own decision (DNS, retry deadline): no remote said anything
+            block.append(("X-Mailio-Reason", diagnostic.removeprefix("smtp; ")))
+        blocks.append(block)
+    # RFC 3464 §2.1: the body of message/delivery-status is a series of header blocks;
+    # the email package models each block as a Message.
+    status_part = EmailMessage(policy=email.policy.SMTP)
+    status_part["Content-Type"] = "message/delivery-status"
+    status_part["Content-Transfer-Encoding"] = "7bit"
+    for fields in blocks:
+        part = Message(policy=email.policy.compat32)
+        for name, value in fields:
+            part[name] = value
+        status_part.attach(part)  # type: ignore[arg-type]  # a header block is a plain Message (RFC 3464 §2.1)
+    dsn.attach(status_part)
+    headers_part = EmailMessage(policy=email.policy.SMTP)
+    headers_part["Content-Type"] = "text/rfc822-headers"
+    headers = _headers(message).decode("utf-8", "replace")
+    headers_part.set_payload(headers)
+    headers_part["Content-Transfer-Encoding"] = "8bit" if not headers.isascii() else "7bit"
+    dsn.attach(headers_part)
+    return dsn.as_bytes(policy=email.policy.SMTP)

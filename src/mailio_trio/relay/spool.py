@@ -1,0 +1,300 @@
+"""The durable relay spool: one entry per accepted message, on disk before our ``250``.
+
+Layout under ``relay.spool_dir``::
+
+    tmp/<id>.eml, tmp/<id>.json    being written; anything here after a crash is garbage
+    queue/<id>.eml                 the message as received (our Received: line first)
+    queue/<id>.json                the metadata: envelope, per-recipient status, attempts
+
+Every write is atomic: write to ``tmp/``, ``fsync`` the file, ``rename`` into
+``queue/``, ``fsync`` the directory. The message file is committed first; the
+metadata file is the **commit point**: an entry exists if and only if
+``queue/<id>.json`` exists. A crash before it leaves an orphan ``.eml`` (the
+client got no ``250`` and will retry), removed at the next load.
+
+At-least-once point: a recipient is marked ``delivered`` in the metadata only
+after the remote server answered ``250`` to the body and the metadata rewrite
+(tmp, fsync, rename, directory fsync) completed. A crash (SIGKILL, power loss)
+between the remote ``250`` and that rewrite sends the message again to the
+recipients of that one delivery (one domain's group) after restart. Nothing
+is ever lost; at most the in-flight group is sent twice.
+
+Removal is the reverse: the metadata goes first (the entry stops existing),
+then the message file.
+
+Blocking file work runs in a thread (``trio.to_thread.run_sync``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import attrs
+import trio
+
+__all__ = ["Entry", "ErrorInfo", "RecipientState", "RecipientStatus", "Spool"]
+
+logger = logging.getLogger("mailio_trio.relay")
+
+
+class RecipientStatus(enum.Enum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    """Permanently failed (or given up); a bounce reports it."""
+
+
+@attrs.frozen
+class ErrorInfo:
+    """The last reply (or our reason) for a recipient: enough for a DSN and ``queue list``."""
+
+    code: int
+    enhanced: str | None
+    text: str
+    remote: str | None = None
+    """The host that answered (``Remote-MTA``), or ``None`` when we decided locally."""
+
+
+@attrs.define
+class RecipientState:
+    address: str
+    status: RecipientStatus = RecipientStatus.PENDING
+    error: ErrorInfo | None = None
+
+
+@attrs.define(eq=False)
+class Entry:
+    """One spooled message: its envelope and how far delivery got."""
+
+    id: str
+    sender: str
+    """The reverse-path without brackets; ``""`` is the null sender."""
+    recipients: list[RecipientState]
+    created: float
+    """Wall-clock seconds (persisted, so ``time.time()``, not trio's clock)."""
+    next_attempt: float
+    attempts: int = 0
+    smtputf8: bool = False
+    body_8bit: bool | None = None
+    bounced: bool = False
+    """True once a DSN for the failed recipients was submitted."""
+
+    def pending(self) -> list[RecipientState]:
+        return [r for r in self.recipients if r.status is RecipientStatus.PENDING]
+
+    def failed(self) -> list[RecipientState]:
+        return [r for r in self.recipients if r.status is RecipientStatus.FAILED]
+
+    @property
+    def last_error(self) -> ErrorInfo | None:
+        errors = [r.error for r in self.recipients if r.error is not None]
+        return errors[-1] if errors else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": 1,
+            "id": self.id,
+            "sender": self.sender,
+            "recipients": [
+                {
+                    "address": r.address,
+                    "status": r.status.value,
+                    "error": None if r.error is None else attrs.asdict(r.error),
+                }
+                for r in self.recipients
+            ],
+            "created": self.created,
+            "next_attempt": self.next_attempt,
+            "attempts": self.attempts,
+            "smtputf8": self.smtputf8,
+            "body_8bit": self.body_8bit,
+            "bounced": self.bounced,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Entry:
+        return cls(
+            id=str(data["id"]),
+            sender=str(data["sender"]),
+            recipients=[
+                RecipientState(
+                    address=str(r["address"]),
+                    status=RecipientStatus(r["status"]),
+                    error=None if r.get("error") is None else ErrorInfo(**r["error"]),
+                )
+                for r in data["recipients"]
+            ],
+            created=float(data["created"]),
+            next_attempt=float(data["next_attempt"]),
+            attempts=int(data.get("attempts", 0)),
+            smtputf8=bool(data.get("smtputf8", False)),
+            body_8bit=data.get("body_8bit"),
+            bounced=bool(data.get("bounced", False)),
+        )
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_durably(path: Path, tmp: Path, write: Any) -> None:
+    """Write via ``tmp``: fsync the file, rename into place, fsync the directory."""
+    try:
+        with tmp.open("wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+_ID_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyz-")
+
+
+@attrs.define(eq=False)
+class Spool:
+    """The spool directory; safe to use from the server and the ``queue`` CLI at once.
+
+    Entries are read from disk whenever asked for, so another process's
+    change (``queue flush``, ``queue delete``) is seen at the next scan.
+    """
+
+    root: Path = attrs.field(converter=Path)
+
+    @property
+    def queue_dir(self) -> Path:
+        return self.root / "queue"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.root / "tmp"
+
+    def open(self) -> None:
+        """Create the directories and clear what a crash left half-written (blocking)."""
+        for d in (self.root, self.queue_dir, self.tmp_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        for leftover in self.tmp_dir.iterdir():
+            leftover.unlink(missing_ok=True)
+        for message in self.queue_dir.glob("*.eml"):
+            if not message.with_suffix(".json").exists():
+                # Crashed before the commit point: the client never got 250.
+                logger.info("removing uncommitted spool message %s", message.name)
+                message.unlink(missing_ok=True)
+
+    def valid_id(self, entry_id: str) -> bool:
+        return bool(entry_id) and set(entry_id) <= _ID_CHARS
+
+    def message_path(self, entry_id: str) -> Path:
+        if not self.valid_id(entry_id):
+            raise KeyError(entry_id)
+        return self.queue_dir / f"{entry_id}.eml"
+
+    def _meta_path(self, entry_id: str) -> Path:
+        if not self.valid_id(entry_id):
+            raise KeyError(entry_id)
+        return self.queue_dir / f"{entry_id}.json"
+
+    # -- blocking primitives (run them in a thread from async code) --------
+
+    def add_sync(
+        self,
+        source: Path,
+        sender: str,
+        recipients: list[str],
+        *,
+        smtputf8: bool = False,
+        body_8bit: bool | None = None,
+        now: float | None = None,
+    ) -> Entry:
+        """Copy ``source`` into the spool and commit an entry for ``recipients``."""
+        now = time.time() if now is None else now
+        entry_id = f"{int(now):x}-{secrets.token_hex(6)}"
+        entry = Entry(
+            id=entry_id,
+            sender=sender,
+            recipients=[RecipientState(a) for a in recipients],
+            created=now,
+            next_attempt=now,
+            smtputf8=smtputf8,
+            body_8bit=body_8bit,
+        )
+
+        def copy(f: Any) -> None:
+            with source.open("rb") as src:
+                shutil.copyfileobj(src, f, 256 * 1024)
+
+        _write_durably(self.message_path(entry_id), self.tmp_dir / f"{entry_id}.eml", copy)
+        self.save_sync(entry)  # the commit point
+        return entry
+
+    def save_sync(self, entry: Entry) -> None:
+        data = json.dumps(entry.to_json(), indent=1).encode("utf-8")
+        _write_durably(
+            self._meta_path(entry.id), self.tmp_dir / f"{entry.id}.json", lambda f: f.write(data)
+        )
+
+    def load_sync(self, entry_id: str) -> Entry | None:
+        """The entry as on disk now, or ``None`` if it is gone (delivered, deleted)."""
+        try:
+            data = json.loads(self._meta_path(entry_id).read_bytes())
+        except (FileNotFoundError, KeyError):
+            return None
+        except (ValueError, TypeError) as exc:
+            logger.error("spool entry %s is unreadable: %s", entry_id, exc)
+            return None
+        return Entry.from_json(data)
+
+    def entries_sync(self) -> list[Entry]:
+        out = []
+        for meta in sorted(self.queue_dir.glob("*.json")):
+            entry = self.load_sync(meta.stem)
+            if entry is not None:
+                out.append(entry)
+        return out
+
+    def remove_sync(self, entry_id: str) -> bool:
+        """Remove an entry; metadata first, so a crash never leaves a half entry."""
+        meta = self._meta_path(entry_id)
+        try:
+            meta.unlink()
+        except FileNotFoundError:
+            return False
+        _fsync_dir(self.queue_dir)
+        with contextlib.suppress(FileNotFoundError):
+            self.message_path(entry_id).unlink()
+        return True
+
+    # -- async wrappers --------------------------------------------------------
+
+    async def add(self, source: Path, sender: str, recipients: list[str], **kw: Any) -> Entry:
+        return await trio.to_thread.run_sync(
+            lambda: self.add_sync(source, sender, recipients, **kw)
+        )
+
+    async def save(self, entry: Entry) -> None:
+        await trio.to_thread.run_sync(self.save_sync, entry)
+
+    async def load(self, entry_id: str) -> Entry | None:
+        return await trio.to_thread.run_sync(self.load_sync, entry_id)
+
+    async def entries(self) -> list[Entry]:
+        return await trio.to_thread.run_sync(self.entries_sync)
+
+    async def remove(self, entry_id: str) -> bool:
+        return await trio.to_thread.run_sync(self.remove_sync, entry_id)

@@ -1,0 +1,212 @@
+"""The relay worker: runs due spool entries, records outcomes, bounces failures.
+
+Runs as one task in the server's nursery (``Server.serve``) while relaying is
+enabled. It scans the spool when woken (a new entry), when the earliest retry
+is due, and every ``relay.scan_interval`` seconds, so changes made by
+``mailio-trio queue`` in another process are seen without signalling us.
+
+Per entry and attempt, recipients are grouped by domain and each group is
+delivered over one connection, at most ``relay.concurrency`` groups at once
+(one ``trio.CapacityLimiter`` for the whole server). Each group's outcome is
+written to the spool as soon as it is known; see ``spool.py`` for the
+at-least-once point. An entry deleted meanwhile (``queue delete``) is not
+brought back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+import attrs
+import trio
+
+from mailio_trio.relay import schedule
+from mailio_trio.relay.bounce import build_dsn, should_bounce
+from mailio_trio.relay.deliver import MxResolver, deliver_group
+from mailio_trio.relay.spool import Entry, ErrorInfo, RecipientStatus, Spool
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from mailio_trio.config import Config
+
+__all__ = ["RelayWorker"]
+
+logger = logging.getLogger("mailio_trio.relay")
+
+
+@attrs.define(eq=False)
+class RelayWorker:
+    """Delivers what the spool holds.
+
+    Args:
+      config: The server's configuration (``relay`` section, ``hostname``, ``domains``).
+      resolver: MX and address lookups.
+      submit: ``await submit(message, sender, recipients)`` — how a DSN is
+        sent (the server's own queue chain: local senders get it in their
+        maildir, remote ones through this spool). By default it is spooled.
+    """
+
+    config: Config
+    resolver: MxResolver
+    spool: Spool = attrs.field()
+    submit: Callable[[bytes, str, list[str]], Awaitable[None]] | None = None
+    clock: Callable[[], float] = time.time
+    _wake: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _in_flight: set[str] = attrs.field(factory=set, init=False)
+    _limiter: trio.CapacityLimiter = attrs.field(init=False)
+    _idle: trio.Event = attrs.field(factory=trio.Event, init=False)
+
+    @spool.default
+    def _spool(self) -> Spool:
+        assert self.config.relay.spool_dir is not None
+        return Spool(self.config.relay.spool_dir)
+
+    def __attrs_post_init__(self) -> None:
+        self._limiter = trio.CapacityLimiter(self.config.relay.concurrency)
+
+    @property
+    def ehlo_name(self) -> str:
+        return self.config.relay.hostname or self.config.hostname
+
+    def wake(self) -> None:
+        """Scan the spool now (a new entry, a flush)."""
+        self._wake.set()
+
+    async def wait_idle(self) -> None:
+        """Wait until a scan found nothing due and nothing in flight (tests)."""
+        self._idle = trio.Event()
+        self.wake()
+        await self._idle.wait()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Deliver until cancelled; started once the spool is open and cleaned."""
+        await trio.to_thread.run_sync(self.spool.open)
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            while True:
+                self._wake = trio.Event()
+                entries = await self.spool.entries()
+                now = self.clock()
+                waiting = [e for e in entries if e.id not in self._in_flight]
+                for entry in waiting:
+                    # No pending recipient left (``queue bounce``): only finishing remains.
+                    if entry.next_attempt <= now or not entry.pending():
+                        self._in_flight.add(entry.id)
+                        nursery.start_soon(self._attempt, entry.id)
+                later = [
+                    e.next_attempt - now for e in waiting if e.next_attempt > now and e.pending()
+                ]
+                if not self._in_flight and not later:
+                    self._idle.set()
+                delay = min([self.config.relay.scan_interval, *later])
+                with trio.move_on_after(max(delay, 0.0)):
+                    await self._wake.wait()
+
+    async def _attempt(self, entry_id: str) -> None:
+        try:
+            await self._attempt_unguarded(entry_id)
+        except Exception:
+            logger.exception("relay attempt for %s failed", entry_id)
+        finally:
+            self._in_flight.discard(entry_id)
+            self.wake()
+
+    async def _attempt_unguarded(self, entry_id: str) -> None:
+        entry = await self.spool.load(entry_id)
+        if entry is None:
+            return
+        groups: dict[str, list[str]] = defaultdict(list)
+        for state in entry.pending():
+            groups[state.address.rpartition("@")[2].lower()].append(state.address)
+        lock = trio.Lock()
+        message = self.spool.message_path(entry.id)
+
+        async def one_group(domain: str, recipients: list[str]) -> None:
+            async with self._limiter:
+                outcomes = await deliver_group(
+                    domain=domain,
+                    sender=entry.sender,
+                    recipients=recipients,
+                    message=message,
+                    smtputf8=entry.smtputf8,
+                    body_8bit=entry.body_8bit,
+                    config=self.config.relay,
+                    ehlo_name=self.ehlo_name,
+                    resolver=self.resolver,
+                )
+            async with lock:
+                current = await self.spool.load(entry.id)
+                if current is None:
+                    return  # deleted meanwhile: do not resurrect it
+                for state in current.recipients:
+                    if state.address in outcomes and state.status is RecipientStatus.PENDING:
+                        outcome = outcomes[state.address]
+                        state.status, state.error = outcome.status, outcome.error
+                await self.spool.save(current)
+
+        async with trio.open_nursery() as nursery:
+            for domain, recipients in groups.items():
+                nursery.start_soon(one_group, domain, recipients)
+        await self._finish(entry.id)
+
+    async def _finish(self, entry_id: str) -> None:
+        entry = await self.spool.load(entry_id)
+        if entry is None:
+            return
+        relay = self.config.relay
+        now = self.clock()
+        entry.attempts += 1
+        if entry.pending() and schedule.expired(now, entry.created, relay.retry_hours):
+            for state in entry.pending():
+                last = state.error
+                state.status = RecipientStatus.FAILED
+                state.error = ErrorInfo(
+                    last.code if last else 451,
+                    last.enhanced if last else "4.4.7",
+                    f"gave up after {relay.retry_hours:g} hours"
+                    + (f": {last.text}" if last else ""),
+                    last.remote if last else None,
+                )
+        if entry.pending():
+            entry.next_attempt = schedule.next_attempt(
+                now, entry.attempts, relay.retry_base_interval
+            )
+            await self.spool.save(entry)
+            logger.info("%s: retry %d at %.0f", entry.id, entry.attempts, entry.next_attempt)
+            return
+        if entry.failed() and not entry.bounced:
+            await self._bounce(entry)
+        await self.spool.remove(entry.id)
+        logger.info("%s: done", entry.id)
+
+    async def _bounce(self, entry: Entry) -> None:
+        message = self.spool.message_path(entry.id)
+        if not await trio.to_thread.run_sync(should_bounce, entry, message):
+            logger.info("%s: no bounce (null sender or auto-submitted)", entry.id)
+            return
+        dsn = await trio.to_thread.run_sync(
+            lambda: build_dsn(entry, message, reporting_mta=self.ehlo_name)
+        )
+        if self.submit is not None:
+            await self.submit(dsn, "", [entry.sender])
+        else:
+            await self.spool_bytes(dsn, "", [entry.sender])
+        # Recorded before removal, so a crash here repeats at most this one bounce.
+        entry.bounced = True
+        await self.spool.save(entry)
+
+    async def spool_bytes(self, data: bytes, sender: str, recipients: list[str]) -> None:
+        def write() -> None:
+            tmp = self.spool.tmp_dir / f"submit-{id(data)}.eml"
+            tmp.write_bytes(data)
+            try:
+                self.spool.add_sync(tmp, sender, recipients, body_8bit=not data.isascii())
+            finally:
+                tmp.unlink(missing_ok=True)
+
+        await trio.to_thread.run_sync(write)
+        self.wake()
