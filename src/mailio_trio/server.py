@@ -67,6 +67,8 @@ class Server:
 
     config: Config = attrs.field(factory=Config)
     tls_context: ssl.SSLContext | None = None
+    discard: bool = attrs.field(default=False, kw_only=True)
+    """Read every DATA body in full and drop it (``serve --discard``, the benchmark sink)."""
     chain: Chain = attrs.field(init=False)
     _context: ServerContext = attrs.field(init=False)
     _accept_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
@@ -79,7 +81,7 @@ class Server:
 
         self.chain = Chain(plugins=self.config.plugins)
         self._context = ServerContext(
-            config=self.config, chain=self.chain, tls_context=self.tls_context
+            config=self.config, chain=self.chain, tls_context=self.tls_context, discard=self.discard
         )
         register_core(self.chain)
 

@@ -124,6 +124,8 @@ class ServerContext:
     on_session: list[Callable[[Session], None]] = attrs.field(factory=list)
     shutting_down: bool = False
     sessions: set[Session] = attrs.field(factory=set)
+    discard: bool = False
+    """Benchmark sink: DATA bodies are read in full and dropped, never spooled."""
 
 
 class _SessionLog(logging.LoggerAdapter[logging.Logger]):
@@ -174,6 +176,22 @@ class _Spool:
     def discard(self) -> None:
         self.file.close()
         self.path.unlink(missing_ok=True)
+
+
+class _NullSpool:
+    """The discard mode's spool: the body is read and dropped (like aiosmtpd's Sink)."""
+
+    # Queue handlers see an empty file; it is never unlinked (see Session.deliver).
+    path = Path(os.devnull)
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def discard(self) -> None:
+        pass
 
 
 @attrs.define(eq=False)
@@ -375,10 +393,10 @@ class Session:
             line_limit=limits.text_line_length,
             bare_line_endings=limits.bare_line_endings,
         )
-        spool = _Spool(self.config.spool_dir)
+        spool = _NullSpool() if self.context.discard else _Spool(self.config.spool_dir)
         self.in_data = True
         try:
-            header = self.received_header()
+            header = b"" if self.context.discard else self.received_header()
             spool.write(header)
             chunk = self._splitter.take_buffered()
             with trio.move_on_after(limits.data_timeout) as scope:
@@ -567,7 +585,8 @@ class Session:
         try:
             return await self.decide("queue", req)
         finally:
-            message.path.unlink(missing_ok=True)
+            if not self.context.discard:
+                message.path.unlink(missing_ok=True)
             self.counters.messages += 1
 
     async def run_chain(self, name: str, req: Request) -> tuple[str, Reply | None]:
