@@ -36,3 +36,13 @@ def docs(session: nox.Session) -> None:
     """Build the Sphinx docs with warnings as errors."""
     session.install(".", *nox.project.dependency_groups(PYPROJECT, "docs"))
     session.run("sphinx-build", "-W", "-n", "-b", "html", "docs", "docs/_build/html")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Side-by-side benchmark against aiosmtpd (never part of the default sessions).
+
+    Args after ``--`` go to ``bench/run.py`` (``--rounds 5``, ``--workloads W2,W3``).
+    """
+    session.install(".", *nox.project.dependency_groups(PYPROJECT, "bench"))
+    session.run("python", "bench/run.py", *session.posargs)

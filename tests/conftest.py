@@ -1,4 +1,9 @@
-"""Shared fixtures: a throw-away CA (trustme) and TLS contexts signed by it."""
+"""Shared test setup: TLS material (trustme), and both socket I/O paths for e2e suites.
+
+Plain TCP sessions drive their socket directly (``session.FAST_SOCKET_IO``);
+TLS sessions and any other stream go through Trio's stream API. Every test in
+the end-to-end modules runs both ways, so the two paths must behave the same.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import ssl
 
 import pytest
 import trustme
+
+from mailio_trio import session
 
 # pytester runs pytest as a user would (tests/test_pytest_plugin.py, tests/test_sample_app.py).
 # The mailio fixtures come from the pytest11 entry point, not from here.
@@ -36,3 +43,21 @@ def client_tls_context(tls_ca: trustme.CA) -> ssl.SSLContext:
     context = ssl.create_default_context()
     tls_ca.configure_trust(context)
     return context
+
+
+# Test modules that talk to a real server over sockets.
+_BOTH_IO_PATHS = ("test_e2e", "test_workers")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.module.__name__.rpartition(".")[2].startswith(_BOTH_IO_PATHS):
+        metafunc.fixturenames.append("socket_io_path")
+        metafunc.parametrize("socket_io_path", ["fast-io", "trio-stream-io"], indirect=True)
+
+
+@pytest.fixture
+def socket_io_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which I/O path plain sessions use in this test (``fast-io`` or ``trio-stream-io``)."""
+    path: str = request.param
+    monkeypatch.setattr(session, "FAST_SOCKET_IO", path == "fast-io")
+    return path

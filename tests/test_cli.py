@@ -6,6 +6,7 @@ server prints only once its sockets are bound and its signal handlers are set.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 MESSAGE = b"Subject: hello\r\nFrom: alice@localhost\r\n\r\nHi there.\r\n"
-LISTENING = re.compile(r"^mailio-trio: listening on 127\.0\.0\.1:(\d+); ")
+LISTENING = re.compile(r"^mailio-trio: listening on 127\.0\.0\.1:(\d+)(?: \(\d+ workers\))?; ")
 
 
 def run(cwd: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -46,16 +47,18 @@ def serving(cwd: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], int]
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # a process group: --workers children are cleaned up too
     ) as proc:
         assert proc.stdout is not None
         try:
             line = proc.stdout.readline()
             match = LISTENING.match(line)
-            assert match, (line, proc.stderr.read() if proc.stderr else "")
+            # Not proc.stderr.read(): a live server (or its workers) never closes it.
+            assert match, (line, proc.poll())
             yield proc, int(match.group(1))
         finally:
-            if proc.poll() is None:
-                proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
 
 
@@ -270,3 +273,23 @@ def test_version_and_help(tmp_path: Path) -> None:
         result = run(tmp_path, *args)
         assert result.returncode == 0
         assert "usage: mailio-trio" in result.stdout
+
+
+def test_serve_with_workers_and_discard_serves_and_stops_all(tmp_path: Path) -> None:
+    with serving(tmp_path, "--workers", "2", "--discard") as (proc, port):
+        for n in range(6):
+            send(port, "alice@example.org", [f"user{n}@anywhere.example"])
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert out.endswith("mailio-trio: stopped\n")
+    assert not (tmp_path / "mail").exists()  # --discard keeps nothing
+
+
+def test_workers_refuse_what_one_process_must_own(tmp_path: Path) -> None:
+    (tmp_path / "relay.toml").write_text('[relay]\nenabled = true\nspool_dir = "relay"\n')
+    result = run(tmp_path, "serve", "--config", "relay.toml", "--workers", "2")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "--workers 2: relay.enabled needs one process" in result.stderr

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CORE",
+    "NEVER_WAITS",
     "Chain",
     "ChainError",
     "Decision",
@@ -39,16 +40,34 @@ __all__ = [
     "Request",
     "Response",
     "make_reply",
+    "never_waits",
 ]
 
 CORE = "core"
 """The name of each command's protocol handler, which always runs first."""
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class HandlerFunc(Protocol):
     def __call__(self, req: Request, res: Response, /) -> Awaitable[None]: ...
+
+
+NEVER_WAITS: set[object] = set()
+"""Handler functions that decide without awaiting anything (see :func:`never_waits`)."""
+
+
+def never_waits(func: F) -> F:
+    """Mark a handler that never awaits: it runs without a ``handler_timeout`` scope.
+
+    A handler that cannot block needs no timeout, and a cancel scope per
+    handler call is a measurable share of a small command's CPU. The core
+    protocol handlers are marked; a marked handler that did await something
+    would run without its timeout, so mark only handlers that do no I/O.
+    """
+    NEVER_WAITS.add(func)
+    return func
 
 
 class ChainError(ValueError):
@@ -82,9 +101,11 @@ class Handler:
     func: HandlerFunc
     before: tuple[str, ...] = attrs.field(default=(), converter=_names)
     after: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    key: str = attrs.field(init=False, eq=False, repr=False)
+    """``"command/name"``, computed once (it is read for every handler call)."""
 
-    @property
-    def key(self) -> str:
+    @key.default
+    def _key(self) -> str:
         return f"{self.command}/{self.name}"
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import trio
 
-from mailio_trio import __version__, _cli_queue
+from mailio_trio import __version__, _cli_queue, workers
 from mailio_trio._cli_tls import (
     add_passwd_command,
     add_tls_arguments,
@@ -37,7 +37,7 @@ from mailio_trio.plugins.capture import add_capture_arguments, install_capture
 from mailio_trio.server import Server
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
 __all__ = ["build_parser", "effective_config", "main"]
 
@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"])
     add_capture_arguments(serve)
+    workers.add_arguments(serve)
     add_tls_arguments(serve, _host_port)
 
     send = commands.add_parser(
@@ -286,6 +287,14 @@ async def _watch_signals(signals: Any, server: Server, cancel_scope: trio.Cancel
         stopping = True
 
 
+def _where_mail_goes(config: Config) -> str:
+    if not config.maildir.enabled:
+        return "maildir delivery is off: accepted mail is not kept"
+    mailboxes = Path(config.maildir.root) / config.maildir.path
+    domains = "any domain" if config.maildir.any_domain else ", ".join(config.domains)
+    return f"mail for {domains} goes to {mailboxes}"
+
+
 async def _serve(
     server: Server, config: Config, smtps_listen: Sequence[tuple[str, int]] = ()
 ) -> None:
@@ -312,13 +321,7 @@ async def _serve(
                 [_show_address(h, p) for h, p in bound]
                 + [f"{_show_address(h, p)} (SMTPS)" for h, p in smtps]
             )
-            if config.maildir.enabled:
-                mailboxes = Path(config.maildir.root) / config.maildir.path
-                domains = "any domain" if config.maildir.any_domain else ", ".join(config.domains)
-                goes = f"mail for {domains} goes to {mailboxes}"
-            else:
-                goes = "maildir delivery is off: accepted mail is not kept"
-            print(f"{PROG}: listening on {where}; {goes}", flush=True)
+            print(f"{PROG}: listening on {where}; {_where_mail_goes(config)}", flush=True)
             nursery.start_soon(_watch_signals, signals, server, nursery.cancel_scope)
             await server.wait_stopped()
             nursery.cancel_scope.cancel()
@@ -329,27 +332,66 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     import attrs
 
     maildir = config.maildir
-    if args.capture or args.print_messages:
-        # A development sink takes mail for any domain; it stores only when asked to.
-        maildir = attrs.evolve(maildir, enabled=args.maildir is not None, any_domain=True)
+    if args.capture or args.print_messages or args.discard:
+        # A development or benchmark sink takes mail for any domain; it stores
+        # only when asked to (never with --discard, which reads and drops bodies).
+        keep = args.maildir is not None and not args.discard
+        maildir = attrs.evolve(maildir, enabled=keep, any_domain=True)
     if maildir.enabled:
         maildir = attrs.evolve(maildir, root=_prepare_directory("maildir.root", maildir.root))
     spool = config.spool_dir
     if spool is not None:
         spool = _prepare_directory("server.spool_dir", spool)
     config = attrs.evolve(config, maildir=maildir, spool_dir=spool)
+    if args.workers > 1:
+        _check_workers(args, config)
     _setup_logging(args.log_level, args.log_format)
     with contextlib.ExitStack() as stack:  # holds a --tls-self-signed certificate's directory
         config = apply_tls_arguments(args, config, stack)
-        server = Server(config)
-        install_capture(server.chain, args)
+
+        def build() -> Server:
+            server = Server(config, discard=args.discard)
+            install_capture(server.chain, args)
+            return server
+
         try:
-            trio.run(_serve, server, config, args.smtps_listen or ())
+            if args.workers > 1:
+                return _serve_workers(args, config, build)
+            trio.run(_serve, build(), config, args.smtps_listen or ())
         except _CannotListen as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return EXIT_FAILURE
     print(f"{PROG}: stopped", flush=True)
     return EXIT_OK
+
+
+def _check_workers(args: argparse.Namespace, config: Config) -> None:
+    """What one process owns cannot be split over ``--workers`` processes."""
+    if config.relay.enabled:
+        raise ConfigError(
+            f"--workers {args.workers}: relay.enabled needs one process (the relay spool "
+            "has one owner); use --workers 1"
+        )
+    if args.smtps_listen:
+        raise ConfigError(f"--workers {args.workers}: --smtps-listen needs --workers 1")
+
+
+def _serve_workers(args: argparse.Namespace, config: Config, build: Callable[[], Server]) -> int:
+    listen = [parse_listen(item) for item in config.listen]
+    try:
+        code = workers.serve(
+            config,
+            listen,
+            workers=args.workers,
+            make_server=build,
+            announce=lambda line: print(
+                f"{PROG}: {line} ({args.workers} workers); {_where_mail_goes(config)}", flush=True
+            ),
+        )
+    except OSError as exc:
+        raise _CannotListen(f"cannot listen: {exc.strerror or exc}") from None
+    print(f"{PROG}: stopped", flush=True)
+    return code
 
 
 # --- send ----------------------------------------------------------------------

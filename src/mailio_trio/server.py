@@ -83,6 +83,8 @@ class Server:
     """For STARTTLS and SMTPS; built from ``config.tls`` when not given."""
     resolver: Resolver | None = None
     """DNS for reverse lookups and plugins; by default built from ``config.dns`` if set."""
+    discard: bool = attrs.field(default=False, kw_only=True)
+    """Read every DATA body in full and drop it (``serve --discard``, the benchmark sink)."""
     chain: Chain = attrs.field(init=False)
     _context: ServerContext = attrs.field(init=False)
     _accept_scopes: set[trio.CancelScope] = attrs.field(factory=set, init=False)
@@ -112,6 +114,7 @@ class Server:
             chain=self.chain,
             tls_context=self.tls_context,
             resolver=self.resolver,
+            discard=self.discard,
         )
         self._per_ip = PerIpLimiter(self.config.limits)
         register_core(self.chain)

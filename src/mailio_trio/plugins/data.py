@@ -7,10 +7,11 @@ chain decides the final reply; the transaction ends either way.
 
 from __future__ import annotations
 
-from mailio_trio.chain import CORE, Chain, Handler, Request, Response
+from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_waits
 from mailio_trio.protocol import ClientProtocolError, Reply
 
 
+@never_waits
 async def data(req: Request, res: Response) -> None:
     session = req.session
     if session.helo_name is None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailio_trio.chain import CORE, Chain, Handler, Request, Response
+from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_waits
 from mailio_trio.plugins.helo import greeted
 from mailio_trio.protocol import parse_helo_name
 
@@ -34,6 +34,7 @@ def keywords(session: Session) -> list[str]:
     return words
 
 
+@never_waits
 async def ehlo(req: Request, res: Response) -> None:
     session = req.session
     name = parse_helo_name(req.argument, strict=session.config.strict_helo)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailio_trio.chain import CORE, Chain, Handler, Request, Response
+from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_waits
 from mailio_trio.protocol import parse_helo_name
 
 if TYPE_CHECKING:
@@ -18,6 +18,7 @@ def greeted(session: Session, name: str, *, esmtp: bool) -> None:
     session.esmtp = esmtp
 
 
+@never_waits
 async def helo(req: Request, res: Response) -> None:
     session = req.session
     name = parse_helo_name(req.argument, strict=session.config.strict_helo)

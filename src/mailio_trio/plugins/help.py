@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from mailio_trio.chain import CORE, Chain, Handler, Request, Response
+from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_waits
 from mailio_trio.protocol import Verb
 
 
+@never_waits
 async def help(req: Request, res: Response) -> None:
     session = req.session
     verbs = " ".join(v.name for v in Verb if session.handlers(v.value))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailio_trio.chain import CORE, Chain, Handler, Request, Response
+from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_waits
 from mailio_trio.message import Envelope
 from mailio_trio.protocol import MailFrom, parse_mail_from
 
@@ -22,6 +22,7 @@ def start(session: Session, mail: MailFrom) -> None:
     )
 
 
+@never_waits
 async def mail(req: Request, res: Response) -> None:
     session = req.session
     config = session.config

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from mailio_trio.chain import CORE, Chain, Handler, Request, Response
+from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_waits
 
 
+@never_waits
 async def noop(req: Request, res: Response) -> None:
     res.accept(250, "OK", "2.0.0")
 

@@ -9,9 +9,10 @@ handler the message is acknowledged and dropped (an embedded sink).
 
 from __future__ import annotations
 
-from mailio_trio.chain import CORE, Chain, Handler, Request, Response
+from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_waits
 
 
+@never_waits
 async def queue(req: Request, res: Response) -> None:
     assert req.message is not None
     res.accept(250, f"OK: queued as {req.message.id}", "2.0.0")

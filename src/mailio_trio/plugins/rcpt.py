@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from mailio_trio.chain import CORE, Chain, Handler, Request, Response
+from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_waits
 from mailio_trio.protocol import Address, parse_rcpt_to
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ def add(session: Session, recipient: Address) -> None:
         session.counters.recipients += 1
 
 
+@never_waits
 async def rcpt(req: Request, res: Response) -> None:
     session = req.session
     if not session.in_transaction:

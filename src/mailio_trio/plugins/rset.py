@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from mailio_trio.chain import CORE, Chain, Handler, Request, Response
+from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_waits
 
 
+@never_waits
 async def rset(req: Request, res: Response) -> None:
     if req.argument:
         res.reject(501, "Syntax: RSET", "5.5.4")

@@ -6,9 +6,10 @@ change the farewell.
 
 from __future__ import annotations
 
-from mailio_trio.chain import CORE, Chain, Handler, Request, Response
+from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_waits
 
 
+@never_waits
 async def timeout(req: Request, res: Response) -> None:
     config = req.session.config
     res.end(421, f"{config.hostname} Idle timeout, closing connection", "4.4.2")

@@ -7,9 +7,10 @@ probably not speaking SMTP — an HTTP request, a port scan).
 
 from __future__ import annotations
 
-from mailio_trio.chain import CORE, Chain, Handler, Request, Response
+from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_waits
 
 
+@never_waits
 async def unrecognized(req: Request, res: Response) -> None:
     session = req.session
     session.counters.unrecognized += 1

@@ -122,12 +122,15 @@ class DataReader:
             return b""
 
         end = -1
+        # Every terminator and every dot-stuffed line after a CRLF contains
+        # "\r\n.": one search usually rules out both (no dot-line in the chunk).
+        dot = buf.find(b"\r\n.")
         if self._at_line_start and self._after_crlf and buf.startswith(b".\r\n"):
             end = 0
             region = b""
             after = 3
         else:
-            found = buf.find(b"\r\n.\r\n")
+            found = -1 if dot == -1 else buf.find(b"\r\n.\r\n", dot)
             if found != -1:
                 end = found + 2
                 region = buf[:end]
@@ -149,17 +152,21 @@ class DataReader:
                     cut -= 1
             region = buf[:cut]
             self._carry = buf[cut:]
-        return self._process(region)
+        return self._process(region, crlf_dot_free=dot == -1)
 
-    def _process(self, region: bytes) -> bytes:
-        """Transform a stretch that ends neither in a CR nor a line-start dot."""
+    def _process(self, region: bytes, *, crlf_dot_free: bool = False) -> bytes:
+        """Transform a stretch that ends neither in a CR nor a line-start dot.
+
+        ``crlf_dot_free``: the caller knows ``region`` holds no ``"\r\n."``.
+        """
         if not region:
             return b""
         at_start = self._at_line_start
         # A region may end in a CR only when that CR is already known to be
         # bare, so counting is exact: clean text has as many CR and LF as CRLF.
         crlf = region.count(b"\r\n")
-        if region.count(b"\n") == crlf == region.count(b"\r"):
+        # CR and LF octets number exactly twice the CRLFs only if none is bare.
+        if len(region) - len(region.translate(None, b"\r\n")) == 2 * crlf:
             text = region
         else:
             if self.bare_line_endings is BareLineEndings.REJECT:
@@ -176,11 +183,8 @@ class DataReader:
                 longest = 0
                 self._line_len = len(text) - last_nl - 1
             else:
-                lengths = list(map(len, text.split(b"\n")))
-                lengths[0] += self._line_len
-                # Each split piece but the last keeps its CR: +1 for the LF.
-                longest = max(lengths[:-1]) + 1
-                self._line_len = lengths[-1]
+                longest = self._longest_complete_line(text, last_nl)
+                self._line_len = len(text) - last_nl - 1
             if longest > self.line_limit:
                 self.line_too_long = True
 
@@ -193,7 +197,8 @@ class DataReader:
         # lone-dot line that was not the terminator, which stays as content.
         if at_start and text[0] == _DOT and not text.startswith(b".\r\n"):
             text = text[1:]
-        if b"\n." in text:
+        # Clean text is the region itself, so "\n." in it means "\r\n." in the region.
+        if not (crlf_dot_free and text is region) and b"\n." in text:
             text = _STUFFED_DOT.sub(b"\n", text)
 
         self.size += len(text)
@@ -202,6 +207,27 @@ class DataReader:
         if self.size_exceeded:
             return b""
         return text
+
+    def _longest_complete_line(self, text: bytes, last_nl: int) -> int:
+        """The length of a line ending in ``text`` that is over the limit, else 0.
+
+        Lines are checked a window at a time: from a line start, the last LF
+        within ``line_limit`` octets ends a run of lines that all fit, so the
+        search jumps about ``line_limit`` octets per step instead of one line
+        (a 64 KiB chunk of 76-octet lines is ~65 steps, not ~860 split pieces).
+        """
+        limit = self.line_limit
+        start, before = 0, self._line_len
+        while True:
+            # (A window end below start would count from the end: clamp it.)
+            end = text.rfind(b"\n", start, max(start, start + limit - before))
+            if end == -1:
+                # The line from ``start`` has no LF within the limit: too long.
+                nl = text.find(b"\n", start)
+                return before + nl - start + 1
+            if end == last_nl:
+                return 0
+            start, before = end + 1, 0
 
     def take_trailing(self) -> bytes:
         """Return and forget the octets received after the terminator.

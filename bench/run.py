@@ -1,0 +1,267 @@
+"""Benchmark runner: mailio_trio's discard server vs aiosmtpd's Sink, A B A B on loopback.
+
+Each round starts every server in turn (fresh process, same order every
+round), runs every workload against it, and stops it. Reported per workload:
+the median messages/s over the rounds, the ratio of medians against the
+baseline (aiosmtpd), the server's CPU time per message (utime + stime from
+``/proc/<pid>/stat``, summed over worker processes), its peak RSS during the
+workload (``VmHWM`` after resetting it through ``/proc/<pid>/clear_refs``),
+and the load generator's own CPU per message, so a saturated generator shows.
+
+The machine is shared and noisy: compare only figures from the same run.
+
+Usage::
+
+    python bench/run.py --rounds 3
+    python bench/run.py --rounds 2 --workloads W2,W2P --servers mailio,aiosmtpd
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import loadgen
+
+HERE = Path(__file__).parent
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    title: str
+    sessions: int
+    messages: int
+    per_connection: int
+    size: int
+    pipelining: bool = False
+
+
+WORKLOADS = {
+    w.name: w
+    for w in [
+        Workload("W1", "1 KiB, 50 sessions, 1 msg/conn", 50, 1500, 1, 1024),
+        Workload("W2", "1 KiB, 20 sessions, 100 msg/conn", 20, 2000, 100, 1024),
+        Workload("W2P", "W2 pipelined (EHLO, PIPELINING)", 20, 2000, 100, 1024, True),
+        Workload("W3", "1 MiB, 4 sessions, 10 msg/conn", 4, 40, 10, 1024 * 1024),
+        Workload("W4", "1000 idle sessions after EHLO", 1000, 0, 0, 0),
+    ]
+}
+
+
+def _server_command(name: str, port: int) -> list[str]:
+    py = sys.executable
+    if name == "aiosmtpd":
+        return [
+            py,
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-c",
+            "aiosmtpd.handlers.Sink",
+            "-l",
+            f"127.0.0.1:{port}",
+        ]
+    if name.startswith("mailio"):
+        workers = name.partition("-w")[2] or "1"
+        return [py, str(HERE / "serve_mailio.py"), str(port), workers]
+    raise SystemExit(f"unknown server {name!r}: mailio, mailio-wN, aiosmtpd")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as s:
+            s.recv(100)  # the greeting: the server is really serving
+            return
+        time.sleep(0.05)
+    raise SystemExit("server did not start listening")
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (the worker processes)."""
+    out = [pid]
+    for p in out:
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{p}/task"):
+                text = Path(f"/proc/{p}/task/{task}/children").read_text()
+                out.extend(int(c) for c in text.split())
+    return out
+
+
+def _cpu(pids: list[int]) -> float:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15)
+    return total / TICK
+
+
+def _status_kib(pids: list[int], key: str) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith(key + ":"):
+                    total += int(line.split()[1])
+    return total
+
+
+def _reset_peak(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{pid}/clear_refs").write_text("5")
+
+
+def _idle_sessions(port: int, count: int, pids: list[int]) -> dict[str, float]:
+    """W4: open ``count`` sessions, EHLO each, measure RSS growth per connection."""
+    before = _status_kib(pids, "VmRSS")
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.create_connection(("127.0.0.1", port), 10)
+            socks.append(s)
+            f = s.makefile("rb")
+            f.readline()
+            s.sendall(b"EHLO bench.example.org\r\n")
+            while (line := f.readline())[3:4] == b"-":
+                pass
+            f.close()
+            if not line.startswith(b"250"):
+                raise SystemExit(f"EHLO refused: {line!r}")
+        time.sleep(0.5)  # let the server finish its bookkeeping; RSS is read once, after
+        after = _status_kib(pids, "VmRSS")
+    finally:
+        for s in socks:
+            s.close()
+    return {"kib_per_conn": (after - before) / count, "rss_kib": after}
+
+
+def measure(server: str, workload: Workload, port: int, pids: list[int]) -> dict[str, float]:
+    if workload.name == "W4":
+        return _idle_sessions(port, workload.sessions, pids)
+    _reset_peak(pids)
+    cpu0 = _cpu(pids)
+    r = loadgen.run(
+        port,
+        sessions=workload.sessions,
+        messages=workload.messages,
+        per_connection=workload.per_connection,
+        size=workload.size,
+        pipelining=workload.pipelining,
+    )
+    cpu = _cpu(pids) - cpu0
+    if r.errors or r.messages != workload.messages:
+        raise SystemExit(
+            f"{server} {workload.name}: {r.errors} errors, {r.messages} messages ({r.first_error})"
+        )
+    return {
+        "rate": r.messages / r.seconds,
+        "cpu_us": cpu / r.messages * 1e6,
+        "gen_cpu_us": r.cpu / r.messages * 1e6,
+        "peak_kib": _status_kib(pids, "VmHWM"),
+    }
+
+
+def run_server(server: str, workloads: list[Workload]) -> dict[str, dict[str, float]]:
+    port = _free_port()
+    proc = subprocess.Popen(_server_command(server, port), stdout=subprocess.DEVNULL)
+    try:
+        _wait_listening(port, proc)
+        time.sleep(0.2)  # let workers finish starting
+        pids = _tree(proc.pid)
+        loadgen.run(port, sessions=2, messages=20, per_connection=10, size=1024)  # warm up
+        return {w.name: measure(server, w, port, pids) for w in workloads}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workloads", default="W1,W2,W2P,W3,W4")
+    parser.add_argument("--servers", default="mailio,aiosmtpd", help="the last is the baseline")
+    args = parser.parse_args()
+    workloads = [WORKLOADS[w] for w in args.workloads.split(",")]
+    servers = args.servers.split(",")
+    baseline = servers[-1]
+    results: dict[str, dict[str, list[dict[str, float]]]] = {
+        s: {w.name: [] for w in workloads} for s in servers
+    }
+    print(
+        f"# {datetime.datetime.now().isoformat(timespec='seconds')} {platform.node()} "
+        f"{platform.processor() or platform.machine()} cpus={os.cpu_count()} "
+        f"python {platform.python_version()} load={os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    for rnd in range(args.rounds):
+        for server in servers:
+            out = run_server(server, workloads)
+            for name, m in out.items():
+                results[server][name].append(m)
+            summary = " ".join(
+                f"{n}={m.get('rate', m.get('kib_per_conn', 0)):.1f}" for n, m in out.items()
+            )
+            print(f"round {rnd + 1} {server:10} {summary}", flush=True)
+    print()
+    print(
+        "| workload | server | msg/s (median) | ratio | server CPU µs/msg | peak RSS MiB | "
+        "generator CPU µs/msg |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for w in workloads:
+        for server in servers:
+            runs = results[server][w.name]
+            if w.name == "W4":
+                kib = statistics.median(r["kib_per_conn"] for r in runs)
+                base = statistics.median(r["kib_per_conn"] for r in results[baseline][w.name])
+                print(
+                    f"| {w.name} {w.title} | {server} | {kib:.1f} KiB/conn | "
+                    f"{kib / base:.2f} | | "
+                    f"{statistics.median(r['rss_kib'] for r in runs) / 1024:.1f} | |"
+                )
+                continue
+            rate = statistics.median(r["rate"] for r in runs)
+            base = statistics.median(r["rate"] for r in results[baseline][w.name])
+            print(
+                f"| {w.name} {w.title} | {server} | {rate:,.0f} | {rate / base:.2f}× | "
+                f"{statistics.median(r['cpu_us'] for r in runs):,.0f} | "
+                f"{statistics.median(r['peak_kib'] for r in runs) / 1024:.1f} | "
+                f"{statistics.median(r['gen_cpu_us'] for r in runs):,.0f} |"
+            )
+    print(
+        f"\nratio = median msg/s ÷ {baseline}'s median in this run "
+        "(W4: KiB per idle connection, lower is better)"
+    )
+
+
+if __name__ == "__main__":
+    main()

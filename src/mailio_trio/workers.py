@@ -1,0 +1,222 @@
+"""Serving from several processes, and the ``--discard`` benchmark sink.
+
+One Python process runs on one core. ``serve(..., workers=N)`` opens the
+listening sockets in the parent, forks ``N`` children that each run their own
+Trio loop and :class:`~mailio_trio.server.Server` on them, and supervises them:
+``SIGTERM`` or ``SIGINT`` to the parent is passed on to every child as
+``SIGTERM``, which starts that child's graceful shutdown (``421 4.3.2`` to new
+commands, transactions in DATA get ``limits.shutdown_grace``); the parent
+returns once every child has exited.
+
+On Linux each child gets its own socket bound with ``SO_REUSEPORT``, so the
+kernel spreads new connections over the workers instead of waking them all
+for each one; elsewhere the children share one inherited socket.
+
+The CLI hook (``add_arguments`` / ``serve``) is self-contained so ``cli.py``
+only has to call it::
+
+    workers.add_arguments(serve_parser)
+    ...
+    return workers.serve(config, listen, workers=args.workers, discard=args.discard)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import socket
+import sys
+from typing import TYPE_CHECKING
+
+import trio
+
+from mailio_trio.server import Server
+
+if TYPE_CHECKING:
+    import ssl
+    from collections.abc import Callable, Sequence
+
+    from mailio_trio.config import Config
+
+__all__ = ["add_arguments", "open_sockets", "serve", "workers_count"]
+
+# The listen backlog: a burst of new clients waits in the kernel, not refused.
+BACKLOG = 1024
+
+
+def workers_count(value: str) -> int:
+    """argparse type for ``--workers``: a whole number >= 1, one-line error otherwise."""
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"--workers {value!r}: must be a whole number >= 1")
+    return int(value)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``--workers`` and ``--discard`` to the ``serve`` sub-command."""
+    parser.add_argument(
+        "--workers",
+        type=workers_count,
+        default=1,
+        metavar="N",
+        help="serve from N processes sharing the listening port (default 1)",
+    )
+    parser.add_argument(
+        "--discard",
+        action="store_true",
+        help="accept every message, read DATA in full and store nothing (benchmarks)",
+    )
+
+
+def open_sockets(listen: Sequence[tuple[str, int]], copies: int) -> list[list[socket.socket]]:
+    """Bind ``listen`` ``copies`` times over with ``SO_REUSEPORT`` (or once, shared).
+
+    Port 0 is resolved by the first socket and reused for the copies, so all
+    workers serve the same port. Returns one list of sockets per worker.
+    """
+    reuse_port = copies > 1 and hasattr(socket, "SO_REUSEPORT")
+    per_worker: list[list[socket.socket]] = [[] for _ in range(copies)]
+    try:
+        for host, port in listen:
+            for info in socket.getaddrinfo(
+                host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            ):
+                family, kind, proto, _, address = info
+                bound_port = port
+                for i in range(copies if reuse_port else 1):
+                    sock = socket.socket(family, kind, proto)
+                    per_worker[i].append(sock)
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    if reuse_port:
+                        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                    if family == socket.AF_INET6:
+                        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                    sock.bind((address[0], bound_port, *address[2:]))
+                    bound_port = sock.getsockname()[1]
+                    sock.listen(BACKLOG)
+        if not reuse_port:
+            for i in range(1, copies):
+                per_worker[i] = per_worker[0]
+    except BaseException:
+        for sock in {s for group in per_worker for s in group}:
+            sock.close()
+        raise
+    return per_worker
+
+
+async def _serve_sockets(server: Server, sockets: Sequence[socket.socket]) -> None:
+    """Serve until SIGTERM/SIGINT (first one: graceful; later ones are ignored)."""
+    listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in sockets]
+    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(server.serve_listeners, listeners)
+
+            async def stop_on_signal() -> None:
+                async for _ in signals:
+                    server.shutdown()
+                    # Keep receiving so a repeated signal cannot kill the worker
+                    # mid-transaction; shutdown_grace bounds how long this lasts.
+
+            nursery.start_soon(stop_on_signal)
+            await server.wait_stopped()
+            nursery.cancel_scope.cancel()
+
+
+def serve(
+    config: Config,
+    listen: Sequence[tuple[str, int]],
+    *,
+    workers: int = 1,
+    discard: bool = False,
+    tls_context: ssl.SSLContext | None = None,
+    make_server: Callable[[], Server] | None = None,
+    announce: Callable[[str], None] | None = None,
+) -> int:
+    """Serve ``listen`` from ``workers`` processes until SIGTERM/SIGINT; returns an exit code.
+
+    Args:
+      make_server: Builds each worker's server (default: ``Server(config,
+        tls_context, discard=discard)``); called in the worker, after the fork.
+      announce: Told ``"listening on HOST:PORT"`` once the sockets are bound.
+
+    Raises:
+      OSError: A listening socket could not be opened (port in use).
+    """
+
+    def build() -> Server:
+        if make_server is not None:
+            return make_server()
+        return Server(config, tls_context, discard=discard)
+
+    per_worker = open_sockets(listen, workers)
+    if announce is not None:
+        for sock in per_worker[0]:
+            host, port = sock.getsockname()[:2]
+            announce(f"listening on {host}:{port}")
+    if workers == 1:
+        try:
+            trio.run(_serve_sockets, build(), per_worker[0])
+        finally:
+            for sock in per_worker[0]:
+                sock.close()
+        return 0
+    return _supervise(per_worker, build)
+
+
+def _supervise(per_worker: list[list[socket.socket]], build: Callable[[], Server]) -> int:
+    every = {s for group in per_worker for s in group}
+    children: dict[int, int] = {}  # pid -> worker index
+    stopping = False
+
+    def forward(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+
+    # Installed before forking, so no signal between forks is lost; the
+    # children reset them before Trio takes over.
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for index, sockets in enumerate(per_worker):
+            pid = os.fork()
+            if pid == 0:  # the worker
+                code = 1
+                try:
+                    for s in (signal.SIGTERM, signal.SIGINT):
+                        signal.signal(s, signal.SIG_DFL)
+                    for sock in every - set(sockets):
+                        sock.close()
+                    trio.run(_serve_sockets, build(), sockets)
+                    code = 0
+                except BaseException as exc:  # the worker's error boundary: one line, exit 1
+                    print(f"mailio-trio: worker {index} failed: {exc!r}", file=sys.stderr)
+                finally:
+                    sys.stdout.flush()
+                    os._exit(code)
+            children[pid] = index
+            if stopping:  # a signal arrived while forking: the new child must stop too
+                os.kill(pid, signal.SIGTERM)
+        for sock in every:
+            sock.close()
+        failed = 0
+        while children:
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
+            children.pop(pid, None)
+            if os.waitstatus_to_exitcode(status) != 0:
+                failed += 1
+            if not stopping:
+                # A worker died on its own: stop the rest rather than serve short-handed silently.
+                print(f"mailio-trio: worker pid {pid} exited; stopping", file=sys.stderr)
+                forward(signal.SIGTERM, None)
+        return 1 if failed else 0
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for sock in every:
+            sock.close()

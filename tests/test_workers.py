@@ -1,0 +1,143 @@
+"""Discard mode and multi-process serving (``serve --discard --workers N``)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import smtplib
+import subprocess
+import sys
+import textwrap
+from typing import TYPE_CHECKING
+
+import pytest
+
+from mailio_trio import Config, Limits, Server
+from mailio_trio.testing import open_raw_connection
+from mailio_trio.workers import add_arguments
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import trio
+
+
+async def test_discard_reads_whole_body_and_stores_nothing(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    config = Config(hostname="mx.test", spool_dir=tmp_path, limits=Limits(message_size=4096))
+    server = Server(config, discard=True)
+    [(host, port)] = await nursery.start(server.serve, "127.0.0.1", 0)
+    async with open_raw_connection(host, port) as conn:
+        await conn.read_reply()
+        await conn.command("EHLO c.test")
+        for _ in range(2):
+            await conn.command("MAIL FROM:<a@example.org>")
+            assert (await conn.command("RCPT TO:<anyone@anywhere.example>")).code == 250
+            assert (await conn.command("DATA")).code == 354
+            # A body split over writes, with a dot-stuffed line and a pipelined NOOP after it.
+            await conn.send(b"Subject: x\r\n\r\n" + b"y" * 900 + b"\r\n..dot\r\n")
+            await conn.send(b".\r\nNOOP\r\n")
+            reply = await conn.read_reply()
+            assert (reply.code, reply.enhanced) == (250, "2.0.0")
+            assert (await conn.read_reply()).code == 250  # the NOOP: DATA ended exactly
+        # The limits still hold in discard mode.
+        await conn.command("MAIL FROM:<a@example.org>")
+        await conn.command("RCPT TO:<b@example.com>")
+        await conn.command("DATA")
+        reply = await conn.command((b"z" * 900 + b"\r\n") * 6 + b".")
+        assert (reply.code, reply.enhanced) == (552, "5.3.4")
+    assert _nothing_stored(tmp_path)
+
+
+def _nothing_stored(spool: Path) -> bool:
+    # /dev/null stands in for the message file in discard mode: it must never be unlinked.
+    return not list(spool.iterdir()) and os.path.exists(os.devnull)
+
+
+_WORKER_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    from mailio_trio import workers
+    from mailio_trio.config import Config
+    from mailio_trio.server import Server
+
+    config = Config(hostname="mx.test")
+
+    def make_server():
+        server = Server(config, discard=True)
+        server.chain.add_extension(lambda session: f"X-WORKER {os.getpid()}")
+        return server
+
+    sys.exit(workers.serve(
+        config, [("127.0.0.1", 0)], workers=2, make_server=make_server,
+        announce=lambda line: print(line, flush=True),
+    ))
+    """
+)
+
+
+def _worker_of(client: smtplib.SMTP) -> str:
+    code, text = client.ehlo("c.test")
+    assert code == 250
+    [pid] = [line.split()[1] for line in text.decode().splitlines() if line.startswith("X-WORKER")]
+    return pid
+
+
+def test_workers_share_the_port_and_stop_gracefully_on_sigterm() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WORKER_SCRIPT], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("listening on 127.0.0.1:"), line
+        port = int(line.rsplit(":", 1)[1])
+        pids = set()
+        # With SO_REUSEPORT the kernel hashes each connection to a worker: 24
+        # connections all landing on one of two workers has odds of 2**-23.
+        for _ in range(24):
+            with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+                pids.add(_worker_of(client))
+                client.sendmail("a@example.org", ["b@example.com"], b"Subject: w\r\n\r\nhi\r\n")
+        assert len(pids) == 2
+        assert str(proc.pid) not in pids
+
+        # A client idle in a session when SIGTERM arrives gets 421 4.3.2, then the close.
+        client = smtplib.SMTP("127.0.0.1", port, timeout=30)
+        try:
+            _worker_of(client)
+            proc.send_signal(signal.SIGTERM)
+            code, text = client.getreply()
+            assert code == 421
+            assert text.startswith(b"4.3.2")
+        finally:
+            client.close()
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_bad_workers_flag_is_one_line(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    parser = argparse.ArgumentParser(prog="mailio-trio serve")
+    add_arguments(parser)
+    with pytest.raises(SystemExit) as exc:
+        parser.parse_args(["--workers", value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"--workers {value!r}: must be a whole number >= 1" in err
+
+
+def test_flags_parse() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--workers", "3", "--discard"])
+    assert (args.workers, args.discard) == (3, True)
+    args = parser.parse_args([])
+    assert (args.workers, args.discard) == (1, False)
