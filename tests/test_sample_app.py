@@ -24,11 +24,17 @@ filterwarnings = error
 
 
 def test_sample_app_tests_pass_against_the_fixture(pytester: pytest.Pytester) -> None:
-    for name in ("signup.py", "test_signup.py"):
+    for name in ("signup.py", "test_signup.py", "notify.py", "test_notify.py"):
         pytester.makepyfile(**{name[:-3]: (SAMPLE / name).read_text()})
     pytester.makeini(INI)
 
     result = pytester.runpytest_subprocess("-v")
 
-    result.assert_outcomes(passed=5)
-    result.stdout.fnmatch_lines(["*test_welcome_is_retried_after_451s PASSED*"])
+    result.assert_outcomes(passed=8)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_welcome_is_sent_with_our_client PASSED*",
+            "*test_recipient_refused_with_452_is_retried PASSED*",
+            "*test_welcome_is_retried_after_451s PASSED*",
+        ],
+    )

@@ -10,5 +10,5 @@ nox.options.default_venv_backend = "venv"
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the tests; mailio-trio's pytest plugin loads itself (pytest11 entry point)."""
-    session.install("pytest", "mailio-trio")
+    session.install("pytest", "pytest-trio", "mailio-trio")
     session.run("pytest", *session.posargs)
