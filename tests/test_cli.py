@@ -216,6 +216,14 @@ def test_read_only_maildir_is_one_line_and_exit_2(tmp_path: Path) -> None:
         ((), "the following arguments are required: COMMAND"),
         (("send", "--to", "b@localhost"), "the following arguments are required: --from"),
         (("config", "check", "missing.toml"), "missing.toml: cannot read"),
+        (("serve", "--dns-server", "nope"), "argument --dns-server: 'nope' must be an IP"),
+        (("serve", "--dns-server", "127.0.0.1:0"), "argument --dns-server: '127.0.0.1:0'"),
+        (("serve", "--smart-host", "relay.test"), "argument --smart-host: 'relay.test' must be"),
+        (("serve", "--smart-host", "relay.test:0"), "argument --smart-host"),
+        (
+            ("serve", "--dns-server", "127.0.0.1", "--dns-server", "127.0.0.2:5353"),
+            "--dns-server: servers on ports 53, 5353; all must use one port",
+        ),
     ],
 )
 def test_bad_flag_is_one_line_and_exit_2(
@@ -293,3 +301,26 @@ def test_workers_refuse_what_one_process_must_own(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "--workers 2: relay.enabled needs one process" in result.stderr
+
+
+def test_relay_flags_map_to_the_relay_and_dns_sections(tmp_path: Path) -> None:
+    import tomllib
+
+    result = run(
+        tmp_path,
+        *("config", "show", "--smart-host", "smtp.example.net:587"),
+        *("--dns-server", "127.0.0.1:5353", "--dns-server", "[::1]:5353"),
+    )
+    assert result.returncode == 0, result.stderr
+    shown = tomllib.loads(result.stdout)
+    assert shown["relay"]["enabled"] is True  # --smart-host implies --relay
+    assert shown["relay"]["smart_host"] == "smtp.example.net:587"
+    assert shown["relay"]["spool_dir"] == "spool/relay"  # beside the DATA spool
+    assert shown["dns"]["nameservers"] == ["127.0.0.1", "::1"]
+    assert shown["dns"]["port"] == 5353
+    (tmp_path / "shown.toml").write_text(result.stdout)
+    assert run(tmp_path, "config", "check", "shown.toml").returncode == 0
+    plain = tomllib.loads(run(tmp_path, "config", "show", "--relay").stdout)
+    assert plain["relay"]["enabled"] is True
+    assert "smart_host" not in plain["relay"]
+    assert "dns" not in plain  # the system resolver

@@ -108,7 +108,64 @@ def _server_flags() -> _Parser:
     group.add_argument("--spool", metavar="DIR", help="spool directory (default ./spool)")
     group.add_argument("--max-message-size", type=_positive_int, metavar="BYTES")
     group.add_argument("--idle-timeout", type=_positive_float, metavar="SECONDS")
+    _add_relay_flags(group)
     return flags
+
+
+def _smart_host_arg(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} must be HOST:PORT with a port from 1 to 65535, e.g. smtp.example.net:587"
+        )
+    return value
+
+
+def _dns_server_arg(value: str) -> tuple[str, int]:
+    """``IP``, ``IP:PORT`` or ``[IPv6]:PORT`` (a bare IPv6 address has no port)."""
+    import ipaddress
+
+    host, port = value, "53"
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.removeprefix(":") if rest.startswith(":") else ("53" if not rest else "x")
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+    try:
+        address = str(ipaddress.ip_address(host))
+    except ValueError:
+        address = ""
+    if not address or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} must be an IP address with an optional port, e.g. 127.0.0.1:5353 "
+            "or [::1]:5353"
+        )
+    return address, int(port)
+
+
+def _add_relay_flags(group: argparse._ArgumentGroup) -> None:
+    # Relaying's common cases; everything else (credentials above all) is [relay] in the file.
+    group.add_argument(
+        "--relay",
+        action="store_true",
+        default=None,
+        help="relay mail for other domains (authenticated local senders only; "
+        "spool in ./spool/relay unless relay.spool_dir is set)",
+    )
+    group.add_argument(
+        "--smart-host",
+        metavar="HOST:PORT",
+        type=_smart_host_arg,
+        help="relay everything through this server (implies --relay; TLS is required and "
+        "verified; relay.smart_host_user/smart_host_password come from the config file)",
+    )
+    group.add_argument(
+        "--dns-server",
+        metavar="IP[:PORT]",
+        type=_dns_server_arg,
+        action="append",
+        help="DNS resolver for MX and other lookups, repeatable (all on one port; default 53)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -199,7 +256,27 @@ def _flags_table(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         limits["message_size"] = args.max_message_size
     if args.idle_timeout is not None:
         limits["idle_timeout"] = args.idle_timeout
-    tables = {"server": server, "limits": limits, "maildir": maildir}
+    relay: dict[str, Any] = {}
+    dns: dict[str, Any] = {}
+    if args.relay or args.smart_host:
+        relay["enabled"] = True
+    if args.smart_host:
+        relay["smart_host"] = args.smart_host
+    if args.dns_server:
+        ports = sorted({port for _, port in args.dns_server})
+        if len(ports) > 1:
+            raise ConfigError(
+                f"--dns-server: servers on ports {', '.join(map(str, ports))}; "
+                "all must use one port (dns.port)"
+            )
+        dns.update(nameservers=[ip for ip, _ in args.dns_server], port=ports[0])
+    tables = {
+        "server": server,
+        "limits": limits,
+        "maildir": maildir,
+        "relay": relay,
+        "dns": dns,
+    }
     return {name: table for name, table in tables.items() if table}
 
 
@@ -216,7 +293,13 @@ def effective_config(args: argparse.Namespace) -> Config:
         file_table = load_toml(args.config)
         Config.from_toml(args.config)  # the file alone must be valid: errors name the file
         table = _merge(table, file_table)
-    return Config.from_mapping(_merge(table, _flags_table(args)))
+    table = _merge(table, _flags_table(args))
+    relay = table.get("relay", {})
+    if relay.get("enabled") and relay.get("spool_dir") is None:
+        # `serve --relay` needs a durable queue; keep it beside the DATA spool.
+        server_spool = table.get("server", {}).get("spool_dir") or "spool"
+        table = _merge(table, {"relay": {"spool_dir": str(Path(server_spool) / "relay")}})
+    return Config.from_mapping(table)
 
 
 def _prepare_directory(key: str, path: Path) -> Path:
@@ -343,6 +426,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if spool is not None:
         spool = _prepare_directory("server.spool_dir", spool)
     config = attrs.evolve(config, maildir=maildir, spool_dir=spool)
+    if config.relay.enabled and config.relay.spool_dir is not None:
+        relay_spool = _prepare_directory("relay.spool_dir", config.relay.spool_dir)
+        config = attrs.evolve(config, relay=attrs.evolve(config.relay, spool_dir=relay_spool))
     if args.workers > 1:
         _check_workers(args, config)
     _setup_logging(args.log_level, args.log_format)
