@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import email.policy
+import functools
 import json
 import logging
 import os
 import signal
-import smtplib
 import sys
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -208,6 +209,19 @@ def build_parser() -> argparse.ArgumentParser:
     body.add_argument("--body", help="the message text")
     body.add_argument("--file", metavar="PATH", help="read the message text from PATH")
     send.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS")
+    send.add_argument(
+        "--starttls", action="store_true", help="require STARTTLS and check the certificate"
+    )
+    send.add_argument("--cafile", metavar="PEM", help="trust this CA bundle for --starttls")
+    send.add_argument(
+        "--user",
+        metavar="NAME",
+        help=f"AUTH as NAME (needs --starttls); the password comes from ${PASSWORD_ENV} "
+        "or, with --password-stdin, the first line of stdin — never from a flag",
+    )
+    send.add_argument(
+        "--password-stdin", action="store_true", help="read the --user password from stdin"
+    )
 
     config = commands.add_parser("config", help="check or show configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -482,9 +496,41 @@ def _serve_workers(args: argparse.Namespace, config: Config, build: Callable[[],
 
 # --- send ----------------------------------------------------------------------
 
+# A password on the command line is visible to every user (ps, /proc): the
+# environment or stdin only, as `docker login --password-stdin` does.
+PASSWORD_ENV = "MAILIO_PASSWORD"
+
+
+def _send_password(args: argparse.Namespace) -> str | None:
+    if args.cafile is not None and not args.starttls:
+        raise ConfigError(f"--cafile {args.cafile}: needs --starttls")
+    if args.user is not None and not args.starttls:
+        raise ConfigError(f"--user {args.user}: needs --starttls (a password never goes in clear)")
+    if args.user is None:
+        if args.password_stdin:
+            raise ConfigError("--password-stdin: needs --user")
+        return None
+    if args.password_stdin:
+        if args.body is None and (args.file is None or args.file == "-"):
+            raise ConfigError(
+                "--password-stdin: stdin would carry both the password and the message; "
+                "give the message with --body or --file"
+            )
+        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    password = os.environ.get(PASSWORD_ENV)
+    if password is None:
+        raise ConfigError(f"--user {args.user}: set ${PASSWORD_ENV} or use --password-stdin")
+    return password
+
+
+def _one_line(reply: object) -> str:
+    return " ".join(str(reply).split())
+
 
 def _cmd_send(args: argparse.Namespace) -> int:
-    # Plain smtplib for now; the project's own client replaces it with the relay work.
+    from mailio_trio import client
+
+    password = _send_password(args)
     if args.body is not None:
         text = args.body
     elif args.file is not None and args.file != "-":
@@ -503,31 +549,43 @@ def _cmd_send(args: argparse.Namespace) -> int:
     message["Message-ID"] = make_msgid(domain=args.sender.rpartition("@")[2] or None)
     message.set_content(text)
     host, port = parse_listen(args.server)
+    context = None
+    if args.cafile is not None:
+        import ssl
+
+        try:
+            context = ssl.create_default_context(cafile=args.cafile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"--cafile {args.cafile}: cannot load: {exc}") from None
     try:
-        with smtplib.SMTP(host, port, timeout=args.timeout) as client:
-            refused = client.send_message(message, args.sender, args.recipients)
-    except smtplib.SMTPRecipientsRefused as exc:
-        refused = exc.recipients
-        sent: list[str] = []
-    except smtplib.SMTPResponseException as exc:
-        raw = exc.smtp_error
-        error = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        print(
-            f"{PROG}: {args.server} refused the message: {exc.smtp_code} {error}", file=sys.stderr
+        result = trio.run(
+            functools.partial(
+                client.send,
+                host,
+                port,
+                args.sender,
+                args.recipients,
+                message.as_bytes(policy=email.policy.SMTP),
+                # Plain by default, as before; --starttls insists on verified TLS.
+                tls=client.TLSMode.REQUIRE if args.starttls else client.TLSMode.NEVER,
+                ssl_context=context,
+                username=args.user,
+                password=password,
+                connect_timeout=args.timeout,
+                command_timeout=args.timeout,
+                data_timeout=args.timeout,
+            )
         )
+    except client.SMTPReplyError as exc:
+        print(f"{PROG}: {args.server} refused the message: {_one_line(exc.reply)}", file=sys.stderr)
         return EXIT_FAILURE
-    except (OSError, smtplib.SMTPException) as exc:
+    except client.SMTPError as exc:
         print(f"{PROG}: cannot send via {args.server}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    else:
-        sent = [r for r in args.recipients if r not in refused]
-    if sent:
-        print(f"{PROG}: sent to {', '.join(sent)} via {args.server}")
-    if refused:
-        reasons = "; ".join(
-            f"{rcpt}: {code} {text.decode('utf-8', 'replace')}"
-            for rcpt, (code, text) in refused.items()
-        )
+    if result.accepted:
+        print(f"{PROG}: sent to {', '.join(result.accepted)} via {args.server}")
+    if result.refused:
+        reasons = "; ".join(f"{r}: {_one_line(reply)}" for r, reply in result.refused.items())
         print(f"{PROG}: refused: {reasons}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
