@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    import trustme
+
 MESSAGE = b"Subject: hello\r\nFrom: alice@localhost\r\n\r\nHi there.\r\n"
 LISTENING = re.compile(r"^mailio-trio: listening on 127\.0\.0\.1:(\d+)(?: \(\d+ workers\))?; ")
 
@@ -216,6 +218,14 @@ def test_read_only_maildir_is_one_line_and_exit_2(tmp_path: Path) -> None:
         ((), "the following arguments are required: COMMAND"),
         (("send", "--to", "b@localhost"), "the following arguments are required: --from"),
         (("config", "check", "missing.toml"), "missing.toml: cannot read"),
+        (("serve", "--dns-server", "nope"), "argument --dns-server: 'nope' must be an IP"),
+        (("serve", "--dns-server", "127.0.0.1:0"), "argument --dns-server: '127.0.0.1:0'"),
+        (("serve", "--smart-host", "relay.test"), "argument --smart-host: 'relay.test' must be"),
+        (("serve", "--smart-host", "relay.test:0"), "argument --smart-host"),
+        (
+            ("serve", "--dns-server", "127.0.0.1", "--dns-server", "127.0.0.2:5353"),
+            "--dns-server: servers on ports 53, 5353; all must use one port",
+        ),
     ],
 )
 def test_bad_flag_is_one_line_and_exit_2(
@@ -293,3 +303,77 @@ def test_workers_refuse_what_one_process_must_own(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1
     assert "--workers 2: relay.enabled needs one process" in result.stderr
+
+
+def test_relay_flags_map_to_the_relay_and_dns_sections(tmp_path: Path) -> None:
+    import tomllib
+
+    result = run(
+        tmp_path,
+        *("config", "show", "--smart-host", "smtp.example.net:587"),
+        *("--dns-server", "127.0.0.1:5353", "--dns-server", "[::1]:5353"),
+    )
+    assert result.returncode == 0, result.stderr
+    shown = tomllib.loads(result.stdout)
+    assert shown["relay"]["enabled"] is True  # --smart-host implies --relay
+    assert shown["relay"]["smart_host"] == "smtp.example.net:587"
+    assert shown["relay"]["spool_dir"] == "spool/relay"  # beside the DATA spool
+    assert shown["dns"]["nameservers"] == ["127.0.0.1", "::1"]
+    assert shown["dns"]["port"] == 5353
+    (tmp_path / "shown.toml").write_text(result.stdout)
+    assert run(tmp_path, "config", "check", "shown.toml").returncode == 0
+    plain = tomllib.loads(run(tmp_path, "config", "show", "--relay").stdout)
+    assert plain["relay"]["enabled"] is True
+    assert "smart_host" not in plain["relay"]
+    assert "dns" not in plain  # the system resolver
+
+
+def test_send_with_starttls_and_auth(tmp_path: Path, tls_ca: trustme.CA) -> None:
+    from mailio_trio.passwords import hash_password
+
+    tls_ca.issue_cert("localhost", "127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "server.pem")
+    )
+    tls_ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    (tmp_path / "site.toml").write_text(
+        f'[tls]\ncert = "server.pem"\n[auth.users]\nbob = "{hash_password("s3cret", log_n=10)}"\n'
+    )
+
+    def send_as_bob(password: str | None, *extra: str) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if k != "MAILIO_PASSWORD"}
+        if password is not None:
+            env["MAILIO_PASSWORD"] = password
+        return subprocess.run(
+            [
+                *(sys.executable, "-m", "mailio_trio", "send", "--server", f"127.0.0.1:{port}"),
+                *("--from", "bob@localhost", "--to", "carol@localhost", "--body", "hi", *extra),
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
+    tls = ("--starttls", "--cafile", "ca.pem", "--user", "bob")
+    with serving(tmp_path, "--config", "site.toml") as (proc, port):
+        good = send_as_bob("s3cret", *tls)
+        wrong = send_as_bob("guess", *tls)
+        unverified = send_as_bob("s3cret", "--starttls", "--user", "bob")  # system CAs only
+        no_password = send_as_bob(None, *tls)
+        in_clear = send_as_bob("s3cret", "--user", "bob")
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert good.returncode == 0, good.stderr
+    [copy] = new_files(tmp_path / "mail" / "localhost" / "carol")
+    assert b" with ESMTPSA id " in copy.read_bytes()  # over TLS, authenticated
+    assert wrong.returncode == 1
+    assert "535 5.7.8" in wrong.stderr
+    assert unverified.returncode == 1
+    assert "certificate verify failed" in unverified.stderr
+    for usage in (no_password, in_clear):
+        assert usage.returncode == 2
+        assert usage.stderr.count("\n") == 1
+    assert "set $MAILIO_PASSWORD or use --password-stdin" in no_password.stderr
+    assert "--user bob: needs --starttls" in in_clear.stderr

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from mailio_trio import Config
+from mailio_trio import Config, Server
 from mailio_trio.client import send
 from mailio_trio.config import DnsConfig, RelayConfig
 from mailio_trio.relay.spool import Spool
@@ -21,10 +21,14 @@ from mailio_trio.testing_dns import DnsServer, Zone
 from smtp_peers import Peer, PeerHandler, run_aiosmtpd
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import AsyncIterator
     from pathlib import Path
 
     import trio
+    import trustme
+
+    from mailio_trio.chain import Request, Response
 
 BODY = b"Subject: relayed\r\nFrom: a@example.com\r\n\r\n.dot line\r\nbody\r\n"
 
@@ -270,4 +274,62 @@ async def test_no_bounce_for_auto_submitted_or_null_sender(
         assert running.server.relay is not None
         await running.server.relay.wait_idle()
     assert peer.handler.received == []
+    assert Spool(tmp_path / "spool").entries_sync() == []
+
+
+async def test_smart_host_relays_everything_over_tls_with_auth(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    tls_ca: trustme.CA,
+    server_tls_context: ssl.SSLContext,
+) -> None:
+    from mailio_trio.passwords import hash_password
+
+    # The smart host is our own server: STARTTLS with a trustme certificate and
+    # an [auth.users] table, refusing to take mail from anyone unauthenticated.
+    smart = Server(
+        Config(
+            hostname="smarthost.test",
+            domains=["smarthost.test"],
+            auth={"users": {"relayuser": hash_password("relay-secret", log_n=10)}},
+        ),
+        tls_context=server_tls_context,
+    )
+
+    @smart.handler("mail")
+    async def authenticated_only(req: Request, res: Response) -> None:
+        if req.session.user is None:
+            res.reject(530, "5.7.0 Authentication required")
+        else:
+            res.accept()
+
+    smart_running = await start_capturing_server(nursery, server=smart)
+    ca_file = tmp_path / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(ca_file))
+    zone = Zone()  # nothing resolvable: only the smart host can deliver
+    async with relay_setup(
+        nursery,
+        tmp_path,
+        zone,
+        25,
+        smart_host=f"127.0.0.1:{smart_running.port}",
+        smart_host_user="relayuser",
+        smart_host_password="relay-secret",
+        tls_ca_file=ca_file,
+    ) as running:
+        await send(
+            running.host, running.port, "a@example.com", ["b@far.test", "c@other.test"], BODY
+        )
+        captured = await smart_running.wait_for(2)  # one connection per domain
+        assert running.server.relay is not None
+        await running.server.relay.wait_idle()
+    assert sorted(str(m.envelope.recipients[0]) for m in captured) == [
+        "b@far.test",
+        "c@other.test",
+    ]
+    for message in captured:
+        assert message.secure  # STARTTLS, with the certificate verified against tls_ca
+        assert message.user.username == "relayuser"
+        assert str(message.envelope.sender) == "a@example.com"
+        assert message.raw.endswith(b"\r\n" + BODY)
     assert Spool(tmp_path / "spool").entries_sync() == []

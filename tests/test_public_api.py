@@ -8,6 +8,7 @@ import mailio_trio
 def test_public_names_are_pinned() -> None:
     assert sorted(mailio_trio.__all__) == [
         "Address",
+        "ApiUser",
         "Chain",
         "ChainError",
         "ClientInfo",
@@ -23,6 +24,7 @@ def test_public_names_are_pinned() -> None:
         "Response",
         "Server",
         "Session",
+        "SubmissionRefused",
         "__version__",
     ]
     for name in mailio_trio.__all__:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from mailio_trio._submit import ApiUser as ApiUser
+from mailio_trio._submit import SubmissionRefused as SubmissionRefused
 from mailio_trio.chain import Chain as Chain
 from mailio_trio.chain import ChainError as ChainError
 from mailio_trio.chain import Handler as Handler
@@ -28,6 +30,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "Address",
+    "ApiUser",
     "Chain",
     "ChainError",
     "ClientInfo",
@@ -43,5 +46,6 @@ __all__ = [
     "Response",
     "Server",
     "Session",
+    "SubmissionRefused",
     "__version__",
 ]

@@ -100,6 +100,23 @@ def _sections(cls: type[Any]) -> dict[str, attrs.Attribute[Any]]:
     return {f.name: f for f in attrs.fields(cls) if attrs.has(type(_default(f)))}
 
 
+def _optional_sections(cls: type[Any]) -> dict[str, type[Any]]:
+    """Fields that are ``None`` until configured but a section when given (``[dns]``).
+
+    Their annotation is ``X | None`` with ``X`` an attrs class of ``cls``'s module.
+    """
+    import sys
+
+    module = sys.modules[cls.__module__]
+    out: dict[str, type[Any]] = {}
+    for f in attrs.fields(cls):
+        if f.default is None and isinstance(f.type, str) and f.type.endswith(" | None"):
+            candidate = getattr(module, f.type.removesuffix(" | None"), None)
+            if isinstance(candidate, type) and attrs.has(candidate):
+                out[f.name] = candidate
+    return out
+
+
 def _unknown(where: str, key: str, allowed: list[str]) -> ConfigError:
     name = f"{where}.{key}: unknown key" if where else f"[{key}]: unknown section"
     close = difflib.get_close_matches(key, allowed, n=1)
@@ -135,7 +152,7 @@ def _build(cls: type[Any], table: Any, where: str, extra: Mapping[str, Any] | No
     if not isinstance(table, Mapping):
         raise ConfigError(f"[{where}] must be a table, not {format_value(table)}")
     fields = {f.name: f for f in attrs.fields(cls)}
-    sections = _sections(cls)
+    sections = {**_sections(cls), **_optional_sections(cls)}
     allowed = [n for n in fields if n not in sections and n not in (extra or {}) and n != PLUGINS]
     kwargs: dict[str, Any] = dict(extra or {})
     for key, value in table.items():
@@ -170,7 +187,8 @@ def _plugins(table: Any) -> dict[str, Any]:
 def config_from_table(cls: type[Config], table: Mapping[str, Any]) -> Config:
     """Build ``cls`` (``Config``) from ``{"server": ..., "limits": ..., ...}``."""
     sections = _sections(cls)
-    allowed = [SERVER, *sections, PLUGINS]
+    optional = _optional_sections(cls)
+    allowed = [SERVER, *sections, *optional, PLUGINS]
     extra: dict[str, Any] = {}
     for key, value in table.items():
         if key not in allowed:
@@ -178,6 +196,8 @@ def config_from_table(cls: type[Config], table: Mapping[str, Any]) -> Config:
         if key in sections:
             section_cls = type(_default(sections[key]))
             extra[sections[key].alias or key] = _build(section_cls, value, key)
+        elif key in optional:
+            extra[key] = _build(optional[key], value, key)
         elif key == PLUGINS:
             extra[PLUGINS] = _plugins(value)
     config: Config = _build(cls, table.get(SERVER, {}), SERVER, extra)
@@ -215,7 +235,7 @@ def config_to_table(config: Config) -> dict[str, Any]:
         value = getattr(config, field.name)
         if value is None:
             continue
-        if field.name in sections:
+        if field.name in sections or attrs.has(type(value)):  # [dns] once configured
             out[field.name] = _plain(value)
         elif field.name != PLUGINS:
             server[field.name] = _plain(value)

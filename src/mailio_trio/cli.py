@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import email.policy
+import functools
 import json
 import logging
 import os
 import signal
-import smtplib
 import sys
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -108,7 +109,64 @@ def _server_flags() -> _Parser:
     group.add_argument("--spool", metavar="DIR", help="spool directory (default ./spool)")
     group.add_argument("--max-message-size", type=_positive_int, metavar="BYTES")
     group.add_argument("--idle-timeout", type=_positive_float, metavar="SECONDS")
+    _add_relay_flags(group)
     return flags
+
+
+def _smart_host_arg(value: str) -> str:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} must be HOST:PORT with a port from 1 to 65535, e.g. smtp.example.net:587"
+        )
+    return value
+
+
+def _dns_server_arg(value: str) -> tuple[str, int]:
+    """``IP``, ``IP:PORT`` or ``[IPv6]:PORT`` (a bare IPv6 address has no port)."""
+    import ipaddress
+
+    host, port = value, "53"
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.removeprefix(":") if rest.startswith(":") else ("53" if not rest else "x")
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+    try:
+        address = str(ipaddress.ip_address(host))
+    except ValueError:
+        address = ""
+    if not address or not port.isdigit() or not 0 < int(port) <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} must be an IP address with an optional port, e.g. 127.0.0.1:5353 "
+            "or [::1]:5353"
+        )
+    return address, int(port)
+
+
+def _add_relay_flags(group: argparse._ArgumentGroup) -> None:
+    # Relaying's common cases; everything else (credentials above all) is [relay] in the file.
+    group.add_argument(
+        "--relay",
+        action="store_true",
+        default=None,
+        help="relay mail for other domains (authenticated local senders only; "
+        "spool in ./spool/relay unless relay.spool_dir is set)",
+    )
+    group.add_argument(
+        "--smart-host",
+        metavar="HOST:PORT",
+        type=_smart_host_arg,
+        help="relay everything through this server (implies --relay; TLS is required and "
+        "verified; relay.smart_host_user/smart_host_password come from the config file)",
+    )
+    group.add_argument(
+        "--dns-server",
+        metavar="IP[:PORT]",
+        type=_dns_server_arg,
+        action="append",
+        help="DNS resolver for MX and other lookups, repeatable (all on one port; default 53)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,6 +209,19 @@ def build_parser() -> argparse.ArgumentParser:
     body.add_argument("--body", help="the message text")
     body.add_argument("--file", metavar="PATH", help="read the message text from PATH")
     send.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS")
+    send.add_argument(
+        "--starttls", action="store_true", help="require STARTTLS and check the certificate"
+    )
+    send.add_argument("--cafile", metavar="PEM", help="trust this CA bundle for --starttls")
+    send.add_argument(
+        "--user",
+        metavar="NAME",
+        help=f"AUTH as NAME (needs --starttls); the password comes from ${PASSWORD_ENV} "
+        "or, with --password-stdin, the first line of stdin — never from a flag",
+    )
+    send.add_argument(
+        "--password-stdin", action="store_true", help="read the --user password from stdin"
+    )
 
     config = commands.add_parser("config", help="check or show configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
@@ -199,7 +270,27 @@ def _flags_table(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         limits["message_size"] = args.max_message_size
     if args.idle_timeout is not None:
         limits["idle_timeout"] = args.idle_timeout
-    tables = {"server": server, "limits": limits, "maildir": maildir}
+    relay: dict[str, Any] = {}
+    dns: dict[str, Any] = {}
+    if args.relay or args.smart_host:
+        relay["enabled"] = True
+    if args.smart_host:
+        relay["smart_host"] = args.smart_host
+    if args.dns_server:
+        ports = sorted({port for _, port in args.dns_server})
+        if len(ports) > 1:
+            raise ConfigError(
+                f"--dns-server: servers on ports {', '.join(map(str, ports))}; "
+                "all must use one port (dns.port)"
+            )
+        dns.update(nameservers=[ip for ip, _ in args.dns_server], port=ports[0])
+    tables = {
+        "server": server,
+        "limits": limits,
+        "maildir": maildir,
+        "relay": relay,
+        "dns": dns,
+    }
     return {name: table for name, table in tables.items() if table}
 
 
@@ -216,7 +307,13 @@ def effective_config(args: argparse.Namespace) -> Config:
         file_table = load_toml(args.config)
         Config.from_toml(args.config)  # the file alone must be valid: errors name the file
         table = _merge(table, file_table)
-    return Config.from_mapping(_merge(table, _flags_table(args)))
+    table = _merge(table, _flags_table(args))
+    relay = table.get("relay", {})
+    if relay.get("enabled") and relay.get("spool_dir") is None:
+        # `serve --relay` needs a durable queue; keep it beside the DATA spool.
+        server_spool = table.get("server", {}).get("spool_dir") or "spool"
+        table = _merge(table, {"relay": {"spool_dir": str(Path(server_spool) / "relay")}})
+    return Config.from_mapping(table)
 
 
 def _prepare_directory(key: str, path: Path) -> Path:
@@ -343,6 +440,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if spool is not None:
         spool = _prepare_directory("server.spool_dir", spool)
     config = attrs.evolve(config, maildir=maildir, spool_dir=spool)
+    if config.relay.enabled and config.relay.spool_dir is not None:
+        relay_spool = _prepare_directory("relay.spool_dir", config.relay.spool_dir)
+        config = attrs.evolve(config, relay=attrs.evolve(config.relay, spool_dir=relay_spool))
     if args.workers > 1:
         _check_workers(args, config)
     _setup_logging(args.log_level, args.log_format)
@@ -396,9 +496,41 @@ def _serve_workers(args: argparse.Namespace, config: Config, build: Callable[[],
 
 # --- send ----------------------------------------------------------------------
 
+# A password on the command line is visible to every user (ps, /proc): the
+# environment or stdin only, as `docker login --password-stdin` does.
+PASSWORD_ENV = "MAILIO_PASSWORD"
+
+
+def _send_password(args: argparse.Namespace) -> str | None:
+    if args.cafile is not None and not args.starttls:
+        raise ConfigError(f"--cafile {args.cafile}: needs --starttls")
+    if args.user is not None and not args.starttls:
+        raise ConfigError(f"--user {args.user}: needs --starttls (a password never goes in clear)")
+    if args.user is None:
+        if args.password_stdin:
+            raise ConfigError("--password-stdin: needs --user")
+        return None
+    if args.password_stdin:
+        if args.body is None and (args.file is None or args.file == "-"):
+            raise ConfigError(
+                "--password-stdin: stdin would carry both the password and the message; "
+                "give the message with --body or --file"
+            )
+        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    password = os.environ.get(PASSWORD_ENV)
+    if password is None:
+        raise ConfigError(f"--user {args.user}: set ${PASSWORD_ENV} or use --password-stdin")
+    return password
+
+
+def _one_line(reply: object) -> str:
+    return " ".join(str(reply).split())
+
 
 def _cmd_send(args: argparse.Namespace) -> int:
-    # Plain smtplib for now; the project's own client replaces it with the relay work.
+    from mailio_trio import client
+
+    password = _send_password(args)
     if args.body is not None:
         text = args.body
     elif args.file is not None and args.file != "-":
@@ -417,31 +549,43 @@ def _cmd_send(args: argparse.Namespace) -> int:
     message["Message-ID"] = make_msgid(domain=args.sender.rpartition("@")[2] or None)
     message.set_content(text)
     host, port = parse_listen(args.server)
+    context = None
+    if args.cafile is not None:
+        import ssl
+
+        try:
+            context = ssl.create_default_context(cafile=args.cafile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"--cafile {args.cafile}: cannot load: {exc}") from None
     try:
-        with smtplib.SMTP(host, port, timeout=args.timeout) as client:
-            refused = client.send_message(message, args.sender, args.recipients)
-    except smtplib.SMTPRecipientsRefused as exc:
-        refused = exc.recipients
-        sent: list[str] = []
-    except smtplib.SMTPResponseException as exc:
-        raw = exc.smtp_error
-        error = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        print(
-            f"{PROG}: {args.server} refused the message: {exc.smtp_code} {error}", file=sys.stderr
+        result = trio.run(
+            functools.partial(
+                client.send,
+                host,
+                port,
+                args.sender,
+                args.recipients,
+                message.as_bytes(policy=email.policy.SMTP),
+                # Plain by default, as before; --starttls insists on verified TLS.
+                tls=client.TLSMode.REQUIRE if args.starttls else client.TLSMode.NEVER,
+                ssl_context=context,
+                username=args.user,
+                password=password,
+                connect_timeout=args.timeout,
+                command_timeout=args.timeout,
+                data_timeout=args.timeout,
+            )
         )
+    except client.SMTPReplyError as exc:
+        print(f"{PROG}: {args.server} refused the message: {_one_line(exc.reply)}", file=sys.stderr)
         return EXIT_FAILURE
-    except (OSError, smtplib.SMTPException) as exc:
+    except client.SMTPError as exc:
         print(f"{PROG}: cannot send via {args.server}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
-    else:
-        sent = [r for r in args.recipients if r not in refused]
-    if sent:
-        print(f"{PROG}: sent to {', '.join(sent)} via {args.server}")
-    if refused:
-        reasons = "; ".join(
-            f"{rcpt}: {code} {text.decode('utf-8', 'replace')}"
-            for rcpt, (code, text) in refused.items()
-        )
+    if result.accepted:
+        print(f"{PROG}: sent to {', '.join(result.accepted)} via {args.server}")
+    if result.refused:
+        reasons = "; ".join(f"{r}: {_one_line(reply)}" for r, reply in result.refused.items())
         print(f"{PROG}: refused: {reasons}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK

@@ -30,6 +30,7 @@ from mailio_trio.session import ClientInfo, ServerContext, Session, _tls_info
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
+    from email.message import EmailMessage
 
     from mailio_trio.dns import Resolver
     from mailio_trio.relay.worker import RelayWorker
@@ -128,7 +129,13 @@ class Server:
         from mailio_trio.relay.worker import RelayWorker
 
         resolver = self.resolver or DnsResolver()
-        self.relay = RelayWorker(self.config, resolver)
+
+        async def submit_bounce(data: bytes, sender: str, recipients: list[str]) -> None:
+            # Through our own queue chain: a local sender's DSN lands in its maildir
+            # instead of being relayed to ourselves; a remote one is spooled.
+            await self.send_mail(data, sender=sender, recipients=recipients)
+
+        self.relay = RelayWorker(self.config, resolver, submit=submit_bounce)
         queue_relay.register(self.chain, self.relay)
 
     async def _run_relay(self, *, task_status: trio.TaskStatus[None]) -> None:
@@ -158,6 +165,37 @@ class Server:
         """Decorator: call ``callback(session)`` when each connection starts."""
         self._context.on_session.append(callback)
         return callback
+
+    async def send_mail(
+        self,
+        message: EmailMessage | bytes,
+        *,
+        sender: str | None = None,
+        recipients: Sequence[str] | None = None,
+    ) -> Reply:
+        """Submit ``message`` through this server itself (mail-io's ``sendMail``).
+
+        It runs the ``queue`` chain as a message from an authenticated user
+        would (``session.user`` is an ``ApiUser``): local recipients are
+        delivered, remote ones relayed, your queue handlers see it. No socket
+        is opened and no MAIL/RCPT/DATA handler runs (see ``_submit.py``).
+
+        Args:
+          message: An ``EmailMessage`` (the envelope defaults to its
+            From/Sender and To/Cc/Bcc headers; Bcc is removed) or bytes.
+          sender: The reverse-path, ``""`` for the null sender; required for bytes.
+          recipients: Forward-paths; required for bytes.
+
+        Returns:
+          The accepting reply (``250 2.0.0 OK: queued as ...``).
+
+        Raises:
+          SubmissionRefused: A queue handler refused it; ``.reply`` says how.
+          ValueError: An address that MAIL or RCPT would refuse, or no recipient.
+        """
+        from mailio_trio._submit import submit
+
+        return await submit(self._context, message, sender=sender, recipients=recipients)
 
     @property
     def sessions(self) -> frozenset[Session]:

@@ -46,8 +46,10 @@ class RelayWorker:
       config: The server's configuration (``relay`` section, ``hostname``, ``domains``).
       resolver: MX and address lookups.
       submit: ``await submit(message, sender, recipients)`` — how a DSN is
-        sent (the server's own queue chain: local senders get it in their
-        maildir, remote ones through this spool). By default it is spooled.
+        sent. The server passes its ``send_mail`` (its own queue chain: a
+        local sender gets the DSN in its maildir, a remote one through this
+        spool); without it the DSN is spooled for relaying. An exception
+        keeps the entry and retries the bounce later.
     """
 
     config: Config
@@ -93,13 +95,12 @@ class RelayWorker:
                 now = self.clock()
                 waiting = [e for e in entries if e.id not in self._in_flight]
                 for entry in waiting:
-                    # No pending recipient left (``queue bounce``): only finishing remains.
-                    if entry.next_attempt <= now or not entry.pending():
+                    # An entry with no pending recipient left (``queue bounce`` sets
+                    # next_attempt to now) only needs finishing: its bounce is due.
+                    if entry.next_attempt <= now:
                         self._in_flight.add(entry.id)
                         nursery.start_soon(self._attempt, entry.id)
-                later = [
-                    e.next_attempt - now for e in waiting if e.next_attempt > now and e.pending()
-                ]
+                later = [e.next_attempt - now for e in waiting if e.next_attempt > now]
                 if not self._in_flight and not later:
                     self._idle.set()
                 delay = min([self.config.relay.scan_interval, *later])
@@ -179,7 +180,18 @@ class RelayWorker:
             logger.info("%s: retry %d at %.0f", entry.id, entry.attempts, entry.next_attempt)
             return
         if entry.failed() and not entry.bounced:
-            await self._bounce(entry)
+            try:
+                await self._bounce(entry)
+            except Exception:
+                # The DSN could not be submitted (a maildir write failed, a queue
+                # handler refused): keep the entry, try the bounce again later —
+                # never drop it, never spin on it.
+                logger.exception("%s: bounce not submitted; retrying later", entry.id)
+                entry.next_attempt = schedule.next_attempt(
+                    now, entry.attempts, relay.retry_base_interval
+                )
+                await self.spool.save(entry)
+                return
         await self.spool.remove(entry.id)
         logger.info("%s: done", entry.id)
 
