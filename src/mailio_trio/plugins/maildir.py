@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from mailio_trio._durable import fsync_dir
 from mailio_trio.chain import Chain, Handler, Request, Response
 from mailio_trio.protocol import Address
 
@@ -184,21 +185,13 @@ class Placement:
         return self.mailbox / self.folder if self.folder else self.mailbox
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _makedirs_durable(path: Path) -> None:
     """``mkdir -p`` that fsyncs each parent whose entries changed, so the path survives a crash."""
     if path.is_dir():
         return
     _makedirs_durable(path.parent)
     path.mkdir()  # FileExistsError if a file stands where the directory should be
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def _ensure_maildir(folder: Path, *, subfolder: bool) -> None:
@@ -209,7 +202,7 @@ def _ensure_maildir(folder: Path, *, subfolder: bool) -> None:
         marker = folder / "maildirfolder"
         if not marker.exists():
             marker.touch()
-            _fsync_dir(folder)
+            fsync_dir(folder)
 
 
 def _unique_name(hostname: str, size: int) -> str:
@@ -253,7 +246,7 @@ def store(source: Path, placements: Sequence[Placement], hostname: str) -> list[
             os.rename(tmp, dest)
             delivered.append(dest)
         for directory in {dest.parent for dest in delivered}:
-            _fsync_dir(directory)
+            fsync_dir(directory)
     except BaseException:
         for path in delivered:
             path.unlink(missing_ok=True)

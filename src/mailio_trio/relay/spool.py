@@ -41,6 +41,8 @@ from typing import Any
 import attrs
 import trio
 
+from mailio_trio._durable import fsync_dir
+
 __all__ = ["Entry", "ErrorInfo", "RecipientState", "RecipientStatus", "Spool"]
 
 logger = logging.getLogger("mailio_trio.relay")
@@ -142,14 +144,6 @@ class Entry:
         )
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _write_durably(path: Path, tmp: Path, write: Any) -> None:
     """Write via ``tmp``: fsync the file, rename into place, fsync the directory."""
     try:
@@ -161,7 +155,7 @@ def _write_durably(path: Path, tmp: Path, write: Any) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 _ID_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyz-")
@@ -275,7 +269,7 @@ class Spool:
             meta.unlink()
         except FileNotFoundError:
             return False
-        _fsync_dir(self.queue_dir)
+        fsync_dir(self.queue_dir)
         with contextlib.suppress(FileNotFoundError):
             self.message_path(entry_id).unlink()
         return True
