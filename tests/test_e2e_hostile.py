@@ -361,16 +361,20 @@ async def test_garbage_instead_of_a_tls_handshake_on_the_smtps_port(
         b"EHLO plain.test\r\n",  # SMTP spoken to the TLS port
         b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(1000),  # a ClientHello gone bad
     ]
-    for garbage in noise:
-        async with connect_from("127.0.0.2", running, port=port) as attacker:
-            with trio.fail_after(WAIT):
-                await send_until_cut_off(attacker, garbage, 1)
-                assert await read_until_closed(attacker) == []  # cut off, no plaintext reply
 
     def smtps_client() -> None:
         with smtplib.SMTP_SSL(host, port, context=client_tls_context) as client:
+            assert client.ehlo("good.test")[0] == 250
+            trio.from_thread.run(attack)  # connected and secure while the garbage flies
             message = b"Subject: over SMTPS\r\n\r\nHello.\r\n"
             client.sendmail("sender@example.org", ["good@example.com"], message)
+
+    async def attack() -> None:
+        for garbage in noise:
+            async with connect_from("127.0.0.2", running, port=port) as attacker:
+                with trio.fail_after(WAIT):
+                    await send_until_cut_off(attacker, garbage, 1)
+                    assert await read_until_closed(attacker) == []  # cut off, no plaintext
 
     await trio.to_thread.run_sync(smtps_client)
     [captured] = running.find(subject="over SMTPS")

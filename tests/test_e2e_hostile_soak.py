@@ -112,7 +112,7 @@ async def test_soak_of_mixed_clients_leaves_nothing_behind(
 ) -> None:
     spool = tmp_path / "spool"
     running = await start(
-        nursery, spool, idle_timeout=1.0, unrecognized_commands=3, max_recipients=10
+        nursery, spool, idle_timeout=2.0, unrecognized_commands=3, max_recipients=10
     )
     raw_kinds: list[Callable[[RawConnection, str], Awaitable[None]]] = [
         polite_raw,
