@@ -126,6 +126,8 @@ class Limits:
     per_ip_exempt: tuple[str, ...] = attrs.field(default=(), converter=_per_ip_exempt)
     """CIDRs the per-address and per-connection limits never apply to."""
     unrecognized_commands: int = attrs.field(default=5, validator=_at_least(1))
+    """Unknown verbs, and lines that are no command at all (binary noise, over-long),
+    a connection may send; the next gets ``421 4.7.0`` and the connection is closed."""
     auth_failures: int = attrs.field(default=5, validator=_at_least(1))
     # RFC 5321 §4.5.3.1.4: 510 octets of command + CRLF = 512.
     command_line_length: int = attrs.field(default=512, validator=_at_least(64))

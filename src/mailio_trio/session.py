@@ -82,6 +82,8 @@ INTERNAL_ERROR = Reply(451, "Local error in processing, try again later", "4.3.0
 SHUTTING_DOWN = Reply(421, "Service shutting down, closing connection", "4.3.2")
 LINE_TOO_LONG = Reply(500, "Line too long", "5.5.6")
 NOT_IMPLEMENTED = Reply(502, "Command not implemented", "5.5.1")
+# The unrecognized/core handler's farewell, for lines that never parse as a command.
+TOO_MANY_UNRECOGNIZED = Reply(421, "Too many unrecognized commands, closing connection", "4.7.0")
 
 
 class ConnectionLost(Exception):
@@ -590,7 +592,9 @@ class Session:
             await self._serve()
         except _Close as close:
             await self._send_last(close.reply)
-        except ConnectionLost as exc:
+        except (ConnectionLost, trio.BrokenResourceError) as exc:
+            # BrokenResourceError here is a reply we could not write: the client
+            # reset the connection or stopped reading. Its doing, not our error.
             self.log.debug("connection lost: %s", exc)
         except Exception:
             self.log.exception("session failed")
@@ -632,7 +636,7 @@ class Session:
                     raise _Close(SHUTTING_DOWN)
                 if isinstance(line, OverlongLine):
                     self.log.info("command line of %d octets refused", line.length)
-                    self.queue_reply(LINE_TOO_LONG)
+                    self.not_a_command(LINE_TOO_LONG)
                     continue
                 await self.handle_line(line)
         self._idle_scope = None
@@ -648,7 +652,7 @@ class Session:
             # A malformed AUTH line still carries credentials: never in the transcript.
             redacted = b"AUTH ***" if line[:4].upper() == b"AUTH" else line[:100]
             transcript.debug("[%s] C: %r", self.id, redacted)
-            self.queue_reply(exc.reply)
+            self.not_a_command(exc.reply)
             return
         self.counters.commands += 1
         if transcript.isEnabledFor(logging.DEBUG):
@@ -661,6 +665,23 @@ class Session:
             self.queue_reply(NOT_IMPLEMENTED)
             return
         await self.dispatch(name, Request(command, self))
+
+    def not_a_command(self, reply: Reply) -> None:
+        """Answer a line that is no command at all; it counts as an unrecognized one.
+
+        Binary noise, TLS spoken to the plain port, a flood of NUL or over-long
+        lines: answered one by one forever, such a client would hold its slot and
+        our CPU, so it meets ``limits.unrecognized_commands`` like any other
+        guesser (Postfix counts these toward its junk and hard error limits too).
+
+        Raises:
+          _Close: The limit is passed; ``421 4.7.0`` and the connection is closed.
+        """
+        self.counters.unrecognized += 1
+        if self.counters.unrecognized > self.config.limits.unrecognized_commands:
+            self.log.info("closing after %d unrecognized lines", self.counters.unrecognized)
+            raise _Close(TOO_MANY_UNRECOGNIZED)
+        self.queue_reply(reply)
 
     async def run_event(self, name: str) -> None:
         """Run an internal event's chain (``timeout``) and send what it answers."""
