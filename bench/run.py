@@ -76,10 +76,13 @@ def _server_command(name: str, port: int) -> list[str]:
             "-l",
             f"127.0.0.1:{port}",
         ]
+    if name == "mailio-base":
+        # An older checkout's src/ (--base-src) first on the path: before/after in one run.
+        return [py, str(HERE / "serve_mailio.py"), str(port), "1"]
     if name.startswith("mailio"):
         workers = name.partition("-w")[2] or "1"
         return [py, str(HERE / "serve_mailio.py"), str(port), workers]
-    raise SystemExit(f"unknown server {name!r}: mailio, mailio-wN, aiosmtpd")
+    raise SystemExit(f"unknown server {name!r}: mailio, mailio-wN, mailio-base, aiosmtpd")
 
 
 def _free_port() -> int:
@@ -186,9 +189,16 @@ def measure(server: str, workload: Workload, port: int, pids: list[int]) -> dict
     }
 
 
-def run_server(server: str, workloads: list[Workload]) -> dict[str, dict[str, float]]:
+def run_server(
+    server: str, workloads: list[Workload], base_src: str | None = None
+) -> dict[str, dict[str, float]]:
     port = _free_port()
-    proc = subprocess.Popen(_server_command(server, port), stdout=subprocess.DEVNULL)
+    env = None
+    if server == "mailio-base":
+        if not base_src:
+            raise SystemExit("mailio-base needs --base-src DIR (an older checkout's src/)")
+        env = {**os.environ, "PYTHONPATH": base_src}
+    proc = subprocess.Popen(_server_command(server, port), stdout=subprocess.DEVNULL, env=env)
     try:
         _wait_listening(port, proc)
         time.sleep(0.2)  # let workers finish starting
@@ -209,6 +219,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workloads", default="W1,W2,W2P,W3,W4")
     parser.add_argument("--servers", default="mailio,aiosmtpd", help="the last is the baseline")
+    parser.add_argument(
+        "--base-src",
+        metavar="DIR",
+        help="src/ of an older checkout, run as server mailio-base (before/after in one run)",
+    )
     args = parser.parse_args()
     workloads = [WORKLOADS[w] for w in args.workloads.split(",")]
     servers = args.servers.split(",")
@@ -224,7 +239,7 @@ def main() -> None:
     )
     for rnd in range(args.rounds):
         for server in servers:
-            out = run_server(server, workloads)
+            out = run_server(server, workloads, args.base_src)
             for name, m in out.items():
                 results[server][name].append(m)
             summary = " ".join(

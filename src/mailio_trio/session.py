@@ -257,6 +257,10 @@ class Session:
     def config(self) -> Config:
         return self.context.config
 
+    def handler_log(self, handler: Handler) -> _SessionLog:
+        """A logger whose lines carry this session and ``handler`` (``res.log``)."""
+        return _SessionLog(logger, self, handler.key)
+
     # -- per-session handlers ------------------------------------------------
 
     def handler(
@@ -456,6 +460,14 @@ class Session:
             self._waiting_for_command = True
             if self.context.shutting_down:
                 idle.cancel()
+            elif self._fd >= 0:
+                # The read just above found nothing: wait, then read at the top
+                # of the loop (going through _receive would try a read again).
+                await trio.lowlevel.wait_readable(self._fd)
+                self._budget = _FAST_IO_BUDGET
+                self._waiting_for_command = False
+                idle.deadline = math.inf
+                continue
             data = await self._receive()
             self._waiting_for_command = False
             idle.deadline = math.inf
@@ -720,7 +732,7 @@ class Session:
         chain = self.context.chain
         timeout = self.config.limits.handler_timeout
         for handler in self.handlers(name):
-            res = Response(self, handler, _SessionLog(logger, self, handler.key))
+            res = Response(self, handler)
             req.config = chain.config_for(handler)
             failure: BaseException | None = None
             try:
