@@ -379,7 +379,7 @@ class Session:
 
     # -- input ---------------------------------------------------------------
 
-    def _receive_nowait(self) -> bytes | None:
+    def _receive_nowait(self, size: int = RECEIVE_SIZE) -> bytes | None:
         """What the kernel has for us now on the fast path; ``None`` if nothing (or no fast path).
 
         Raises:
@@ -388,7 +388,7 @@ class Session:
         if self._fd < 0:
             return None
         try:
-            data = os.read(self._fd, RECEIVE_SIZE)
+            data = os.read(self._fd, size)
         except BlockingIOError:
             return None
         except OSError as exc:
@@ -397,17 +397,17 @@ class Session:
             raise ConnectionLost("client closed the connection")
         return data
 
-    async def _receive(self) -> bytes:
+    async def _receive(self, size: int = RECEIVE_SIZE) -> bytes:
         if self._fd >= 0:
             while True:
-                data = self._receive_nowait()
+                data = self._receive_nowait(size)
                 if data is not None:
                     await self._spend_budget()
                     return data
                 await trio.lowlevel.wait_readable(self._fd)
                 self._budget = _FAST_IO_BUDGET
         try:
-            data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
+            data = bytes(await self.stream.receive_some(size))
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise ConnectionLost(str(exc)) from exc
         if not data:
@@ -525,7 +525,7 @@ class Session:
                         spool.write(body)
                     if reader.done:
                         break
-                    chunk = await self._receive()
+                    chunk = await self._receive(limits.data_read_size)
             if scope.cancelled_caught:
                 raise _Close(Reply(421, "DATA timeout, closing connection", "4.4.2"))
             self._splitter.feed(reader.take_trailing())

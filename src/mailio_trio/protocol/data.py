@@ -215,19 +215,25 @@ class DataReader:
         within ``line_limit`` octets ends a run of lines that all fit, so the
         search jumps about ``line_limit`` octets per step instead of one line
         (a 64 KiB chunk of 76-octet lines is ~65 steps, not ~860 split pieces).
+        The loop body is kept to one ``rfind`` and one comparison: it is the
+        only Python-level loop over a DATA chunk.
         """
         limit = self.line_limit
-        start, before = 0, self._line_len
-        while True:
-            # (A window end below start would count from the end: clamp it.)
-            end = text.rfind(b"\n", start, max(start, start + limit - before))
+        before = self._line_len
+        # The first line continues one from earlier chunks: its LF must come
+        # within limit - before octets. (A window end below 0 would count
+        # from the end: clamp it.)
+        end = text.rfind(b"\n", 0, max(0, limit - before))
+        if end == -1:
+            return before + text.find(b"\n") + 1
+        rfind = text.rfind
+        while end != last_nl:
+            start = end + 1
+            end = rfind(b"\n", start, start + limit)
             if end == -1:
                 # The line from ``start`` has no LF within the limit: too long.
-                nl = text.find(b"\n", start)
-                return before + nl - start + 1
-            if end == last_nl:
-                return 0
-            start, before = end + 1, 0
+                return text.find(b"\n", start) - start + 1
+        return 0
 
     def take_trailing(self) -> bytes:
         """Return and forget the octets received after the terminator.
