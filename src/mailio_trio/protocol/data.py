@@ -163,10 +163,13 @@ class DataReader:
             return b""
         at_start = self._at_line_start
         # A region may end in a CR only when that CR is already known to be
-        # bare, so counting is exact: clean text has as many CR and LF as CRLF.
-        crlf = region.count(b"\r\n")
-        # CR and LF octets number exactly twice the CRLFs only if none is bare.
-        if len(region) - len(region.translate(None, b"\r\n")) == 2 * crlf:
+        # bare, so the test is exact: with every CRLF pair taken out (split is
+        # left to right, like a reader), a clean region has no CR or LF left.
+        # split + join + two memchr scans cost less than a count and a
+        # translate, the two full passes this replaced.
+        parts = region.split(b"\r\n")
+        rest = b"".join(parts) if len(parts) > 1 else region
+        if b"\r" not in rest and b"\n" not in rest:
             text = region
         else:
             if self.bare_line_endings is BareLineEndings.REJECT:
