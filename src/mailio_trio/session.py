@@ -320,8 +320,13 @@ class Session:
         transcript.debug("[%s] S: %r", self.id, data)
         self._outbox.append(data)
 
-    async def flush(self) -> None:
-        """Send every queued reply in one write."""
+    async def flush(self, patience: float | None = None) -> None:
+        """Send every queued reply in one write.
+
+        Args:
+          patience: Seconds a client that stops reading may hold us up; the
+            default is ``limits.idle_timeout``.
+        """
         if not self._outbox:
             return
         data = b"".join(self._outbox) if len(self._outbox) > 1 else self._outbox[0]
@@ -339,7 +344,9 @@ class Session:
                 return
             data = data[sent:]
         # A client that stops reading must not hold this task forever.
-        with trio.move_on_after(self.config.limits.idle_timeout) as scope:
+        if patience is None:
+            patience = self.config.limits.idle_timeout
+        with trio.move_on_after(patience) as scope:
             if self._fd >= 0:
                 await self._write_slowly(data)
             else:
@@ -609,22 +616,30 @@ class Session:
             await self._send_last(INTERNAL_ERROR)
         finally:
             self.context.sessions.discard(self)
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                if isinstance(self.stream, trio.SSLStream):
-                    # close_notify first: TLS clients (openssl s_client) treat a bare
-                    # TCP close as a truncation attack (RFC 8446 §6.1).
-                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                        await self.stream.aclose()
-                await trio.aclose_forcefully(self.stream)
+            if type(self.stream) is trio.SocketStream:
+                # What aclose_forcefully does for a plain socket, without its two
+                # cancel scopes and checkpoint: the close itself never blocks.
+                self.stream.socket.close()
+            else:
+                await self._close_stream()
+
+    async def _close_stream(self) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            if isinstance(self.stream, trio.SSLStream):
+                # close_notify first: TLS clients (openssl s_client) treat a bare
+                # TCP close as a truncation attack (RFC 8446 §6.1).
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self.stream.aclose()
+            await trio.aclose_forcefully(self.stream)
 
     async def _send_last(self, reply: Reply | None) -> None:
         if reply is not None:
             self.queue_reply(reply)
-        with trio.move_on_after(1):
-            with contextlib.suppress(
-                ConnectionLost, trio.BrokenResourceError, trio.ClosedResourceError
-            ):
-                await self.flush()
+        # At most a second for a client that does not read its last reply; the
+        # timeout is flush's own, so the usual case (one write) needs no scope.
+        lost = (ConnectionLost, trio.BrokenResourceError, trio.ClosedResourceError)
+        with contextlib.suppress(*lost):
+            await self.flush(patience=1)
 
     async def _serve(self) -> None:
         for callback in self.context.on_session:
