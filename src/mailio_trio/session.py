@@ -242,6 +242,8 @@ class Session:
     _ordered: dict[str, tuple[Handler, ...]] = attrs.field(factory=dict, init=False)
     _idle_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
     _waiting_for_command: bool = attrs.field(default=False, init=False)
+    _idle_armed: bool = attrs.field(default=False, init=False)
+    """The idle scope still has the last command wait's deadline (see ``_disarm_idle``)."""
     in_data: bool = attrs.field(default=False, init=False)
     _fd: int = attrs.field(default=-1, init=False)
     """The socket's fd while the fast plain-socket path is in use, else -1."""
@@ -343,6 +345,7 @@ class Session:
                 await self._spend_budget()
                 return
             data = data[sent:]
+        self._disarm_idle()
         # A client that stops reading must not hold this task forever.
         if patience is None:
             patience = self.config.limits.idle_timeout
@@ -371,7 +374,25 @@ class Session:
         self._budget -= 1
         if self._budget <= 0:
             self._budget = _FAST_IO_BUDGET
+            self._disarm_idle()
             await trio.lowlevel.checkpoint()
+
+    def _disarm_idle(self) -> None:
+        """Turn the idle timer off; called before anything that may yield outside a command wait.
+
+        After a command wait the idle scope keeps that wait's deadline instead
+        of being reset at once (a deadline change costs two heap operations and
+        a context manager in Trio, twice per command). That is safe because a
+        deadline only takes effect when the task yields to the scheduler:
+        everything that may yield between two command waits — a handler that
+        may wait, an after-reply step, a slow write, the fast path's periodic
+        checkpoint — calls this first, so nothing but a command wait can ever
+        be cut short by the idle timer.
+        """
+        if self._idle_armed:
+            self._idle_armed = False
+            if self._idle_scope is not None:
+                self._idle_scope.deadline = math.inf
 
     async def send_now(self, reply: Reply | str) -> None:
         """Send an intermediate reply immediately (``res.write``)."""
@@ -463,7 +484,9 @@ class Session:
                 self._splitter.feed(data)
                 await self._spend_budget()
                 continue
-            idle.deadline = deadline
+            if not self._idle_armed or idle.deadline != deadline:
+                idle.deadline = deadline
+                self._idle_armed = True  # left set after the wait: see _disarm_idle
             self._waiting_for_command = True
             if self.context.shutting_down:
                 idle.cancel()
@@ -473,11 +496,9 @@ class Session:
                 await trio.lowlevel.wait_readable(self._fd)
                 self._budget = _FAST_IO_BUDGET
                 self._waiting_for_command = False
-                idle.deadline = math.inf
                 continue
             data = await self._receive()
             self._waiting_for_command = False
-            idle.deadline = math.inf
             self._splitter.feed(data)
         assert not isinstance(line, Need)
         return line
@@ -649,7 +670,8 @@ class Session:
             # A refused client gets its answer and nothing more (RFC 5321 §3.1's 554).
             raise _Close(reply)
         self.queue_reply(reply)
-        # The idle scope's deadline is infinite except while waiting for a command,
+        # The idle scope's deadline is infinite (or, between commands, that of
+        # the last wait: see _disarm_idle) except while waiting for a command,
         # and only that wait is ever cancelled (idle timer, shutdown): leaving
         # this block means one of those happened.
         with trio.CancelScope() as self._idle_scope:
@@ -662,7 +684,7 @@ class Session:
                     self.queue_reply(LINE_TOO_LONG)
                     continue
                 await self.handle_line(line)
-        self._idle_scope = None
+        self._idle_scope, self._idle_armed = None, False
         if self.context.shutting_down:
             raise _Close(SHUTTING_DOWN)
         await self.run_event("timeout")
@@ -699,6 +721,7 @@ class Session:
         self.queue_reply(reply)
         # accept() only takes 2xx/3xx and reject() only 4xx/5xx: the code says which it was.
         for step in req.take_after_reply() if reply.is_positive else ():
+            self._disarm_idle()
             await self.flush()
             try:
                 follow_up = await step()
@@ -755,6 +778,7 @@ class Session:
                     # It cannot block, so handler_timeout needs no cancel scope (~7 µs each).
                     await handler.func(req, res)
                 else:
+                    self._disarm_idle()
                     with trio.move_on_after(timeout) as scope:
                         await handler.func(req, res)
                     if scope.cancelled_caught:
