@@ -231,7 +231,9 @@ def _run_mode(
             _wait_listening(port, proc)
             time.sleep(0.2)  # let workers finish starting
             pids = _tree(proc.pid)
-            loadgen.run(port, sessions=2, messages=20, per_connection=10, size=1024)  # warm up
+            warm = loadgen.run(port, sessions=2, messages=20, per_connection=10, size=1024)
+            if warm.errors:
+                raise SystemExit(f"{server} ({mode}) failed the warm-up: {warm.first_error}")
             return {w.name: measure(server, w, port, pids) for w in workloads}
         finally:
             proc.send_signal(signal.SIGTERM)
