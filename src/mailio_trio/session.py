@@ -259,7 +259,7 @@ class Session:
     def config(self) -> Config:
         return self.context.config
 
-    def handler_log(self, handler: Handler) -> _SessionLog:
+    def handler_log(self, handler: Handler) -> logging.LoggerAdapter[logging.Logger]:
         """A logger whose lines carry this session and ``handler`` (``res.log``)."""
         return _SessionLog(logger, self, handler.key)
 
