@@ -124,7 +124,10 @@ class DataReader:
         end = -1
         # Every terminator and every dot-stuffed line after a CRLF contains
         # "\r\n.": one search usually rules out both (no dot-line in the chunk).
-        dot = buf.find(b"\r\n.")
+        # A chunk without any "." (base64 attachments, the bulk of big mail) is
+        # ruled out first by a memchr scan, many times faster than that search,
+        # which stops at the first "." when there is one.
+        dot = buf.find(b"\r\n.") if b"." in buf else -1
         if self._at_line_start and self._after_crlf and buf.startswith(b".\r\n"):
             end = 0
             region = b""
