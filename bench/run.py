@@ -8,6 +8,12 @@ baseline (aiosmtpd), the server's CPU time per message (utime + stime from
 workload (``VmHWM`` after resetting it through ``/proc/<pid>/clear_refs``),
 and the load generator's own CPU per message, so a saturated generator shows.
 
+Two workloads run on mailio_trio only (aiosmtpd's Sink keeps bodies in memory
+and has no durable store): BIG, one 100 MiB message streamed to a spool file,
+reporting the server's RSS growth (peak ``VmHWM`` minus ``VmRSS`` before); and
+WD, W2-like traffic into durable maildirs (file and directory fsync'd before
+each ``250``), reporting the rate.
+
 The machine is shared and noisy: compare only figures from the same run.
 
 Usage::
@@ -28,6 +34,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +56,8 @@ class Workload:
     per_connection: int
     size: int
     pipelining: bool = False
+    mode: str = "discard"
+    """How mailio_trio serves it: ``discard``, ``spool`` or ``maildir`` (the last two: ours only)"""
 
 
 WORKLOADS = {
@@ -59,12 +68,15 @@ WORKLOADS = {
         Workload("W2P", "W2 pipelined (EHLO, PIPELINING)", 20, 2000, 100, 1024, True),
         Workload("W3", "1 MiB, 4 sessions, 10 msg/conn", 4, 40, 10, 1024 * 1024),
         Workload("W4", "1000 idle sessions after EHLO", 1000, 0, 0, 0),
+        Workload("BIG", "one 100 MiB message, spooled to disk", 1, 1, 1, 100 << 20, mode="spool"),
+        Workload("WD", "W2 into durable maildirs (fsync)", 20, 1000, 50, 1024, mode="maildir"),
     ]
 }
 
 
-def _server_command(name: str, port: int) -> list[str]:
+def _server_command(name: str, port: int, mode: str = "discard", scratch: str = "") -> list[str]:
     py = sys.executable
+    extra = {"discard": [], "spool": ["--spool"], "maildir": ["--maildir", scratch]}[mode]
     if name == "aiosmtpd":
         return [
             py,
@@ -76,10 +88,13 @@ def _server_command(name: str, port: int) -> list[str]:
             "-l",
             f"127.0.0.1:{port}",
         ]
+    if name == "mailio-base":
+        # An older checkout's src/ (--base-src) first on the path: before/after in one run.
+        return [py, str(HERE / "serve_mailio.py"), str(port), "1", *extra]
     if name.startswith("mailio"):
         workers = name.partition("-w")[2] or "1"
-        return [py, str(HERE / "serve_mailio.py"), str(port), workers]
-    raise SystemExit(f"unknown server {name!r}: mailio, mailio-wN, aiosmtpd")
+        return [py, str(HERE / "serve_mailio.py"), str(port), workers, *extra]
+    raise SystemExit(f"unknown server {name!r}: mailio, mailio-wN, mailio-base, aiosmtpd")
 
 
 def _free_port() -> int:
@@ -163,6 +178,7 @@ def _idle_sessions(port: int, count: int, pids: list[int]) -> dict[str, float]:
 def measure(server: str, workload: Workload, port: int, pids: list[int]) -> dict[str, float]:
     if workload.name == "W4":
         return _idle_sessions(port, workload.sessions, pids)
+    rss0 = _status_kib(pids, "VmRSS")
     _reset_peak(pids)
     cpu0 = _cpu(pids)
     r = loadgen.run(
@@ -183,25 +199,56 @@ def measure(server: str, workload: Workload, port: int, pids: list[int]) -> dict
         "cpu_us": cpu / r.messages * 1e6,
         "gen_cpu_us": r.cpu / r.messages * 1e6,
         "peak_kib": _status_kib(pids, "VmHWM"),
+        "growth_kib": _status_kib(pids, "VmHWM") - rss0,
     }
 
 
-def run_server(server: str, workloads: list[Workload]) -> dict[str, dict[str, float]]:
+def run_server(
+    server: str, workloads: list[Workload], base_src: str | None = None
+) -> dict[str, dict[str, float]]:
+    """Every workload against ``server``: one fresh process per serving mode."""
+    out: dict[str, dict[str, float]] = {}
+    for mode in dict.fromkeys(w.mode for w in workloads):
+        if mode != "discard" and (server == "mailio-base" or not server.startswith("mailio")):
+            continue  # ours only (see the module docstring); base: the hot path's before/after
+        out.update(_run_mode(server, [w for w in workloads if w.mode == mode], mode, base_src))
+    return out
+
+
+def _run_mode(
+    server: str, workloads: list[Workload], mode: str, base_src: str | None
+) -> dict[str, dict[str, float]]:
     port = _free_port()
-    proc = subprocess.Popen(_server_command(server, port), stdout=subprocess.DEVNULL)
-    try:
-        _wait_listening(port, proc)
-        time.sleep(0.2)  # let workers finish starting
-        pids = _tree(proc.pid)
-        loadgen.run(port, sessions=2, messages=20, per_connection=10, size=1024)  # warm up
-        return {w.name: measure(server, w, port, pids) for w in workloads}
-    finally:
-        proc.send_signal(signal.SIGTERM)
+    env = None
+    if server == "mailio-base":
+        if not base_src:
+            raise SystemExit("mailio-base needs --base-src DIR (an older checkout's src/)")
+        env = {**os.environ, "PYTHONPATH": base_src}
+    with tempfile.TemporaryDirectory(prefix="mailio-bench-") as scratch:
+        command = _server_command(server, port, mode, scratch)
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env, cwd=scratch)
         try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            _wait_listening(port, proc)
+            time.sleep(0.2)  # let workers finish starting
+            pids = _tree(proc.pid)
+            warm = loadgen.run(port, sessions=2, messages=20, per_connection=10, size=1024)
+            if warm.errors:
+                raise SystemExit(f"{server} ({mode}) failed the warm-up: {warm.first_error}")
+            return {w.name: measure(server, w, port, pids) for w in workloads}
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _headline(workload: str, m: dict[str, float]) -> float:
+    """The one figure per round: RSS growth in MiB (BIG), KiB per connection (W4), or msg/s."""
+    if workload == "BIG":
+        return m["growth_kib"] / 1024
+    return m.get("rate", m.get("kib_per_conn", 0.0))
 
 
 def main() -> None:
@@ -209,6 +256,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workloads", default="W1,W2,W2P,W3,W4")
     parser.add_argument("--servers", default="mailio,aiosmtpd", help="the last is the baseline")
+    parser.add_argument(
+        "--base-src",
+        metavar="DIR",
+        help="src/ of an older checkout, run as server mailio-base (before/after in one run)",
+    )
     args = parser.parse_args()
     workloads = [WORKLOADS[w] for w in args.workloads.split(",")]
     servers = args.servers.split(",")
@@ -224,12 +276,10 @@ def main() -> None:
     )
     for rnd in range(args.rounds):
         for server in servers:
-            out = run_server(server, workloads)
+            out = run_server(server, workloads, args.base_src)
             for name, m in out.items():
-                results[server][name].append(m)
-            summary = " ".join(
-                f"{n}={m.get('rate', m.get('kib_per_conn', 0)):.1f}" for n, m in out.items()
-            )
+                results[server].setdefault(name, []).append(m)
+            summary = " ".join(f"{n}={_headline(n, m):.1f}" for n, m in out.items())
             print(f"round {rnd + 1} {server:10} {summary}", flush=True)
     print()
     print(
@@ -240,6 +290,17 @@ def main() -> None:
     for w in workloads:
         for server in servers:
             runs = results[server][w.name]
+            if not runs:
+                continue  # a workload this server does not run
+            if w.name == "BIG":
+                growth = statistics.median(r["growth_kib"] for r in runs) / 1024
+                print(
+                    f"| {w.name} {w.title} | {server} | RSS +{growth:.1f} MiB | | "
+                    f"{statistics.median(r['cpu_us'] for r in runs):,.0f} | "
+                    f"{statistics.median(r['peak_kib'] for r in runs) / 1024:.1f} | "
+                    f"{statistics.median(r['gen_cpu_us'] for r in runs):,.0f} |"
+                )
+                continue
             if w.name == "W4":
                 kib = statistics.median(r["kib_per_conn"] for r in runs)
                 base = statistics.median(r["kib_per_conn"] for r in results[baseline][w.name])
@@ -250,9 +311,14 @@ def main() -> None:
                 )
                 continue
             rate = statistics.median(r["rate"] for r in runs)
-            base = statistics.median(r["rate"] for r in results[baseline][w.name])
+            base_runs = results[baseline][w.name]
+            ratio = (
+                f"{rate / statistics.median(r['rate'] for r in base_runs):.2f}×"
+                if base_runs
+                else "—"
+            )
             print(
-                f"| {w.name} {w.title} | {server} | {rate:,.0f} | {rate / base:.2f}× | "
+                f"| {w.name} {w.title} | {server} | {rate:,.0f} | {ratio} | "
                 f"{statistics.median(r['cpu_us'] for r in runs):,.0f} | "
                 f"{statistics.median(r['peak_kib'] for r in runs) / 1024:.1f} | "
                 f"{statistics.median(r['gen_cpu_us'] for r in runs):,.0f} |"

@@ -51,6 +51,10 @@ def test_from_toml_builds_every_section(tmp_path: Path) -> None:
             "limits.max_recipients = true: must be a whole number >= 1",
         ),
         (
+            {"limits": {"data_read_size": 100}},
+            "limits.data_read_size = 100: must be a whole number >= 4096",
+        ),
+        (
             {"limits": {"idel_timeout": 1}},
             "limits.idel_timeout: unknown key (did you mean idle_timeout?)",
         ),

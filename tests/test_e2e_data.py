@@ -81,3 +81,21 @@ async def test_message_split_across_many_writes(mailio_server: RunningServer) ->
         assert (await conn.read_reply()).code == 250
     [captured] = await mailio_server.outbox.wait_for(1)
     assert captured.raw.endswith(body)
+
+
+async def test_small_data_reads_keep_framing_across_chunks(nursery: trio.Nursery) -> None:
+    # 4 KiB reads put chunk boundaries inside dot-stuffed lines, CRLFs and
+    # smuggling attempts; the message, the unstuffing and the pipelined
+    # command after the terminator must come out as with one big read.
+    config = Config(hostname="mx.test", limits=Limits(data_read_size=4096))
+    running = await start_capturing_server(nursery, config)
+    lines = [b"..dot %d\r\nplain %d\n.\n\r\n" % (n, n) for n in range(3000)]
+    async with running.open_raw() as conn:
+        await open_data(conn)
+        await conn.send(b"Subject: chunks\r\n\r\n" + b"".join(lines) + b".\r\nNOOP\r\n")
+        assert (await conn.read_reply()).code == 250
+        assert (await conn.read_reply()).code == 250  # the pipelined NOOP
+    [captured] = await running.outbox.wait_for(1)
+    body = captured.raw.split(b"\r\n\r\n", 1)[1]
+    expected = b"".join(b".dot %d\r\nplain %d\r\n.\r\n\r\n" % (n, n) for n in range(3000))
+    assert body == expected

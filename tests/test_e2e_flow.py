@@ -19,6 +19,7 @@ from mailio_trio import plugins
 if TYPE_CHECKING:
     import pytest
 
+    from mailio_trio.chain import Request, Response
     from mailio_trio.testing import RunningServer
 
 
@@ -93,3 +94,38 @@ def test_core_handlers_marked_never_waits_contain_no_await() -> None:
             n for n in ast.walk(tree) if isinstance(n, ast.Await | ast.AsyncFor | ast.AsyncWith)
         ]
         assert awaits == [], func
+
+
+async def test_idle_timer_never_cuts_a_command_or_data_short(nursery: trio.Nursery) -> None:
+    # Between two command waits the idle scope keeps the last wait's deadline
+    # (Session._disarm_idle); a handler that waits and a DATA body that takes
+    # its time must still never be cut off by it. The client idles for 0.2 s of
+    # the 1 s idle_timeout, then the work runs past the second the idle timer
+    # counted from the start of that wait.
+    from mailio_trio import Config, Limits
+    from mailio_trio.testing import start_capturing_server
+
+    running = await start_capturing_server(
+        nursery, Config(hostname="mx.test", limits=Limits(idle_timeout=1.0))
+    )
+
+    @running.server.handler("noop", "slow")
+    async def slow(req: Request, res: Response) -> None:
+        await trio.sleep(1.2)
+        res.accept()
+
+    async with running.open_raw() as conn:
+        await conn.read_reply()
+        await conn.command("EHLO c.test")
+        await trio.sleep(0.2)
+        assert (await conn.command("NOOP")).code == 250
+        await conn.command("MAIL FROM:<a@example.org>")
+        await conn.command("RCPT TO:<b@example.com>")
+        await trio.sleep(0.2)
+        assert (await conn.command("DATA")).code == 354
+        await conn.send(b"Subject: slow\r\n\r\nfirst half\r\n")
+        await trio.sleep(1.2)
+        assert (await conn.command(b"second half\r\n.")).code == 250
+        assert (await conn.command("QUIT")).code == 221
+    [captured] = await running.outbox.wait_for(1)
+    assert captured.raw.endswith(b"first half\r\nsecond half\r\n")

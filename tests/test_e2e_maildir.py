@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import smtplib
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any
 
 import attrs
 import pytest
@@ -15,9 +16,6 @@ from mailio_trio.config import MaildirConfig
 from mailio_trio.plugins.maildir import Mailbox, Placement, store, unsafe_reason
 from mailio_trio.protocol import Address
 from mailio_trio.testing import open_raw_connection
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 MESSAGE = b"Subject: hello\r\nFrom: alice@example.com\r\n\r\nHi there.\r\n"
 
@@ -290,3 +288,31 @@ def test_store_rolls_back_delivered_copies_when_a_later_one_fails(tmp_path: Path
     assert files(good / "new") == []
     assert files(good / "tmp") == []
     assert files(bad / "tmp") == []
+
+
+def test_mailbox_made_by_someone_else_at_the_same_moment_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another worker process creates the mailbox directory between our check
+    # and our mkdir: FileExistsError for a directory means "already made".
+    source = tmp_path / "msg.eml"
+    source.write_bytes(MESSAGE)
+    real_mkdir = Path.mkdir
+
+    def mkdir_raced(self: Path, *args: Any, **kwargs: Any) -> None:
+        real_mkdir(self, *args, **kwargs)
+        raise FileExistsError(17, "File exists", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_raced)
+    [delivered] = store(source, [Placement(tmp_path / "mail" / "bob")], "mx.test")
+    assert delivered.read_bytes() == MESSAGE
+
+
+async def test_concurrent_first_deliveries_to_one_new_mailbox_all_succeed(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    server = await start(nursery, make_config(tmp_path))
+    async with trio.open_nursery() as senders:
+        for _ in range(8):
+            senders.start_soon(sendmail, server, "x@elsewhere.test", ["fresh@example.com"])
+    assert len(files(tmp_path / "example.com" / "fresh" / "new")) == 8

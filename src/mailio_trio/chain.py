@@ -15,8 +15,9 @@ connection). The session enforces that rule; see ``session.py``.
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import attrs
@@ -246,6 +247,7 @@ class Decision:
 _LEADING_ENHANCED = re.compile(r"([245]\.\d{1,3}\.\d{1,3}) ")
 
 
+@functools.lru_cache(maxsize=1024)
 def make_reply(code: int, text: str, enhanced: str | None = None) -> Reply:
     """Build a reply, taking an enhanced code from ``enhanced`` or the start of ``text``.
 
@@ -253,6 +255,10 @@ def make_reply(code: int, text: str, enhanced: str | None = None) -> Reply:
     (RFC 3463 §3.1), so every final reply carries an enhanced status code.
     ``enhanced=""`` means none: the greeting and the EHLO reply carry none
     (RFC 2034 §3).
+
+    Replies are immutable, so the same arguments give the same :class:`Reply`
+    from a small LRU cache: a constant reply (``250 2.1.0 Sender OK``) is
+    parsed, validated and formatted for the wire once, not per command.
     """
     if enhanced == "":
         return Reply(code, text, None)
@@ -285,8 +291,10 @@ class Request:
     rcpt: RcptTo | None = None
     user: Any = None
     message: Message | None = None
-    _effects: list[Callable[[], None]] = attrs.field(factory=list)
-    _after_reply: list[Callable[[], Awaitable[Reply | None]]] = attrs.field(factory=list)
+    # Created on first use: most commands have no after-reply step, and a
+    # Request is built per command.
+    _effects: list[Callable[[], None]] | None = None
+    _after_reply: list[Callable[[], Awaitable[Reply | None]]] | None = None
 
     @property
     def argument(self) -> str:
@@ -308,22 +316,28 @@ class Request:
 
     def on_accept(self, effect: Callable[[], None]) -> None:
         """Run ``effect`` only if the whole chain accepts (core handlers commit state here)."""
-        self._effects.append(effect)
+        if self._effects is None:
+            self._effects = [effect]
+        else:
+            self._effects.append(effect)
 
     def after_reply(self, step: Callable[[], Awaitable[Reply | None]]) -> None:
         """Once the accepting reply is sent, await ``step``; a reply it returns is sent next.
 
         For commands whose work follows their reply: DATA's body, STARTTLS's handshake.
         """
-        self._after_reply.append(step)
+        if self._after_reply is None:
+            self._after_reply = [step]
+        else:
+            self._after_reply.append(step)
 
-    def take_effects(self) -> list[Callable[[], None]]:
-        effects, self._effects = self._effects, []
-        return effects
+    def take_effects(self) -> Sequence[Callable[[], None]]:
+        effects, self._effects = self._effects, None
+        return effects or ()
 
-    def take_after_reply(self) -> list[Callable[[], Awaitable[Reply | None]]]:
-        steps, self._after_reply = self._after_reply, []
-        return steps
+    def take_after_reply(self) -> Sequence[Callable[[], Awaitable[Reply | None]]]:
+        steps, self._after_reply = self._after_reply, None
+        return steps or ()
 
 
 @attrs.define(eq=False, slots=True)
@@ -336,10 +350,21 @@ class Response:
 
     _session: Session
     handler: Handler
-    log: logging.LoggerAdapter[logging.Logger]
     decision: str | None = None
     reply: Reply | None = None
     decided_twice: bool = False
+    _log: logging.LoggerAdapter[logging.Logger] | None = None
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """This handler's logger, its lines tagged with the session and handler.
+
+        Built on first use: most handler calls never log, and a Response is
+        made per handler per command.
+        """
+        if self._log is None:
+            self._log = self._session.handler_log(self.handler)
+        return self._log
 
     def _decide(self, decision: str, reply: Reply | None) -> None:
         if self.decision is not None:

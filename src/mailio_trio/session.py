@@ -244,6 +244,8 @@ class Session:
     _ordered: dict[str, tuple[Handler, ...]] = attrs.field(factory=dict, init=False)
     _idle_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
     _waiting_for_command: bool = attrs.field(default=False, init=False)
+    _idle_armed: bool = attrs.field(default=False, init=False)
+    """The idle scope still has the last command wait's deadline (see ``_disarm_idle``)."""
     in_data: bool = attrs.field(default=False, init=False)
     _fd: int = attrs.field(default=-1, init=False)
     """The socket's fd while the fast plain-socket path is in use, else -1."""
@@ -258,6 +260,10 @@ class Session:
     @property
     def config(self) -> Config:
         return self.context.config
+
+    def handler_log(self, handler: Handler) -> logging.LoggerAdapter[logging.Logger]:
+        """A logger whose lines carry this session and ``handler`` (``res.log``)."""
+        return _SessionLog(logger, self, handler.key)
 
     # -- per-session handlers ------------------------------------------------
 
@@ -318,8 +324,13 @@ class Session:
         transcript.debug("[%s] S: %r", self.id, data)
         self._outbox.append(data)
 
-    async def flush(self) -> None:
-        """Send every queued reply in one write."""
+    async def flush(self, patience: float | None = None) -> None:
+        """Send every queued reply in one write.
+
+        Args:
+          patience: Seconds a client that stops reading may hold us up; the
+            default is ``limits.idle_timeout``.
+        """
         if not self._outbox:
             return
         data = b"".join(self._outbox) if len(self._outbox) > 1 else self._outbox[0]
@@ -336,8 +347,11 @@ class Session:
                 await self._spend_budget()
                 return
             data = data[sent:]
+        self._disarm_idle()
         # A client that stops reading must not hold this task forever.
-        with trio.move_on_after(self.config.limits.idle_timeout) as scope:
+        if patience is None:
+            patience = self.config.limits.idle_timeout
+        with trio.move_on_after(patience) as scope:
             if self._fd >= 0:
                 await self._write_slowly(data)
             else:
@@ -362,7 +376,25 @@ class Session:
         self._budget -= 1
         if self._budget <= 0:
             self._budget = _FAST_IO_BUDGET
+            self._disarm_idle()
             await trio.lowlevel.checkpoint()
+
+    def _disarm_idle(self) -> None:
+        """Turn the idle timer off; called before anything that may yield outside a command wait.
+
+        After a command wait the idle scope keeps that wait's deadline instead
+        of being reset at once (a deadline change costs two heap operations and
+        a context manager in Trio, twice per command). That is safe because a
+        deadline only takes effect when the task yields to the scheduler:
+        everything that may yield between two command waits — a handler that
+        may wait, an after-reply step, a slow write, the fast path's periodic
+        checkpoint — calls this first, so nothing but a command wait can ever
+        be cut short by the idle timer.
+        """
+        if self._idle_armed:
+            self._idle_armed = False
+            if self._idle_scope is not None:
+                self._idle_scope.deadline = math.inf
 
     async def send_now(self, reply: Reply | str) -> None:
         """Send an intermediate reply immediately (``res.write``)."""
@@ -377,7 +409,7 @@ class Session:
 
     # -- input ---------------------------------------------------------------
 
-    def _receive_nowait(self) -> bytes | None:
+    def _receive_nowait(self, size: int = RECEIVE_SIZE) -> bytes | None:
         """What the kernel has for us now on the fast path; ``None`` if nothing (or no fast path).
 
         Raises:
@@ -386,7 +418,7 @@ class Session:
         if self._fd < 0:
             return None
         try:
-            data = os.read(self._fd, RECEIVE_SIZE)
+            data = os.read(self._fd, size)
         except BlockingIOError:
             return None
         except OSError as exc:
@@ -395,17 +427,17 @@ class Session:
             raise ConnectionLost("client closed the connection")
         return data
 
-    async def _receive(self) -> bytes:
+    async def _receive(self, size: int = RECEIVE_SIZE) -> bytes:
         if self._fd >= 0:
             while True:
-                data = self._receive_nowait()
+                data = self._receive_nowait(size)
                 if data is not None:
                     await self._spend_budget()
                     return data
                 await trio.lowlevel.wait_readable(self._fd)
                 self._budget = _FAST_IO_BUDGET
         try:
-            data = bytes(await self.stream.receive_some(RECEIVE_SIZE))
+            data = bytes(await self.stream.receive_some(size))
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise ConnectionLost(str(exc)) from exc
         if not data:
@@ -454,13 +486,21 @@ class Session:
                 self._splitter.feed(data)
                 await self._spend_budget()
                 continue
-            idle.deadline = deadline
+            if not self._idle_armed or idle.deadline != deadline:
+                idle.deadline = deadline
+                self._idle_armed = True  # left set after the wait: see _disarm_idle
             self._waiting_for_command = True
             if self.context.shutting_down:
                 idle.cancel()
+            elif self._fd >= 0:
+                # The read just above found nothing: wait, then read at the top
+                # of the loop (going through _receive would try a read again).
+                await trio.lowlevel.wait_readable(self._fd)
+                self._budget = _FAST_IO_BUDGET
+                self._waiting_for_command = False
+                continue
             data = await self._receive()
             self._waiting_for_command = False
-            idle.deadline = math.inf
             self._splitter.feed(data)
         assert not isinstance(line, Need)
         return line
@@ -515,7 +555,7 @@ class Session:
                         spool.write(body)
                     if reader.done:
                         break
-                    chunk = await self._receive()
+                    chunk = await self._receive(limits.data_read_size)
             if scope.cancelled_caught:
                 raise _Close(Reply(421, "DATA timeout, closing connection", "4.4.2"))
             self._splitter.feed(reader.take_trailing())
@@ -601,22 +641,30 @@ class Session:
             await self._send_last(INTERNAL_ERROR)
         finally:
             self.context.sessions.discard(self)
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                if isinstance(self.stream, trio.SSLStream):
-                    # close_notify first: TLS clients (openssl s_client) treat a bare
-                    # TCP close as a truncation attack (RFC 8446 §6.1).
-                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                        await self.stream.aclose()
-                await trio.aclose_forcefully(self.stream)
+            if type(self.stream) is trio.SocketStream:
+                # What aclose_forcefully does for a plain socket, without its two
+                # cancel scopes and checkpoint: the close itself never blocks.
+                self.stream.socket.close()
+            else:
+                await self._close_stream()
+
+    async def _close_stream(self) -> None:
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            if isinstance(self.stream, trio.SSLStream):
+                # close_notify first: TLS clients (openssl s_client) treat a bare
+                # TCP close as a truncation attack (RFC 8446 §6.1).
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self.stream.aclose()
+            await trio.aclose_forcefully(self.stream)
 
     async def _send_last(self, reply: Reply | None) -> None:
         if reply is not None:
             self.queue_reply(reply)
-        with trio.move_on_after(1):
-            with contextlib.suppress(
-                ConnectionLost, trio.BrokenResourceError, trio.ClosedResourceError
-            ):
-                await self.flush()
+        # At most a second for a client that does not read its last reply; the
+        # timeout is flush's own, so the usual case (one write) needs no scope.
+        lost = (ConnectionLost, trio.BrokenResourceError, trio.ClosedResourceError)
+        with contextlib.suppress(*lost):
+            await self.flush(patience=1)
 
     async def _serve(self) -> None:
         for callback in self.context.on_session:
@@ -626,7 +674,8 @@ class Session:
             # A refused client gets its answer and nothing more (RFC 5321 §3.1's 554).
             raise _Close(reply)
         self.queue_reply(reply)
-        # The idle scope's deadline is infinite except while waiting for a command,
+        # The idle scope's deadline is infinite (or, between commands, that of
+        # the last wait: see _disarm_idle) except while waiting for a command,
         # and only that wait is ever cancelled (idle timer, shutdown): leaving
         # this block means one of those happened.
         with trio.CancelScope() as self._idle_scope:
@@ -639,7 +688,7 @@ class Session:
                     self.not_a_command(LINE_TOO_LONG)
                     continue
                 await self.handle_line(line)
-        self._idle_scope = None
+        self._idle_scope, self._idle_armed = None, False
         if self.context.shutting_down:
             raise _Close(SHUTTING_DOWN)
         await self.run_event("timeout")
@@ -693,6 +742,7 @@ class Session:
         self.queue_reply(reply)
         # accept() only takes 2xx/3xx and reject() only 4xx/5xx: the code says which it was.
         for step in req.take_after_reply() if reply.is_positive else ():
+            self._disarm_idle()
             await self.flush()
             try:
                 follow_up = await step()
@@ -741,7 +791,7 @@ class Session:
         chain = self.context.chain
         timeout = self.config.limits.handler_timeout
         for handler in self.handlers(name):
-            res = Response(self, handler, _SessionLog(logger, self, handler.key))
+            res = Response(self, handler)
             req.config = chain.config_for(handler)
             failure: BaseException | None = None
             try:
@@ -749,6 +799,7 @@ class Session:
                     # It cannot block, so handler_timeout needs no cancel scope (~7 µs each).
                     await handler.func(req, res)
                 else:
+                    self._disarm_idle()
                     with trio.move_on_after(timeout) as scope:
                         await handler.func(req, res)
                     if scope.cancelled_caught:

@@ -285,3 +285,20 @@ def test_dot_stuff_round_trips(body: bytes, cuts: list[int]) -> None:
 )
 def test_dot_stuff(body: bytes, wire: bytes) -> None:
     assert dot_stuff(body) == wire
+
+
+@pytest.mark.parametrize(
+    ("chunks", "body", "trailing"),
+    [
+        # Chunks with no "." at all skip the "\r\n." search: the terminator,
+        # a stuffed dot and a held-back CR in the next chunk must still count.
+        ([b"QUJD\r\nREVG\r\n", b".\r\nQUIT\r\n"], b"QUJD\r\nREVG\r\n", b"QUIT\r\n"),
+        ([b"QUJD\r", b"\n", b"..x\r\n.\r\n"], b"QUJD\r\n.x\r\n", b""),
+        ([b"QUJD\r\n\r", b"\n.", b"\r\n"], b"QUJD\r\n\r\n", b""),
+        ([b"QUJD\nREVG\r\n", b".\r\n"], b"QUJD\r\nREVG\r\n", b""),
+    ],
+)
+def test_dot_free_chunks(chunks: list[bytes], body: bytes, trailing: bytes) -> None:
+    reader = DataReader(max_size=0)
+    out = b"".join(reader.feed(chunk) for chunk in chunks)
+    assert (out, reader.done, reader.take_trailing()) == (body, True, trailing)

@@ -15,7 +15,7 @@ Both handlers are registered on every server (their settings live in
 
 from __future__ import annotations
 
-from mailio_trio.chain import Chain, Handler, Request, Response
+from mailio_trio.chain import Chain, Handler, Request, Response, never_waits
 from mailio_trio.client_limits import in_networks, parse_networks
 
 
@@ -24,6 +24,8 @@ def _exempt(req: Request) -> bool:
     return in_networks(session.client.address, parse_networks(session.config.limits.per_ip_exempt))
 
 
+# Both decide from counters without awaiting: no handler_timeout scope needed.
+@never_waits
 async def messages(req: Request, res: Response) -> None:
     limit = req.session.config.limits.messages_per_connection
     # counters.messages counts the DATA bodies this connection has delivered.
@@ -34,6 +36,7 @@ async def messages(req: Request, res: Response) -> None:
     res.accept()
 
 
+@never_waits
 async def recipients(req: Request, res: Response) -> None:
     limit = req.session.config.limits.recipients_per_connection
     if limit and req.session.counters.recipients >= limit and not _exempt(req):

@@ -26,6 +26,7 @@ import os
 import re
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -55,6 +56,7 @@ __all__ = [
 STORE_FAILED = "Local error in processing: cannot store the message"
 _COPY_BUFFER = 1024 * 1024
 _counter = itertools.count()
+_MKDIR_LOCK = threading.Lock()
 
 
 # --- names and paths ---------------------------------------------------------
@@ -189,8 +191,24 @@ def _makedirs_durable(path: Path) -> None:
     """``mkdir -p`` that fsyncs each parent whose entries changed, so the path survives a crash."""
     if path.is_dir():
         return
-    _makedirs_durable(path.parent)
-    path.mkdir()  # FileExistsError if a file stands where the directory should be
+    # Two first deliveries to one new mailbox at once (delivery threads here)
+    # must not fail each other with FileExistsError: one makes the directories
+    # while the other waits, then finds them made and durable.
+    with _MKDIR_LOCK:
+        _makedirs_locked(path)
+
+
+def _makedirs_locked(path: Path) -> None:
+    if path.is_dir():
+        return
+    _makedirs_locked(path.parent)
+    try:
+        path.mkdir()
+    except FileExistsError:
+        if not path.is_dir():
+            raise  # a file stands where the directory should be
+        # Made a moment ago by another process (--workers): its entry may not
+        # be on disk yet, so the parent is fsync'd here all the same.
     fsync_dir(path.parent)
 
 

@@ -124,7 +124,10 @@ class DataReader:
         end = -1
         # Every terminator and every dot-stuffed line after a CRLF contains
         # "\r\n.": one search usually rules out both (no dot-line in the chunk).
-        dot = buf.find(b"\r\n.")
+        # A chunk without any "." (base64 attachments, the bulk of big mail) is
+        # ruled out first by a memchr scan, many times faster than that search,
+        # which stops at the first "." when there is one.
+        dot = buf.find(b"\r\n.") if b"." in buf else -1
         if self._at_line_start and self._after_crlf and buf.startswith(b".\r\n"):
             end = 0
             region = b""
@@ -163,10 +166,13 @@ class DataReader:
             return b""
         at_start = self._at_line_start
         # A region may end in a CR only when that CR is already known to be
-        # bare, so counting is exact: clean text has as many CR and LF as CRLF.
-        crlf = region.count(b"\r\n")
-        # CR and LF octets number exactly twice the CRLFs only if none is bare.
-        if len(region) - len(region.translate(None, b"\r\n")) == 2 * crlf:
+        # bare, so the test is exact: with every CRLF pair taken out (split is
+        # left to right, like a reader), a clean region has no CR or LF left.
+        # split + join + two memchr scans cost less than a count and a
+        # translate, the two full passes this replaced.
+        parts = region.split(b"\r\n")
+        rest = b"".join(parts) if len(parts) > 1 else region
+        if b"\r" not in rest and b"\n" not in rest:
             text = region
         else:
             if self.bare_line_endings is BareLineEndings.REJECT:
@@ -215,19 +221,25 @@ class DataReader:
         within ``line_limit`` octets ends a run of lines that all fit, so the
         search jumps about ``line_limit`` octets per step instead of one line
         (a 64 KiB chunk of 76-octet lines is ~65 steps, not ~860 split pieces).
+        The loop body is kept to one ``rfind`` and one comparison: it is the
+        only Python-level loop over a DATA chunk.
         """
         limit = self.line_limit
-        start, before = 0, self._line_len
-        while True:
-            # (A window end below start would count from the end: clamp it.)
-            end = text.rfind(b"\n", start, max(start, start + limit - before))
+        before = self._line_len
+        # The first line continues one from earlier chunks: its LF must come
+        # within limit - before octets. (A window end below 0 would count
+        # from the end: clamp it.)
+        end = text.rfind(b"\n", 0, max(0, limit - before))
+        if end == -1:
+            return before + text.find(b"\n") + 1
+        rfind = text.rfind
+        while end != last_nl:
+            start = end + 1
+            end = rfind(b"\n", start, start + limit)
             if end == -1:
                 # The line from ``start`` has no LF within the limit: too long.
-                nl = text.find(b"\n", start)
-                return before + nl - start + 1
-            if end == last_nl:
-                return 0
-            start, before = end + 1, 0
+                return text.find(b"\n", start) - start + 1
+        return 0
 
     def take_trailing(self) -> bytes:
         """Return and forget the octets received after the terminator.

@@ -38,6 +38,10 @@ class Reply:
     code: int = attrs.field(validator=_check_code)
     text: str = attrs.field(validator=_check_text)
     enhanced: str | None = None
+    # The wire form, with and without the enhanced code, made on first use: a
+    # constant reply is sent per command and formatting it is pure waste.
+    _wire: bytes | None = attrs.field(default=None, init=False, eq=False, repr=False)
+    _wire_plain: bytes | None = attrs.field(default=None, init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.enhanced is None:
@@ -64,6 +68,14 @@ class Reply:
 
     def to_bytes(self, *, enhanced: bool = True) -> bytes:
         """The reply as wire bytes; ``enhanced=False`` leaves the status code out."""
+        wire = self._wire if enhanced else self._wire_plain
+        if wire is None:
+            wire = self._format(enhanced=enhanced)
+            # Frozen to users; the cache is ours to fill.
+            object.__setattr__(self, "_wire" if enhanced else "_wire_plain", wire)
+        return wire
+
+    def _format(self, *, enhanced: bool) -> bytes:
         prefix = f"{self.enhanced} " if enhanced and self.enhanced else ""
         lines = self.lines
         out = [f"{self.code}-{prefix}{line}\r\n" for line in lines[:-1]]
