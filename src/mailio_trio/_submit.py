@@ -28,9 +28,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from mailio_trio._session_parts import Close
 from mailio_trio.message import Envelope, Message
 from mailio_trio.protocol import ClientProtocolError, Reply, parse_mail_from, parse_rcpt_to
-from mailio_trio.session import ClientInfo, Session, _Close
+from mailio_trio.session import ClientInfo, Session
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -172,7 +173,7 @@ async def submit(
     )
     try:
         reply = await session.deliver(received)  # removes the file, whatever the answer
-    except _Close as close:  # a queue handler ended the "connection"
+    except Close as close:  # a queue handler ended the "connection"
         reply = close.reply or _INTERNAL_ERROR
         path.unlink(missing_ok=True)
     if not reply.is_positive:

@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from mailio_trio._session_parts import tls_info
 from mailio_trio.chain import Chain, Handler, HandlerFunc, handler_decorator
 from mailio_trio.client_limits import Admission, PerIpLimiter
 from mailio_trio.config import Config
 from mailio_trio.protocol import Reply
-from mailio_trio.session import ClientInfo, ServerContext, Session, _tls_info
+from mailio_trio.session import ClientInfo, ServerContext, Session
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -352,7 +353,7 @@ class Server:
                 self._handshaking -= 1
             if tls_stream is not None:
                 session = Session(
-                    self._context, tls_stream, client, secure=True, tls=_tls_info(tls_stream)
+                    self._context, tls_stream, client, secure=True, tls=tls_info(tls_stream)
                 )
                 await session.run()
         finally:

@@ -19,18 +19,28 @@ import math
 import os
 import secrets
 import ssl
-import tempfile
 from datetime import UTC, datetime
 from email.utils import format_datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
+from mailio_trio._session_parts import (
+    ClientInfo,
+    Close,
+    ConnectionLost,
+    Counters,
+    NullSpool,
+    ServerContext,
+    SessionLog,
+    Spool,
+    TLSInfo,
+    data_problem,
+    tls_info,
+)
 from mailio_trio.chain import (
     NEVER_WAITS,
-    Chain,
     Decision,
     Handler,
     HandlerFunc,
@@ -42,7 +52,6 @@ from mailio_trio.chain import (
 )
 from mailio_trio.message import Envelope, Message
 from mailio_trio.protocol import (
-    BareLineEndings,
     ClientProtocolError,
     Command,
     DataReader,
@@ -55,10 +64,9 @@ from mailio_trio.protocol import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, MutableMapping
+    from collections.abc import Callable, Iterable
 
     from mailio_trio.config import Config
-    from mailio_trio.dns import Resolver
 
 __all__ = ["ClientInfo", "ConnectionLost", "Counters", "ServerContext", "Session", "TLSInfo"]
 
@@ -84,131 +92,6 @@ LINE_TOO_LONG = Reply(500, "Line too long", "5.5.6")
 NOT_IMPLEMENTED = Reply(502, "Command not implemented", "5.5.1")
 # The unrecognized/core handler's farewell, for lines that never parse as a command.
 TOO_MANY_UNRECOGNIZED = Reply(421, "Too many unrecognized commands, closing connection", "4.7.0")
-
-
-class ConnectionLost(Exception):
-    """The client went away (EOF or a broken stream) while we waited for it."""
-
-
-class _Close(Exception):
-    """End this session after sending ``reply`` (if any)."""
-
-    def __init__(self, reply: Reply | None) -> None:
-        super().__init__(reply)
-        self.reply = reply
-
-
-@attrs.define(eq=False, slots=True)
-class ClientInfo:
-    """Who is on the other end."""
-
-    address: str
-    port: int
-    hostname: str | None = None
-    """The reverse DNS name once confirmed, else ``None``."""
-    helo: str | None = None
-
-
-@attrs.frozen
-class TLSInfo:
-    """The TLS connection's facts, once STARTTLS or implicit TLS is up."""
-
-    version: str | None
-    cipher: str | None
-    peer_certificate: dict[str, Any] | None
-
-
-@attrs.define(eq=False, slots=True)
-class Counters:
-    """What this session has done so far (limits are checked against these)."""
-
-    commands: int = 0
-    unrecognized: int = 0
-    auth_failures: int = 0
-    messages: int = 0
-    recipients: int = 0
-
-
-@attrs.define(eq=False)
-class ServerContext:
-    """What every session of one server shares with it."""
-
-    config: Config
-    chain: Chain
-    tls_context: ssl.SSLContext | None = None
-    resolver: Resolver | None = None
-    """The server's DNS resolver (``Config.dns``), for plugins; ``None``: no lookups."""
-    on_session: list[Callable[[Session], None]] = attrs.field(factory=list)
-    shutting_down: bool = False
-    sessions: set[Session] = attrs.field(factory=set)
-    discard: bool = False
-    """A benchmark sink; DATA bodies are read in full and dropped, never spooled."""
-
-
-class _SessionLog(logging.LoggerAdapter[logging.Logger]):
-    """Prefixes every line with ``[session.transaction command/handler]``."""
-
-    def __init__(self, log: logging.Logger, session: Session, tag: str = "") -> None:
-        super().__init__(log, {})
-        self.session = session
-        self.tag = tag
-
-    def process(
-        self, msg: Any, kwargs: MutableMapping[str, Any]
-    ) -> tuple[Any, MutableMapping[str, Any]]:
-        s = self.session
-        extra = {"session": s.id, "transaction": s.transaction, "handler": self.tag}
-        kwargs["extra"] = {**extra, **kwargs.get("extra", {})}
-        tag = f" {self.tag}" if self.tag else ""
-        return f"[{s.id}.{s.transaction}{tag}] {msg}", kwargs
-
-
-def _tls_info(stream: trio.SSLStream[Any]) -> TLSInfo:
-    cipher = stream.cipher()
-    return TLSInfo(
-        version=stream.version(),
-        cipher=cipher[0] if cipher else None,
-        peer_certificate=stream.getpeercert() or None,
-    )
-
-
-class _Spool:
-    """A DATA body being written to disk; blocking writes of large blocks to the page cache.
-
-    Durability is not this file's job: queue handlers that keep the message
-    (maildir, relay spool) write and fsync their own copies before ``250``.
-    """
-
-    def __init__(self, directory: Path | None) -> None:
-        fd, name = tempfile.mkstemp(prefix="mailio-", suffix=".eml", dir=directory)
-        self.path = Path(name)
-        self.file: BinaryIO = os.fdopen(fd, "wb", buffering=256 * 1024)
-
-    def write(self, data: bytes) -> None:
-        self.file.write(data)
-
-    def close(self) -> None:
-        self.file.close()
-
-    def discard(self) -> None:
-        self.file.close()
-        self.path.unlink(missing_ok=True)
-
-
-class _NullSpool:
-    """The discard mode's spool: the body is read and dropped (like aiosmtpd's Sink)."""
-
-    # Queue handlers see an empty file; it is never unlinked (see Session.deliver).
-    path = Path(os.devnull)
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def discard(self) -> None:
-        pass
 
 
 @attrs.define(eq=False)
@@ -237,7 +120,7 @@ class Session:
     data: dict[str, Any] = attrs.field(factory=dict)
     values: dict[str, Any] = attrs.field(factory=dict)
     """What handlers stored with ``res.set``, by ``"command/name"``."""
-    log: _SessionLog = attrs.field(init=False)
+    log: SessionLog = attrs.field(init=False)
     _splitter: LineSplitter = attrs.field(init=False)
     _outbox: list[bytes] = attrs.field(factory=list, init=False)
     _own: dict[str, list[Handler]] = attrs.field(factory=dict, init=False)
@@ -252,7 +135,7 @@ class Session:
     _budget: int = attrs.field(default=_FAST_IO_BUDGET, init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.log = _SessionLog(logger, self)
+        self.log = SessionLog(logger, self)
         self._splitter = LineSplitter(self.context.config.limits.command_line_length)
         if FAST_SOCKET_IO and type(self.stream) is trio.SocketStream:
             self._fd = self.stream.socket.fileno()
@@ -263,7 +146,7 @@ class Session:
 
     def handler_log(self, handler: Handler) -> logging.LoggerAdapter[logging.Logger]:
         """A logger whose lines carry this session and ``handler`` (``res.log``)."""
-        return _SessionLog(logger, self, handler.key)
+        return SessionLog(logger, self, handler.key)
 
     # -- per-session handlers ------------------------------------------------
 
@@ -543,7 +426,7 @@ class Session:
             line_limit=limits.text_line_length,
             bare_line_endings=limits.bare_line_endings,
         )
-        spool = _NullSpool() if self.context.discard else _Spool(self.config.spool_dir)
+        spool = NullSpool() if self.context.discard else Spool(self.config.spool_dir)
         self.in_data = True
         try:
             header = b"" if self.context.discard else self.received_header()
@@ -557,9 +440,9 @@ class Session:
                         break
                     chunk = await self._receive(limits.data_read_size)
             if scope.cancelled_caught:
-                raise _Close(Reply(421, "DATA timeout, closing connection", "4.4.2"))
+                raise Close(Reply(421, "DATA timeout, closing connection", "4.4.2"))
             self._splitter.feed(reader.take_trailing())
-            problem = _data_problem(reader, limits.bare_line_endings, limits.text_line_length)
+            problem = data_problem(reader, limits.bare_line_endings, limits.text_line_length)
             if problem is not None:
                 raise ClientProtocolError(problem)
             spool.close()
@@ -613,14 +496,14 @@ class Session:
                 await stream.do_handshake()
             except (trio.BrokenResourceError, ssl.SSLError) as exc:
                 self.log.info("TLS handshake failed: %s", exc.__cause__ or exc)
-                raise _Close(None) from exc
+                raise Close(None) from exc
         if scope.cancelled_caught:
             self.log.info("TLS handshake timed out")
-            raise _Close(None)
+            raise Close(None)
         self.stream = stream
         self._fd = -1  # TLS from here on: the bytes on the socket are not ours to read
         self.secure = True
-        self.tls = _tls_info(stream)
+        self.tls = tls_info(stream)
         self.reset_after_tls()
 
     # -- running -------------------------------------------------------------
@@ -630,7 +513,7 @@ class Session:
         self.context.sessions.add(self)
         try:
             await self._serve()
-        except _Close as close:
+        except Close as close:
             await self._send_last(close.reply)
         except (ConnectionLost, trio.BrokenResourceError) as exc:
             # BrokenResourceError here is a reply we could not write: the client
@@ -672,7 +555,7 @@ class Session:
         decision, reply = await self.run_chain("connect", Request(_CONNECT, self))
         if decision != Decision.ACCEPT or reply is None:
             # A refused client gets its answer and nothing more (RFC 5321 §3.1's 554).
-            raise _Close(reply)
+            raise Close(reply)
         self.queue_reply(reply)
         # The idle scope's deadline is infinite (or, between commands, that of
         # the last wait: see _disarm_idle) except while waiting for a command,
@@ -682,7 +565,7 @@ class Session:
             while True:
                 line = await self._next_command_line(self._idle_scope)
                 if self.context.shutting_down:
-                    raise _Close(SHUTTING_DOWN)
+                    raise Close(SHUTTING_DOWN)
                 if isinstance(line, OverlongLine):
                     self.log.info("command line of %d octets refused", line.length)
                     self.not_a_command(LINE_TOO_LONG)
@@ -690,9 +573,9 @@ class Session:
                 await self.handle_line(line)
         self._idle_scope, self._idle_armed = None, False
         if self.context.shutting_down:
-            raise _Close(SHUTTING_DOWN)
+            raise Close(SHUTTING_DOWN)
         await self.run_event("timeout")
-        raise _Close(None)
+        raise Close(None)
 
     async def handle_line(self, line: bytes) -> None:
         try:
@@ -724,12 +607,12 @@ class Session:
         guesser (Postfix counts these toward its junk and hard error limits too).
 
         Raises:
-          _Close: The limit is passed; ``421 4.7.0`` and the connection is closed.
+          Close: The limit is passed; ``421 4.7.0`` and the connection is closed.
         """
         self.counters.unrecognized += 1
         if self.counters.unrecognized > self.config.limits.unrecognized_commands:
             self.log.info("closing after %d unrecognized lines", self.counters.unrecognized)
-            raise _Close(TOO_MANY_UNRECOGNIZED)
+            raise Close(TOO_MANY_UNRECOGNIZED)
         self.queue_reply(reply)
 
     async def run_event(self, name: str) -> None:
@@ -755,11 +638,11 @@ class Session:
         """Run ``name``'s chain and carry out its decision; returns the reply to send.
 
         Raises:
-          _Close: A handler ended the session.
+          Close: A handler ended the session.
         """
         decision, reply = await self.run_chain(name, req)
         if decision == Decision.END:
-            raise _Close(reply)
+            raise Close(reply)
         assert reply is not None
         if decision == Decision.REJECT:
             self.rejected[name] = reply.code
@@ -807,7 +690,7 @@ class Session:
                         return Decision.REJECT, INTERNAL_ERROR
             except ClientProtocolError as exc:
                 return Decision.REJECT, exc.reply
-            except (ConnectionLost, _Close):
+            except (ConnectionLost, Close):
                 raise
             except Exception as exc:
                 failure = exc
@@ -822,16 +705,6 @@ class Session:
                 continue
             return res.decision, res.reply
         return Decision.ACCEPT, reply
-
-
-def _data_problem(reader: DataReader, policy: BareLineEndings, line_limit: int) -> Reply | None:
-    if reader.size_exceeded:
-        return Reply(552, "Message size exceeds fixed maximum message size", "5.3.4")
-    if reader.bare_line_ending_seen and policy is BareLineEndings.REJECT:
-        return Reply(550, "Bare CR or LF in message; lines must end with CRLF", "5.5.2")
-    if reader.line_too_long:
-        return Reply(550, f"Message has a line longer than {line_limit} octets", "5.6.0")
-    return None
 
 
 _TRANSACTION_COMMANDS = frozenset({"mail", "rcpt", "data", "queue"})
