@@ -25,7 +25,7 @@ nitpick_ignore_regex = [
         "py:.*",
         r"(trio|ssl|logging|email|pathlib|collections|typing|attrs|datetime|os|threading)(\..*)?",
     ),
-    ("py:.*", r"(.*\.)?(HandlerFunc|T|_Close|Path|EmailMessage|order_handlers|_Box|RelayWorker|Close)"),
+    ("py:.*", r"(.*\.)?(HandlerFunc|T|_?Close|Path|EmailMessage|order_handlers|_Box|RelayWorker)"),
 ]
 myst_heading_anchors = 3
 html_theme = "alabaster"

@@ -377,3 +377,13 @@ def test_send_with_starttls_and_auth(tmp_path: Path, tls_ca: trustme.CA) -> None
         assert usage.stderr.count("\n") == 1
     assert "set $MAILIO_PASSWORD or use --password-stdin" in no_password.stderr
     assert "--user bob: needs --starttls" in in_clear.stderr
+
+
+def test_sigterm_as_workers_start_still_stops_cleanly(tmp_path: Path) -> None:
+    """The signal can reach a worker before its Trio loop listens for it."""
+    with serving(tmp_path, "--workers", "2", "--discard") as (proc, _port):
+        proc.send_signal(signal.SIGTERM)  # at once: the workers are still starting
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+    assert "exited; stopping" not in err
+    assert out.endswith("mailio-trio: stopped\n")

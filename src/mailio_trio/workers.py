@@ -105,12 +105,22 @@ def open_sockets(listen: Sequence[tuple[str, int]], copies: int) -> list[list[so
     return per_worker
 
 
+_early_stop = False
+
+
+def _note_early_stop(signum: int, frame: object) -> None:
+    global _early_stop  # a signal handler has nowhere else to put it
+    _early_stop = True
+
+
 async def _serve_sockets(server: Server, sockets: Sequence[socket.socket]) -> None:
     """Serve until SIGTERM/SIGINT (first one: graceful; later ones are ignored)."""
     listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in sockets]
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve_listeners, listeners)
+            if _early_stop:
+                server.shutdown()
 
             async def stop_on_signal() -> None:
                 async for _ in signals:
@@ -150,21 +160,34 @@ def serve(
         return Server(config, tls_context, discard=discard)
 
     per_worker = open_sockets(listen, workers)
-    if announce is not None:
+
+    def announce_bound() -> None:
+        # Only once signals are handled: whoever reads this line may stop us at once.
+        if announce is None:
+            return
         for sock in per_worker[0]:
             host, port = sock.getsockname()[:2]
             announce(f"listening on {host}:{port}")
+
     if workers == 1:
+        old = {s: signal.signal(s, _note_early_stop) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
+            announce_bound()
             trio.run(_serve_sockets, build(), per_worker[0])
         finally:
+            for s, handler in old.items():
+                signal.signal(s, handler)
             for sock in per_worker[0]:
                 sock.close()
         return 0
-    return _supervise(per_worker, build)
+    return _supervise(per_worker, build, announce_bound)
 
 
-def _supervise(per_worker: list[list[socket.socket]], build: Callable[[], Server]) -> int:
+def _supervise(
+    per_worker: list[list[socket.socket]],
+    build: Callable[[], Server],
+    announce_bound: Callable[[], None],
+) -> int:
     every = {s for group in per_worker for s in group}
     children: dict[int, int] = {}  # pid -> worker index
     stopping = False
@@ -180,13 +203,21 @@ def _supervise(per_worker: list[list[socket.socket]], build: Callable[[], Server
     # children reset them before Trio takes over.
     old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
+        announce_bound()
+        stop_signals = {signal.SIGTERM, signal.SIGINT}
         for index, sockets in enumerate(per_worker):
+            # Blocked across the fork: a signal must reach the child's own
+            # handler, not the parent's forwarder the child starts with.
+            signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
             pid = os.fork()
             if pid == 0:  # the worker
                 code = 1
                 try:
-                    for s in (signal.SIGTERM, signal.SIGINT):
-                        signal.signal(s, signal.SIG_DFL)
+                    # Until Trio's receiver is up, a stop request is only noted:
+                    # the default action would kill a worker still starting.
+                    for s in stop_signals:
+                        signal.signal(s, _note_early_stop)
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
                     for sock in every - set(sockets):
                         sock.close()
                     trio.run(_serve_sockets, build(), sockets)
@@ -197,6 +228,7 @@ def _supervise(per_worker: list[list[socket.socket]], build: Callable[[], Server
                     sys.stdout.flush()
                     os._exit(code)
             children[pid] = index
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
             if stopping:  # a signal arrived while forking: the new child must stop too
                 os.kill(pid, signal.SIGTERM)
         for sock in every:
@@ -216,6 +248,7 @@ def _supervise(per_worker: list[list[socket.socket]], build: Callable[[], Server
                 forward(signal.SIGTERM, None)
         return 1 if failed else 0
     finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         for s, handler in old.items():
             signal.signal(s, handler)
         for sock in every:
