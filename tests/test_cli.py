@@ -6,27 +6,24 @@ server prints only once its sockets are bound and its signal handlers are set.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import re
 import signal
 import smtplib
 import socket
 import subprocess
 import sys
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import pytest
 
+from serve_process import serving
+
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
     import trustme
 
 MESSAGE = b"Subject: hello\r\nFrom: alice@localhost\r\n\r\nHi there.\r\n"
-LISTENING = re.compile(r"^mailio-trio: listening on 127\.0\.0\.1:(\d+)(?: \(\d+ workers\))?; ")
 
 
 def run(cwd: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -39,29 +36,6 @@ def run(cwd: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[s
         timeout=60,
         check=False,
     )
-
-
-@contextmanager
-def serving(cwd: Path, *args: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    with subprocess.Popen(
-        [sys.executable, "-m", "mailio_trio", "serve", "--listen", "127.0.0.1:0", *args],
-        cwd=cwd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # a process group: --workers children are cleaned up too
-    ) as proc:
-        assert proc.stdout is not None
-        try:
-            line = proc.stdout.readline()
-            match = LISTENING.match(line)
-            # Not proc.stderr.read(): a live server (or its workers) never closes it.
-            assert match, (line, proc.poll())
-            yield proc, int(match.group(1))
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
 
 
 def send(port: int, sender: str, recipients: list[str], message: bytes = MESSAGE) -> None:

@@ -10,51 +10,23 @@ running it twice would test the same thing twice.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import signal
 import smtplib
 import socket
-import subprocess
-import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from serve_process import serving
 
 MB = 1024 * 1024
 # Four attacks of 4-10 MB each; holding any one of them would add at least 4 MB.
 RSS_GROWTH_BOUND = 3 * MB
-LISTENING = re.compile(r"^mailio-trio: listening on 127\.0\.0\.1:(\d+); ")
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/status").exists(), reason="reads the server's peak RSS from /proc"
 )
-
-
-@contextlib.contextmanager
-def serving(cwd: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    with subprocess.Popen(
-        [sys.executable, "-m", "mailio_trio", "serve", "--listen", "127.0.0.1:0"],
-        cwd=cwd,  # serve creates ./mail and ./spool
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as proc:
-        assert proc.stdout is not None
-        try:
-            line = proc.stdout.readline()
-            match = LISTENING.match(line)
-            assert match, (line, proc.poll())
-            yield proc, int(match.group(1))
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
 
 
 def peak_rss(pid: int) -> int:

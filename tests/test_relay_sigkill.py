@@ -32,13 +32,13 @@ from mailio_trio.config import Limits
 from mailio_trio.relay.spool import RecipientStatus, Spool
 from mailio_trio.testing import RunningServer, start_capturing_server
 from mailio_trio.testing_dns import DnsServer, Zone
+from serve_process import LISTENING
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
 BODY = b"Subject: survive\r\nFrom: a@example.com\r\n\r\nthe body\r\n.leading dot\r\n"
-LISTENING = re.compile(r"^mailio-trio: listening on 127\.0\.0\.1:(\d+); ")
 QUEUED = re.compile(r"queued as ([0-9a-z-]+)")
 WAIT = 30.0  # a bound on each wait, never a pause
 
