@@ -10,7 +10,7 @@ import smtplib
 import ssl
 import subprocess
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
@@ -356,3 +356,18 @@ def test_passwd_on_a_terminal_asks_twice_without_echo(
     assert main(["passwd", "bob"]) == 2  # the two entries differ
     assert "passwords differ" in capsys.readouterr().err
     assert prompts == ["Password: ", "Again: ", "Password: ", "Again: "]
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ({"tls": {"certt": "c.pem"}}, r"^tls\.certt: unknown key \(did you mean cert\?\)$"),
+        ({"auth": {"user": {}}}, r"^auth\.user: unknown key \(did you mean users\?\)$"),
+        ({"auth": {"allow_insecure": "yes"}}, r'^auth\.allow_insecure = "yes": must be true'),
+    ],
+)
+def test_tls_and_auth_tables_given_in_code_are_checked_like_toml(
+    section: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        Config(**section)

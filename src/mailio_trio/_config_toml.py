@@ -148,7 +148,10 @@ def _check_type(where: str, field: attrs.Attribute[Any], value: Any) -> None:
         raise ConfigError(f"{where}.{field.name} = {format_value(value)}: {problem}")
 
 
-def _build(cls: type[Any], table: Any, where: str, extra: Mapping[str, Any] | None = None) -> Any:
+def build_section(
+    cls: type[Any], table: Any, where: str, extra: Mapping[str, Any] | None = None
+) -> Any:
+    """``cls`` from the ``[where]`` table: unknown keys and wrong types are one-line errors."""
     if not isinstance(table, Mapping):
         raise ConfigError(f"[{where}] must be a table, not {format_value(table)}")
     fields = {f.name: f for f in attrs.fields(cls)}
@@ -195,12 +198,12 @@ def config_from_table(cls: type[Config], table: Mapping[str, Any]) -> Config:
             raise _unknown("", key, allowed)
         if key in sections:
             section_cls = type(_default(sections[key]))
-            extra[sections[key].alias or key] = _build(section_cls, value, key)
+            extra[sections[key].alias or key] = build_section(section_cls, value, key)
         elif key in optional:
-            extra[key] = _build(optional[key], value, key)
+            extra[key] = build_section(optional[key], value, key)
         elif key == PLUGINS:
             extra[PLUGINS] = _plugins(value)
-    config: Config = _build(cls, table.get(SERVER, {}), SERVER, extra)
+    config: Config = build_section(cls, table.get(SERVER, {}), SERVER, extra)
     return config
 
 

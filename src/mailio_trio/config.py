@@ -391,15 +391,17 @@ def _domains(value: Any) -> tuple[str, ...]:
 
 
 def _tls(value: Any) -> TLSConfig:
+    from mailio_trio._config_toml import build_section
     from mailio_trio.tls import TLSConfig  # tls.py imports ConfigError from here
 
-    return value if isinstance(value, TLSConfig) else TLSConfig.from_mapping(value)
+    return value if isinstance(value, TLSConfig) else build_section(TLSConfig, value, "tls")
 
 
 def _auth(value: Any) -> AuthConfig:
+    from mailio_trio._config_toml import build_section
     from mailio_trio.plugins.auth import AuthConfig  # it imports ConfigError from here
 
-    return value if isinstance(value, AuthConfig) else AuthConfig.from_mapping(value)
+    return value if isinstance(value, AuthConfig) else build_section(AuthConfig, value, "auth")
 
 
 @attrs.frozen(kw_only=True)

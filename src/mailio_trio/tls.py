@@ -26,14 +26,10 @@ import shutil
 import ssl
 import subprocess
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from mailio_trio.config import ConfigError
-
-if TYPE_CHECKING:
-    from collections.abc import Mapping
 
 __all__ = ["TLSConfig", "TLSVersion", "build_server_context", "make_self_signed"]
 
@@ -101,17 +97,6 @@ class TLSConfig:
     @property
     def enabled(self) -> bool:
         return self.cert is not None
-
-    @classmethod
-    def from_mapping(cls, table: Mapping[str, Any]) -> TLSConfig:
-        """Build from a ``[tls]`` TOML table; unknown keys are one-line errors."""
-        known = {a.name for a in attrs.fields(cls)}
-        for key in table:
-            if key not in known:
-                raise ConfigError(
-                    f"tls.{key}: unknown key; known keys are {', '.join(sorted(known))}"
-                )
-        return cls(**table)
 
 
 def _readable(key: str, path: Path) -> None:

@@ -34,7 +34,7 @@ import hmac
 import secrets
 import time
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -115,17 +115,6 @@ class AuthConfig:
                 "auth.mechanisms: CRAM-MD5 needs the plain secret, but auth.users stores "
                 "only hashes; drop CRAM-MD5 or check credentials in an auth handler"
             )
-
-    @classmethod
-    def from_mapping(cls, table: Mapping[str, Any]) -> AuthConfig:
-        """Build from an ``[auth]`` TOML table; unknown keys are one-line errors."""
-        known = {a.name for a in attrs.fields(cls)}
-        for key in table:
-            if key not in known:
-                raise ConfigError(
-                    f"auth.{key}: unknown key; known keys are {', '.join(sorted(known))}"
-                )
-        return cls(**table)
 
 
 @attrs.frozen(kw_only=True)
