@@ -260,3 +260,20 @@ async def test_plugin_config_reaches_handler(nursery: trio.Nursery) -> None:
     running = await _start(nursery, server)
     assert await _rcpt_reply(running, "b@example.com") == (250, "2.1.5")
     assert await _rcpt_reply(running, "b@example.org") == (550, "5.7.1")
+
+
+def test_if_present_ordering_binds_handlers_registered_later() -> None:
+    chain = Chain()
+    chain.add(h("core"))
+    chain.add(
+        Handler(command="rcpt", name="local", func=nothing, after=("relay",), if_present=True)
+    )
+    assert names(list(chain.handlers("rcpt"))) == ["core", "local"]  # relay absent: no error
+    chain.add(h("relay"))
+    assert names(list(chain.handlers("rcpt"))) == ["core", "relay", "local"]
+
+
+def test_without_if_present_an_absent_name_is_still_an_error() -> None:
+    chain = Chain()
+    with pytest.raises(ChainError, match="not registered"):
+        chain.add(Handler(command="rcpt", name="local", func=nothing, after=("relay",)))

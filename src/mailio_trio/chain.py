@@ -95,6 +95,9 @@ class Handler:
       func: ``async def func(req, res)``; must decide exactly once.
       before: Names of handlers of the same command this one must precede.
       after: Names of handlers of the same command this one must follow.
+      if_present: ``before``/``after`` bind only handlers that are registered,
+        whenever they are (plugins ordered against other optional plugins);
+        otherwise naming an absent handler is a :class:`ChainError`.
     """
 
     command: str = attrs.field(converter=_lower)
@@ -102,6 +105,7 @@ class Handler:
     func: HandlerFunc
     before: tuple[str, ...] = attrs.field(default=(), converter=_names)
     after: tuple[str, ...] = attrs.field(default=(), converter=_names)
+    if_present: bool = False
     key: str = attrs.field(init=False, eq=False, repr=False)
     """``"command/name"``, computed once (it is read for every handler call)."""
 
@@ -155,7 +159,7 @@ def order_handlers(handlers: Iterable[Handler], *, known: Iterable[str] = ()) ->
     edges: dict[str, set[str]] = {h.name: set() for h in items}  # name -> names that follow it
     for h in items:
         for other in (*h.before, *h.after):
-            if other not in index and other not in absent_ok:
+            if other not in index and other not in absent_ok and not h.if_present:
                 raise ChainError(
                     f"handler {h.key!r} is ordered against {h.command}/{other!r}, "
                     "which is not registered"

@@ -88,8 +88,9 @@ DEFAULT_ON: dict[str, Callable[[Config, bool], bool]] = {
 def register_configured(chain: Chain, config: Config, *, has_resolver: bool) -> None:
     """Register the optional plugins ``config`` switches on (see :data:`OPTIONAL_PLUGINS`).
 
-    Order matters where plugins refer to each other: ``queue/spamd`` marks spam
-    before ``queue/maildir`` reads the mark, so maildir delivery comes last.
+    Plugins that must follow one another say so with ``if_present`` ordering
+    (``queue/maildir`` after ``queue/spamd``), so registration order is only
+    the tie-break.
     """
     done: set[str] = set()
     for key, module_name in OPTIONAL_PLUGINS.items():

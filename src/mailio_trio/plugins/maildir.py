@@ -341,13 +341,7 @@ async def deliver(req: Request, res: Response) -> None:
 
 
 def register(chain: Chain) -> None:
-    # Spam verdicts decide the folder, so run after queue/spamd when it is there.
-    present = {h.name for h in chain.handlers("queue")}
+    # Spam verdicts decide the folder: after queue/spamd, whenever it is registered.
     chain.add(
-        Handler(
-            command="queue",
-            name="maildir",
-            func=deliver,
-            after=tuple(n for n in ("spamd",) if n in present),
-        )
+        Handler(command="queue", name="maildir", func=deliver, after=("spamd",), if_present=True)
     )

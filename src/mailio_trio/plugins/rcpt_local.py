@@ -61,12 +61,5 @@ async def check(req: Request, res: Response) -> None:
 
 
 def register(chain: Chain) -> None:
-    present = {h.name for h in chain.handlers("rcpt")}
-    chain.add(
-        Handler(
-            command="rcpt",
-            name="local",
-            func=check,
-            after=tuple(n for n in ("relay",) if n in present),
-        )
-    )
+    # Relay policy first, whenever it is registered: a foreign domain is not a local user.
+    chain.add(Handler(command="rcpt", name="local", func=check, after=("relay",), if_present=True))
