@@ -182,6 +182,9 @@ async def test_implicit_mx_uses_a_record(nursery: trio.Nursery, tmp_path: Path) 
     ):
         await send(running.host, running.port, "a@example.com", ["b@remote.test"], BODY)
         await wait_received(peer, 1)
+    [received] = peer.handler.received
+    assert received.recipients == ["b@remote.test"]
+    assert received.content.endswith(b"\r\n" + BODY)
 
 
 @pytest.mark.parametrize(
