@@ -88,13 +88,15 @@ def _server_command(name: str, port: int, mode: str = "discard", scratch: str = 
             "-l",
             f"127.0.0.1:{port}",
         ]
+    if name == "probe":
+        return [py, str(HERE / "serve_probe.py"), str(port)]
     if name == "mailio-base":
         # An older checkout's src/ (--base-src) first on the path: before/after in one run.
         return [py, str(HERE / "serve_mailio.py"), str(port), "1", *extra]
     if name.startswith("mailio"):
         workers = name.partition("-w")[2] or "1"
         return [py, str(HERE / "serve_mailio.py"), str(port), workers, *extra]
-    raise SystemExit(f"unknown server {name!r}: mailio, mailio-wN, mailio-base, aiosmtpd")
+    raise SystemExit(f"unknown server {name!r}: mailio, mailio-wN, mailio-base, probe, aiosmtpd")
 
 
 def _free_port() -> int:
