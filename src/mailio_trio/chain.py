@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import attrs
 
@@ -40,6 +40,7 @@ __all__ = [
     "HandlerFunc",
     "Request",
     "Response",
+    "Step",
     "make_reply",
     "never_waits",
 ]
@@ -112,6 +113,16 @@ class Handler:
     @key.default
     def _key(self) -> str:
         return f"{self.command}/{self.name}"
+
+
+class Step(NamedTuple):
+    """A handler with what running it needs, looked up once when the chain is built."""
+
+    handler: Handler
+    config: Any
+    """The handler's configuration (``Chain.plugins[key]``), or ``None``."""
+    may_wait: bool
+    """False for :func:`never_waits` handlers: no ``handler_timeout`` scope is needed."""
 
 
 def handler_decorator(
@@ -204,6 +215,7 @@ class Chain:
     plugins: Mapping[str, Any] = attrs.field(factory=dict)
     _registered: dict[str, list[Handler]] = attrs.field(factory=dict, init=False)
     _ordered: dict[str, tuple[Handler, ...]] = attrs.field(factory=dict, init=False)
+    _plans: dict[str, tuple[Step, ...]] = attrs.field(factory=dict, init=False)
     _disabled: dict[str, set[str]] = attrs.field(factory=dict, init=False)
     _extensions: list[Callable[[Session], str | None]] = attrs.field(factory=list, init=False)
 
@@ -220,10 +232,18 @@ class Chain:
         ordered = order_handlers(candidate, known=self._disabled.get(handler.command, ()))
         self._registered[handler.command] = candidate
         self._ordered[handler.command] = tuple(ordered)
+        self._plans[handler.command] = self.plan_of(ordered)
 
     def handlers(self, command: str) -> tuple[Handler, ...]:
         """The handlers of ``command`` in run order (empty if none)."""
         return self._ordered.get(command, ())
+
+    def plan(self, command: str) -> tuple[Step, ...]:
+        """What the session runs for ``command``: its handlers in order, as :class:`Step` s."""
+        return self._plans.get(command, ())
+
+    def plan_of(self, handlers: Iterable[Handler]) -> tuple[Step, ...]:
+        return tuple(Step(h, self.plugins.get(h.key), h.func not in NEVER_WAITS) for h in handlers)
 
     def disabled(self, command: str) -> frozenset[str]:
         return frozenset(self._disabled.get(command, ()))

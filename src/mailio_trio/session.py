@@ -40,13 +40,13 @@ from mailio_trio._session_parts import (
     tls_info,
 )
 from mailio_trio.chain import (
-    NEVER_WAITS,
     Decision,
     Handler,
     HandlerFunc,
     HandlerMisuse,
     Request,
     Response,
+    Step,
     handler_decorator,
     order_handlers,
 )
@@ -125,6 +125,8 @@ class Session:
     _outbox: list[bytes] = attrs.field(factory=list, init=False)
     _own: dict[str, list[Handler]] = attrs.field(factory=dict, init=False)
     _ordered: dict[str, tuple[Handler, ...]] = attrs.field(factory=dict, init=False)
+    _plans: dict[str, tuple[Step, ...]] | None = attrs.field(default=None, init=False)
+    """Plans of commands with per-session handlers; None while there are none."""
     _idle_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
     _waiting_for_command: bool = attrs.field(default=False, init=False)
     _idle_armed: bool = attrs.field(default=False, init=False)
@@ -165,16 +167,24 @@ class Session:
     def add_handler(self, handler: Handler) -> None:
         own = [*self._own.get(handler.command, ()), handler]
         chain = self.context.chain
-        self._ordered[handler.command] = tuple(
-            order_handlers(
-                [*chain.handlers(handler.command), *own], known=chain.disabled(handler.command)
-            )
+        ordered = order_handlers(
+            [*chain.handlers(handler.command), *own], known=chain.disabled(handler.command)
         )
+        self._ordered[handler.command] = tuple(ordered)
+        if self._plans is None:
+            self._plans = {}
+        self._plans[handler.command] = chain.plan_of(ordered)
         self._own[handler.command] = own
 
     def handlers(self, command: str) -> tuple[Handler, ...]:
         own = self._ordered.get(command)
         return own if own is not None else self.context.chain.handlers(command)
+
+    def plan(self, command: str) -> tuple[Step, ...]:
+        """What runs for ``command`` in this session (the server's chain plus our own)."""
+        if self._plans is not None and (own := self._plans.get(command)) is not None:
+            return own
+        return self.context.chain.plan(command)
 
     # -- state ---------------------------------------------------------------
 
@@ -203,7 +213,7 @@ class Session:
     # -- output --------------------------------------------------------------
 
     def queue_reply(self, reply: Reply) -> None:
-        data = reply.to_bytes(enhanced=self.config.enhanced_status_codes)
+        data = reply.to_bytes(enhanced=self.context.config.enhanced_status_codes)
         transcript.debug("[%s] S: %r", self.id, data)
         self._outbox.append(data)
 
@@ -227,7 +237,13 @@ class Session:
                 # The same exception trio's send_all raises for a broken socket.
                 raise trio.BrokenResourceError(str(exc)) from exc
             if sent == len(data):
-                await self._spend_budget()
+                # Let the other sessions run before reading on: a client that waits
+                # for this reply needs a moment to send its next command, and with
+                # it already in the kernel the next read succeeds at once instead
+                # of failing and registering the socket with epoll. Shielded, so a
+                # stale idle deadline cannot act here (see _disarm_idle).
+                self._budget = _FAST_IO_BUDGET
+                await trio.lowlevel.cancel_shielded_checkpoint()
                 return
             data = data[sent:]
         self._disarm_idle()
@@ -361,7 +377,7 @@ class Session:
         runs out or shutdown interrupts the wait. A scope per connection whose
         deadline moves costs far less than a new scope per command.
         """
-        deadline = trio.current_time() + self.config.limits.idle_timeout
+        deadline = None
         while (line := self._splitter.next_line()) is Need.DATA:
             await self.flush()
             # Pipelined input already waiting needs no timer.
@@ -369,6 +385,9 @@ class Session:
                 self._splitter.feed(data)
                 await self._spend_budget()
                 continue
+            if deadline is None:
+                # Counted from the end of the last command, not from its last byte.
+                deadline = trio.current_time() + self.context.config.limits.idle_timeout
             if not self._idle_armed or idle.deadline != deadline:
                 idle.deadline = deadline
                 self._idle_armed = True  # left set after the wait: see _disarm_idle
@@ -593,10 +612,11 @@ class Session:
             )
             transcript.debug("[%s] C: %r", self.id, shown)
         name = command.name if command.verb is not None else "unrecognized"
-        if not self.handlers(name):
+        plan = self.plan(name)
+        if not plan:
             self.queue_reply(NOT_IMPLEMENTED)
             return
-        await self.dispatch(name, Request(command, self))
+        await self.dispatch(name, Request(command, self), plan)
 
     def not_a_command(self, reply: Reply) -> None:
         """Answer a line that is no command at all; it counts as an unrecognized one.
@@ -619,9 +639,9 @@ class Session:
         """Run an internal event's chain (``timeout``) and send what it answers."""
         await self.dispatch(name, Request(Command(None, name, ""), self))
 
-    async def dispatch(self, name: str, req: Request) -> None:
+    async def dispatch(self, name: str, req: Request, plan: tuple[Step, ...] | None = None) -> None:
         """Run ``name``'s chain for ``req``, send its reply, then any after-reply steps."""
-        reply = await self.decide(name, req)
+        reply = await self.decide(name, req, plan)
         self.queue_reply(reply)
         # accept() only takes 2xx/3xx and reject() only 4xx/5xx: the code says which it was.
         for step in req.take_after_reply() if reply.is_positive else ():
@@ -634,13 +654,13 @@ class Session:
             if follow_up is not None:
                 self.queue_reply(follow_up)
 
-    async def decide(self, name: str, req: Request) -> Reply:
+    async def decide(self, name: str, req: Request, plan: tuple[Step, ...] | None = None) -> Reply:
         """Run ``name``'s chain and carry out its decision; returns the reply to send.
 
         Raises:
           Close: A handler ended the session.
         """
-        decision, reply = await self.run_chain(name, req)
+        decision, reply = await self.run_chain(name, req, plan)
         if decision == Decision.END:
             raise Close(reply)
         assert reply is not None
@@ -665,24 +685,25 @@ class Session:
                 message.path.unlink(missing_ok=True)
             self.counters.messages += 1
 
-    async def run_chain(self, name: str, req: Request) -> tuple[str, Reply | None]:
-        """Run the handlers of ``name`` in order; returns the decision and the reply.
+    async def run_chain(
+        self, name: str, req: Request, plan: tuple[Step, ...] | None = None
+    ) -> tuple[str, Reply | None]:
+        """Run the handlers of ``name`` (or ``plan``) in order; returns the decision and the reply.
 
         The reply is ``None`` only for an ``end`` without one.
         """
         reply = _DEFAULT_ACCEPT
-        chain = self.context.chain
-        timeout = self.config.limits.handler_timeout
-        for handler in self.handlers(name):
+        for handler, config, may_wait in plan if plan is not None else self.plan(name):
             res = Response(self, handler)
-            req.config = chain.config_for(handler)
+            req.config = config
             failure: BaseException | None = None
             try:
-                if handler.func in NEVER_WAITS:
+                if not may_wait:
                     # It cannot block, so handler_timeout needs no cancel scope (~7 µs each).
                     await handler.func(req, res)
                 else:
                     self._disarm_idle()
+                    timeout = self.context.config.limits.handler_timeout
                     with trio.move_on_after(timeout) as scope:
                         await handler.func(req, res)
                     if scope.cancelled_caught:

@@ -16,6 +16,7 @@ from mailio_trio.protocol import (
     RcptTo,
     Reply,
     Verb,
+    commands,
     parse_command,
     parse_helo_name,
     parse_mail_from,
@@ -396,6 +397,50 @@ _atext = st.text(alphabet=st.sampled_from("abcXYZ019!#$%&'*+-/=?^_`{|}~"), min_s
 def test_str_of_parsed_address_parses_back(local: str, domain: str) -> None:
     address = Address(local, domain)
     assert parse_rcpt_to(f"TO:<{address}>").recipient == address
+
+
+_path_text = st.text(
+    alphabet=st.sampled_from('aZ09.-_@<>:"\\ []!~=é'), min_size=0, max_size=40
+) | st.builds(
+    lambda local, labels, pad: f"<{local}@{'.'.join(labels)}>" + pad,
+    st.text(alphabet=st.sampled_from("aZ09.-_!~"), min_size=0, max_size=70),
+    st.lists(st.text(alphabet=st.sampled_from("aZ09-"), min_size=0, max_size=70), max_size=5),
+    st.sampled_from(["", " ", " SIZE=1", ">"]),
+)
+
+
+@given(
+    keyword=st.sampled_from(["FROM:", "from:", "TO:", "To:", "FROM: ", "TO:  "]), path=_path_text
+)
+def test_everyday_path_shortcut_agrees_with_the_general_parser(keyword: str, path: str) -> None:
+    # parse_mail_from/parse_rcpt_to take a one-regex shortcut for the everyday
+    # form; whatever it accepts, the general parser must accept the same way.
+    argument = keyword + path
+    shortcut = commands._simple_path(argument, keyword.strip().upper())
+    if shortcut is None:
+        return
+    if keyword.upper().startswith("FROM"):
+        assert commands._general_mail_from(argument, True, True, ()) == MailFrom(sender=shortcut)
+    else:
+        assert commands._general_rcpt_to(argument, True, ()) == RcptTo(recipient=shortcut)
+
+
+@pytest.mark.parametrize(
+    ("argument", "accepted"),
+    [
+        ("FROM:<" + "a" * 64 + "@b.example>", True),
+        ("FROM:<" + "a" * 65 + "@b.example>", False),  # RFC 5321 §4.5.3.1.1
+        ("FROM:<a@" + "b" * 63 + ".example>", True),
+        ("FROM:<a@" + "b" * 64 + ".example>", False),  # a label over 63 octets
+        ("FROM:<" + "a" * 64 + "@" + ".".join(["b" * 63] * 3) + ">", False),  # path > 256
+    ],
+)
+def test_shortcut_keeps_the_length_limits(argument: str, accepted: bool) -> None:
+    if accepted:
+        assert parse_mail_from(argument).sender is not None
+    else:
+        with pytest.raises(ClientProtocolError):
+            parse_mail_from(argument)
 
 
 # --- HELO / EHLO ---------------------------------------------------------------

@@ -369,6 +369,28 @@ class RcptTo:
     params: dict[str, str | None] = attrs.field(factory=dict)
 
 
+# The everyday path — an ASCII dot-atom at an LDH domain, bracketed, no
+# parameters — in one regex match instead of the general parser's dozen steps.
+# It accepts a subset of what the general parser accepts, with the same result
+# (a property test checks both); anything else takes the general parser.
+_ASCII_ATOM = r"[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+"
+_ASCII_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_SIMPLE_PATH = re.compile(
+    rf"<({_ASCII_ATOM}(?:\.{_ASCII_ATOM})*)@({_ASCII_LABEL}(?:\.{_ASCII_LABEL})*)>\Z"
+)
+
+
+def _simple_path(argument: str, keyword: str) -> Address | None:
+    """``keyword<local@domain>`` in its everyday form, or None for the general parser."""
+    if argument[: len(keyword)].upper() != keyword:
+        return None
+    match = _SIMPLE_PATH.match(argument, len(keyword))
+    # RFC 5321 §4.5.3.1: local part ≤ 64 octets, path ≤ 256 with its brackets.
+    if match is None or match.end(1) - match.start(1) > 64 or match.end() - len(keyword) > 256:
+        return None
+    return Address(match.group(1), match.group(2))
+
+
 _MAIL_SYNTAX = Reply(501, "Syntax: MAIL FROM:<address>", "5.5.4")
 _RCPT_SYNTAX = Reply(501, "Syntax: RCPT TO:<address>", "5.5.4")
 _DIGITS = re.compile(r"[0-9]{1,20}\Z")
@@ -401,6 +423,14 @@ def parse_mail_from(
       >>> str(parse_mail_from("FROM:<a@b.example> SIZE=10").sender)
       'a@b.example'
     """
+    if (simple := _simple_path(argument, "FROM:")) is not None:
+        return MailFrom(sender=simple)
+    return _general_mail_from(argument, smtputf8, eight_bit_mime, extra_params)
+
+
+def _general_mail_from(
+    argument: str, smtputf8: bool, eight_bit_mime: bool, extra_params: Collection[str]
+) -> MailFrom:
     rest = _strip_keyword(argument, "FROM:", _MAIL_SYNTAX)
     path, param_text = _split_path(rest, syntax=_MAIL_SYNTAX)
     sender = _parse_path(path, sender=True)
@@ -457,6 +487,14 @@ def parse_rcpt_to(
       ClientProtocolError: 501 for syntax, 553 for a bad address, 555 for an
         unsupported parameter.
     """
+    if (simple := _simple_path(argument, "TO:")) is not None:
+        return RcptTo(recipient=simple)
+    return _general_rcpt_to(argument, smtputf8_allowed, extra_params)
+
+
+def _general_rcpt_to(
+    argument: str, smtputf8_allowed: bool, extra_params: Collection[str]
+) -> RcptTo:
     rest = _strip_keyword(argument, "TO:", _RCPT_SYNTAX)
     path, param_text = _split_path(rest, syntax=_RCPT_SYNTAX)
     recipient = _parse_path(path, sender=False)

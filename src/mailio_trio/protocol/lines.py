@@ -146,8 +146,13 @@ class LineSplitter:
         pipelined behind the command (the CVE-2011-0411 command injection).
         Dropped over-long content is already gone and is not included.
         """
-        pending = b"".join(bytes(seg) for seg in self._queue if isinstance(seg, bytearray))
-        self._queue = collections.deque([bytearray()])
+        queue = self._queue
+        if len(queue) == 1 and isinstance(head := queue[0], bytearray):
+            pending = bytes(head)  # the usual case (DATA's first chunk), without a generator
+            head.clear()
+        else:
+            pending = b"".join(bytes(seg) for seg in queue if isinstance(seg, bytearray))
+            self._queue = collections.deque([bytearray()])
         self._discarding = None
         return pending
 
