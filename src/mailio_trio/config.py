@@ -442,6 +442,10 @@ class Config:
     auth: AuthConfig = attrs.field(factory=lambda: _auth({}), converter=_auth)
     """Where AUTH may be used, and the ``[auth.users]`` table (see ``plugins/auth.py``)."""
     relay: RelayConfig = attrs.field(factory=RelayConfig)
+    worker_parent_check: float = attrs.field(default=1.0, validator=_positive)
+    """Seconds between a ``--workers`` child's checks that its parent still lives,
+    where the kernel cannot tell it (Linux's ``PR_SET_PDEATHSIG`` needs no polling).
+    One ``getppid()`` a second costs nothing and leaves an orphan serving for a second."""
 
     def __attrs_post_init__(self) -> None:
         if not self.domains:
