@@ -129,6 +129,14 @@ class Limits:
     """Unknown verbs, and lines that are no command at all (binary noise, over-long),
     a connection may send; the next gets ``421 4.7.0`` and the connection is closed."""
     auth_failures: int = attrs.field(default=5, validator=_at_least(1))
+    # A flood of hostile clients must not become a flood of log lines (_ratelog.py).
+    abuse_log_burst: int = attrs.field(default=10, validator=_at_least(0))
+    """Per-connection anti-abuse lines of one kind (early talkers, DNSBL listings,
+    per-address refusals, ...) logged one by one per ``abuse_log_interval``; the
+    rest are counted in one summary line per interval. 0: summaries only."""
+    abuse_log_interval: float = attrs.field(default=60.0, validator=_positive)
+    """Seconds per anti-abuse log window; a minute keeps the summary lines few
+    and still close to the event."""
     # RFC 5321 §4.5.3.1.4: 510 octets of command + CRLF = 512.
     command_line_length: int = attrs.field(default=512, validator=_at_least(64))
     # RFC 5321 §4.5.3.1.6: 998 octets of text + CRLF = 1000; 0 turns the check off.
