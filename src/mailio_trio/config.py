@@ -46,6 +46,13 @@ def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -
         )
 
 
+def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(
+            f"{_key(instance, attribute)} = {show(value)}: must be a number >= 0 (0: off)"
+        )
+
+
 def _at_least(minimum: int) -> Any:
     def check(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -183,6 +190,15 @@ class RelayConfig:
     """Give up on a temporarily failing recipient and bounce after this long."""
     retry_base_interval: float = attrs.field(default=60.0, validator=_positive)
     """Seconds; the n-th retry waits ``base × n²`` (mail-io's back-off)."""
+    delay_warning_hours: float = attrs.field(default=4.0, validator=_non_negative)
+    """Warn the sender once (a delay DSN, RFC 3464 ``Action: delayed``) when a
+    message is still undelivered after this long; 0 turns warnings off.
+
+    4 hours is sendmail's ``Timeout.queuewarn``: Postfix's default is off and
+    Exim's 24 h, but with ``retry_hours`` at 48 a sender learning of a problem
+    half-way through is too late to act (phone the recipient, use another
+    address). Our senders are our own users (``rcpt/relay`` only relays for
+    local senders unless ``open_relay``), so a warning is no backscatter."""
     concurrency: int = attrs.field(default=5, validator=_at_least(1))
     """Deliveries (one per destination domain) in flight at once."""
     allow_unauthenticated: bool = False
