@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import pytest
+
+from mailio_trio import Config
+from mailio_trio.config import ConfigError
 from mailio_trio.relay import schedule
-from mailio_trio.relay.spool import RecipientStatus, Spool
+from mailio_trio.relay.bounce import delay_recipients
+from mailio_trio.relay.spool import NotifyOn, RecipientStatus, Spool
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -57,3 +62,40 @@ def test_remove_deletes_metadata_first_and_ids_cannot_escape(tmp_path: Path) -> 
     assert not spool.remove_sync(entry.id)
     assert spool.load_sync("../../etc/passwd") is None
     assert list(spool.queue_dir.iterdir()) == []
+
+
+def test_notify_and_delay_warned_round_trip_and_choose_delay_recipients(tmp_path: Path) -> None:
+    """RFC 3461 §4.1: a recipient with NOTIFY gets a delay DSN only if it has DELAY;
+    one without NOTIFY gets our default (relay.delay_warning_hours)."""
+    source = tmp_path / "m.eml"
+    source.write_bytes(b"Subject: x\r\n\r\nbody\r\n")
+    spool = Spool(tmp_path / "spool")
+    spool.open()
+    entry = spool.add_sync(source, "a@example.com", ["d@x.test", "f@x.test", "n@x.test"])
+    entry.recipients[0].notify = frozenset({NotifyOn.DELAY, NotifyOn.FAILURE})
+    entry.recipients[1].notify = frozenset({NotifyOn.FAILURE})
+    entry.delay_warned = True
+    spool.save_sync(entry)
+    loaded = spool.load_sync(entry.id)
+    assert loaded is not None
+    assert loaded.delay_warned
+    assert [r.notify for r in loaded.recipients] == [
+        frozenset({NotifyOn.DELAY, NotifyOn.FAILURE}),
+        frozenset({NotifyOn.FAILURE}),
+        None,
+    ]
+    assert [r.address for r in delay_recipients(loaded)] == ["d@x.test", "n@x.test"]
+    loaded.recipients[0].notify = frozenset({NotifyOn.NEVER})
+    loaded.recipients[2].notify = frozenset({NotifyOn.SUCCESS})
+    assert delay_recipients(loaded) == []
+
+
+def test_delay_warning_time_is_counted_from_acceptance() -> None:
+    assert schedule.delay_warning_at(1000.0, 4) == 1000.0 + 4 * 3600
+    assert schedule.delay_warning_at(1000.0, 0) is None  # 0 turns warnings off
+
+
+def test_bad_delay_warning_hours_is_one_line() -> None:
+    with pytest.raises(ConfigError) as exc:
+        Config.from_mapping({"relay": {"delay_warning_hours": -1}})
+    assert str(exc.value) == "relay.delay_warning_hours = -1: must be a number >= 0 (0: off)"

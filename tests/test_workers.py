@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+import trio
 
 from mailio_trio import Config, Limits, Server
 from mailio_trio.testing import open_raw_connection
-from mailio_trio.workers import add_arguments
+from mailio_trio.workers import _serve_sockets, add_arguments, open_sockets
+from serve_process import serving
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
-    import trio
+    from collections.abc import Callable
 
 
 async def test_discard_reads_whole_body_and_stores_nothing(
@@ -141,3 +145,62 @@ def test_flags_parse() -> None:
     assert (args.workers, args.discard) == (3, True)
     args = parser.parse_args([])
     assert (args.workers, args.discard) == (1, False)
+
+
+def _children_of(pid: int) -> set[int]:
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # The command name (field 2) may hold spaces; ppid is the 2nd field after ")".
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == pid:
+                out.add(int(stat.parent.name))
+    return out
+
+
+def _exited(pid: int) -> bool:
+    """Gone, or a zombie nobody reaped (a container's pid 1 may not reap orphans)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return True
+    return state == "Z"
+
+
+def _wait_until(condition: Callable[[], bool], what: str, bound: float = 60.0) -> None:
+    """Poll ``condition``; the bound only turns a hang into a failure, nothing is timed."""
+    deadline = time.monotonic() + bound
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the workers in /proc")
+def test_workers_stop_gracefully_when_the_parent_is_killed(tmp_path: Path) -> None:
+    with serving(tmp_path, "--workers", "2") as (proc, port):
+        _wait_until(lambda: len(_children_of(proc.pid)) == 2, "two workers forked")
+        children = _children_of(proc.pid)
+        # A client idle in a worker when the parent dies sees a graceful stop:
+        # 421 4.3.2 (as on SIGTERM), not a connection cut by SIGKILL.
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+            assert client.ehlo("c.test")[0] == 250
+            proc.kill()  # SIGKILL to the parent alone, not to its process group
+            proc.wait()
+            code, text = client.getreply()
+        assert (code, text[:5]) == (421, b"4.3.2")
+        _wait_until(lambda: all(_exited(pid) for pid in children), "orphaned workers exited")
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=30).close()
+
+
+async def test_worker_stops_when_its_parent_is_gone_without_pdeathsig(tmp_path: Path) -> None:
+    """The non-Linux fallback, run here directly: a parent pid that is not ours
+    any more makes the worker shut down by itself (a real listening socket)."""
+    config = Config(hostname="mx.test", spool_dir=tmp_path, worker_parent_check=0.01)
+    [sockets] = open_sockets([("127.0.0.1", 0)], 1)
+    try:
+        with trio.fail_after(60):  # a hang fails instead of blocking the suite
+            await _serve_sockets(Server(config), sockets, watch_parent=os.getppid() + 1)
+    finally:
+        for sock in sockets:
+            sock.close()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import attrs
 
+from mailio_trio._ratelog import RateLimitedLog
 from mailio_trio.protocol import BareLineEndings, DataReader, Reply
 
 if TYPE_CHECKING:
@@ -99,6 +100,13 @@ class ServerContext:
     sessions: set[Session] = attrs.field(factory=set)
     discard: bool = False
     """A benchmark sink; DATA bodies are read in full and dropped, never spooled."""
+    abuse_log: RateLimitedLog = attrs.field(
+        init=False,
+        default=attrs.Factory(
+            lambda self: RateLimitedLog.from_limits(self.config.limits), takes_self=True
+        ),
+    )
+    """Rate limit for per-connection anti-abuse log lines (``limits.abuse_log_*``)."""
 
 
 class SessionLog(logging.LoggerAdapter[logging.Logger]):

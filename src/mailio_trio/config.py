@@ -46,6 +46,13 @@ def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -
         )
 
 
+def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigError(
+            f"{_key(instance, attribute)} = {show(value)}: must be a number >= 0 (0: off)"
+        )
+
+
 def _at_least(minimum: int) -> Any:
     def check(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
@@ -129,6 +136,14 @@ class Limits:
     """Unknown verbs, and lines that are no command at all (binary noise, over-long),
     a connection may send; the next gets ``421 4.7.0`` and the connection is closed."""
     auth_failures: int = attrs.field(default=5, validator=_at_least(1))
+    # A flood of hostile clients must not become a flood of log lines (_ratelog.py).
+    abuse_log_burst: int = attrs.field(default=10, validator=_at_least(0))
+    """Per-connection anti-abuse lines of one kind (early talkers, DNSBL listings,
+    per-address refusals, ...) logged one by one per ``abuse_log_interval``; the
+    rest are counted in one summary line per interval. 0: summaries only."""
+    abuse_log_interval: float = attrs.field(default=60.0, validator=_positive)
+    """Seconds per anti-abuse log window; a minute keeps the summary lines few
+    and still close to the event."""
     # RFC 5321 §4.5.3.1.4: 510 octets of command + CRLF = 512.
     command_line_length: int = attrs.field(default=512, validator=_at_least(64))
     # RFC 5321 §4.5.3.1.6: 998 octets of text + CRLF = 1000; 0 turns the check off.
@@ -175,6 +190,15 @@ class RelayConfig:
     """Give up on a temporarily failing recipient and bounce after this long."""
     retry_base_interval: float = attrs.field(default=60.0, validator=_positive)
     """Seconds; the n-th retry waits ``base × n²`` (mail-io's back-off)."""
+    delay_warning_hours: float = attrs.field(default=4.0, validator=_non_negative)
+    """Warn the sender once (a delay DSN, RFC 3464 ``Action: delayed``) when a
+    message is still undelivered after this long; 0 turns warnings off.
+
+    4 hours is sendmail's ``Timeout.queuewarn``: Postfix's default is off and
+    Exim's 24 h, but with ``retry_hours`` at 48 a sender learning of a problem
+    half-way through is too late to act (phone the recipient, use another
+    address). Our senders are our own users (``rcpt/relay`` only relays for
+    local senders unless ``open_relay``), so a warning is no backscatter."""
     concurrency: int = attrs.field(default=5, validator=_at_least(1))
     """Deliveries (one per destination domain) in flight at once."""
     allow_unauthenticated: bool = False
@@ -442,6 +466,10 @@ class Config:
     auth: AuthConfig = attrs.field(factory=lambda: _auth({}), converter=_auth)
     """Where AUTH may be used, and the ``[auth.users]`` table (see ``plugins/auth.py``)."""
     relay: RelayConfig = attrs.field(factory=RelayConfig)
+    worker_parent_check: float = attrs.field(default=1.0, validator=_positive)
+    """Seconds between a ``--workers`` child's checks that its parent still lives,
+    where the kernel cannot tell it (Linux's ``PR_SET_PDEATHSIG`` needs no polling).
+    One ``getppid()`` a second costs nothing and leaves an orphan serving for a second."""
 
     def __attrs_post_init__(self) -> None:
         if not self.domains:

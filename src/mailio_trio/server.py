@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from mailio_trio._ratelog import AbuseKind
 from mailio_trio._session_parts import tls_info
 from mailio_trio.chain import Chain, Handler, HandlerFunc, handler_decorator
 from mailio_trio.client_limits import Admission, PerIpLimiter
@@ -303,6 +304,7 @@ class Server:
             self._accept_scopes.discard(accept_scope)
             self._serving -= 1
             if not self._serving:
+                self._context.abuse_log.flush()  # counts not yet summarised
                 self._stopped.set()
 
     async def _accept_loop(
@@ -338,7 +340,14 @@ class Server:
         admission = self._per_ip.admit(host, trio.current_time())
         if admission is not Admission.ADMITTED:
             self._refused += 1
-            logger.info("refused %s: %s", host, admission.value)
+            self._context.abuse_log.log(
+                AbuseKind.PER_IP_REFUSED,
+                logger,
+                logging.INFO,
+                "refused %s: %s",
+                host,
+                admission.value,
+            )
             await _refuse(stream, TOO_MANY_FROM_YOU)
             return
         try:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from mailio_trio._ratelog import AbuseKind
 from mailio_trio._session_parts import (
     ClientInfo,
     Close,
@@ -631,7 +632,13 @@ class Session:
         """
         self.counters.unrecognized += 1
         if self.counters.unrecognized > self.config.limits.unrecognized_commands:
-            self.log.info("closing after %d unrecognized lines", self.counters.unrecognized)
+            self.context.abuse_log.log(  # rate-limited: one line per guessing bot
+                AbuseKind.UNRECOGNIZED,
+                self.log,
+                logging.INFO,
+                "closing after %d unrecognized lines",
+                self.counters.unrecognized,
+            )
             raise Close(TOO_MANY_UNRECOGNIZED)
         self.queue_reply(reply)
 

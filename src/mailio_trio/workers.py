@@ -8,6 +8,11 @@ Trio loop and :class:`~mailio_trio.server.Server` on them, and supervises them:
 commands, transactions in DATA get ``limits.shutdown_grace``); the parent
 returns once every child has exited.
 
+A child whose parent dies (SIGKILL, OOM killer) stops by itself, gracefully,
+as on ``SIGTERM``: otherwise it would go on serving a port nobody supervises.
+On Linux the kernel tells it (``prctl(PR_SET_PDEATHSIG, SIGTERM)``); elsewhere
+it checks ``os.getppid()`` every ``worker_parent_check`` seconds.
+
 On Linux each child gets its own socket bound with ``SO_REUSEPORT``, so the
 kernel spreads new connections over the workers instead of waking them all
 for each one; elsewhere the children share one inherited socket.
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import os
 import signal
 import socket
@@ -44,6 +50,9 @@ __all__ = ["add_arguments", "open_sockets", "serve", "workers_count"]
 
 # The listen backlog: a burst of new clients waits in the kernel, not refused.
 BACKLOG = 1024
+
+# <linux/prctl.h>: deliver a signal to this process when its parent exits.
+_PR_SET_PDEATHSIG = 1
 
 
 def workers_count(value: str) -> int:
@@ -113,14 +122,53 @@ def _note_early_stop(signum: int, frame: object) -> None:
     _early_stop = True
 
 
-async def _serve_sockets(server: Server, sockets: Sequence[socket.socket]) -> None:
-    """Serve until SIGTERM/SIGINT (first one: graceful; later ones are ignored)."""
+def _die_with_parent(parent: int) -> bool:
+    """In a freshly forked worker: get ``SIGTERM`` when ``parent`` exits.
+
+    Returns False where the kernel cannot do it (not Linux, ``prctl`` refused):
+    the worker must then watch ``os.getppid()`` itself (:func:`_watch_parent`).
+    A parent already gone before the request (the race prctl(2) describes:
+    the child is then re-parented and nothing will ever signal it) is noted
+    as an early stop, so the worker shuts down as soon as it is serving.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent:
+        _note_early_stop(signal.SIGTERM, None)
+    return True
+
+
+async def _watch_parent(server: Server, parent: int, interval: float) -> None:
+    """The portable fallback: stop gracefully once ``parent`` is no longer our parent."""
+    # Polling is the point here: no event exists for "my parent died" off Linux.
+    while os.getppid() == parent:  # noqa: ASYNC110
+        await trio.sleep(interval)
+    print(f"mailio-trio: worker pid {os.getpid()}: parent exited; stopping", file=sys.stderr)
+    server.shutdown()
+
+
+async def _serve_sockets(
+    server: Server, sockets: Sequence[socket.socket], watch_parent: int | None = None
+) -> None:
+    """Serve until SIGTERM/SIGINT (first one: graceful; later ones are ignored).
+
+    With ``watch_parent`` (a pid), also stop once that process is no longer our parent.
+    """
     listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in sockets]
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve_listeners, listeners)
             if _early_stop:
                 server.shutdown()
+            if watch_parent is not None:
+                interval = server.config.worker_parent_check
+                nursery.start_soon(_watch_parent, server, watch_parent, interval)
 
             async def stop_on_signal() -> None:
                 async for _ in signals:
@@ -200,7 +248,11 @@ def _supervise(
                 os.kill(pid, signal.SIGTERM)
 
     # Installed before forking, so no signal between forks is lost; the
-    # children reset them before Trio takes over.
+    # children reset them before Trio takes over. signal.signal() only works in
+    # the main thread, so the forks below happen there too — which matters:
+    # PR_SET_PDEATHSIG fires when the *thread* that forked exits, not the
+    # process, and the main thread lives exactly as long as this process.
+    parent = os.getpid()  # recorded before forking, for the children's re-check
     old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         announce_bound()
@@ -217,10 +269,13 @@ def _supervise(
                     # the default action would kill a worker still starting.
                     for s in stop_signals:
                         signal.signal(s, _note_early_stop)
+                    # While SIGTERM is still blocked: if the parent dies from here
+                    # on, the signal waits for the handler above.
+                    watch = None if _die_with_parent(parent) else parent
                     signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
                     for sock in every - set(sockets):
                         sock.close()
-                    trio.run(_serve_sockets, build(), sockets)
+                    trio.run(_serve_sockets, build(), sockets, watch)
                     code = 0
                 except BaseException as exc:  # the worker's error boundary: one line, exit 1
                     print(f"mailio-trio: worker {index} failed: {exc!r}", file=sys.stderr)

@@ -28,11 +28,16 @@ Config (``Config.plugins["rcpt/dnsbl"]``), enabled by the key's presence::
      "skip_authenticated": True, "timeout": 3.0}
 
 Needs a resolver (``Config.dns``); without one the handler accepts and warns once.
+
+Listings and lookup problems are logged once per connection, rate-limited
+(``limits.abuse_log_burst`` per ``limits.abuse_log_interval``, then a summary
+line): a listed botnet or a blocklist outage must not flood the log.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
 import weakref
 from collections.abc import Mapping
@@ -41,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from mailio_trio._ratelog import AbuseKind, RateLimitedLog
 from mailio_trio.chain import Chain, Handler, Request, Response
 from mailio_trio.client_limits import in_networks, parse_networks
 from mailio_trio.config import ConfigError, networks
@@ -151,27 +157,52 @@ def _clean_reason(texts: list[str]) -> str | None:
     return text[:_MAX_REASON] or None
 
 
-async def _ask(resolver: Resolver, ip: str, blocklist: DnsblList, res: Response) -> Verdict:
+def _trouble(abuse: RateLimitedLog, res: Response, level: int, msg: str, *args: object) -> None:
+    """Log a lookup problem; an outage is one line per connection, so rate-limited."""
+    abuse.log(AbuseKind.DNSBL_TROUBLE, res.log, level, msg, *args)
+
+
+async def _ask(
+    resolver: Resolver, ip: str, blocklist: DnsblList, res: Response, abuse: RateLimitedLog
+) -> Verdict:
     name = reverse_name(ip, blocklist.zone)
     try:
         answers = await resolver.a(name)
     except DNSNotFound:
         return NOT_LISTED
     except DNSError as exc:
-        res.log.warning("DNSBL %s lookup failed, letting %s through: %s", blocklist.zone, ip, exc)
+        _trouble(
+            abuse,
+            res,
+            logging.WARNING,
+            "DNSBL %s lookup failed, letting %s through: %s",
+            blocklist.zone,
+            ip,
+            exc,
+        )
         return NOT_LISTED
     listed_in = parse_networks(blocklist.listed)
     hits = [a for a in answers if in_networks(a, listed_in)]
     if not hits:
         if any(in_networks(a, (REFUSED_RANGE,)) for a in answers):
-            res.log.warning(
+            _trouble(
+                abuse,
+                res,
+                logging.WARNING,
                 "DNSBL %s refuses our queries (answered %s); check the resolver and "
                 "the list's terms of use",
                 blocklist.zone,
                 ", ".join(answers),
             )
         else:
-            res.log.info("DNSBL %s gave answers outside its range: %s", blocklist.zone, answers)
+            _trouble(
+                abuse,
+                res,
+                logging.INFO,
+                "DNSBL %s gave answers outside its range: %s",
+                blocklist.zone,
+                answers,
+            )
         return NOT_LISTED
     try:
         reason = _clean_reason(await resolver.txt(name))
@@ -180,18 +211,27 @@ async def _ask(resolver: Resolver, ip: str, blocklist: DnsblList, res: Response)
     return Verdict(listed=True, zone=blocklist.zone, reason=reason)
 
 
-async def _verdict(cfg: DnsblConfig, resolver: Resolver, ip: str, res: Response) -> Verdict:
+async def _verdict(
+    cfg: DnsblConfig, resolver: Resolver, ip: str, res: Response, abuse: RateLimitedLog
+) -> Verdict:
     results: list[Verdict] = [NOT_LISTED] * len(cfg.lists)
 
     async def one(index: int) -> None:
-        results[index] = await _ask(resolver, ip, cfg.lists[index], res)
+        results[index] = await _ask(resolver, ip, cfg.lists[index], res, abuse)
 
     with trio.move_on_after(cfg.timeout) as scope:
         async with trio.open_nursery() as nursery:
             for index in range(len(cfg.lists)):
                 nursery.start_soon(one, index)
     if scope.cancelled_caught:
-        res.log.warning("DNSBL lookups for %s took over %ss; failing open", ip, cfg.timeout)
+        _trouble(
+            abuse,
+            res,
+            logging.WARNING,
+            "DNSBL lookups for %s took over %ss; failing open",
+            ip,
+            cfg.timeout,
+        )
     # The first list (in configured order) that lists the client is the one we name.
     return next((v for v in results if v.listed), NOT_LISTED)
 
@@ -221,9 +261,19 @@ async def dnsbl(req: Request, res: Response) -> None:
     verdict = _verdicts.get(session)
     if verdict is None:
         ip = str(_client_ip(session.client.address))
-        verdict = _verdicts[session] = await _verdict(cfg, resolver, ip, res)
+        verdict = _verdicts[session] = await _verdict(
+            cfg, resolver, ip, res, session.context.abuse_log
+        )
         if verdict.listed:
-            res.log.info("client %s is listed on %s: %s", ip, verdict.zone, verdict.reason)
+            session.context.abuse_log.log(
+                AbuseKind.DNSBL_LISTED,
+                res.log,
+                logging.INFO,
+                "client %s is listed on %s: %s",
+                ip,
+                verdict.zone,
+                verdict.reason,
+            )
     res.set(verdict.as_dict())
     if verdict.listed:
         ip = session.client.address

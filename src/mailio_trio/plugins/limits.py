@@ -15,6 +15,9 @@ Both handlers are registered on every server (their settings live in
 
 from __future__ import annotations
 
+import logging
+
+from mailio_trio._ratelog import AbuseKind
 from mailio_trio.chain import Chain, Handler, Request, Response, never_waits
 from mailio_trio.client_limits import in_networks, parse_networks
 
@@ -30,7 +33,13 @@ async def messages(req: Request, res: Response) -> None:
     limit = req.session.config.limits.messages_per_connection
     # counters.messages counts the DATA bodies this connection has delivered.
     if limit and req.session.counters.messages >= limit and not _exempt(req):
-        res.log.info("message limit of %d per connection reached", limit)
+        req.session.context.abuse_log.log(
+            AbuseKind.MESSAGE_LIMIT,
+            res.log,
+            logging.INFO,
+            "message limit of %d per connection reached",
+            limit,
+        )
         res.end(421, f"Too many messages in one connection (limit {limit}), try again", "4.7.0")
         return
     res.accept()

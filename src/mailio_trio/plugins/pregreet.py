@@ -5,7 +5,9 @@ anything. Spam engines often don't: they fire their commands at once to save
 a round trip. Postfix's postscreen catches them by holding the greeting back
 for a few seconds (its "pregreet test"); this handler does the same: it
 waits ``delay`` seconds before the greeting is sent, and a client that sends
-anything in that time gets ``554 5.5.1`` and is disconnected (and logged).
+anything in that time gets ``554 5.5.1`` and is disconnected (and logged, at
+most ``limits.abuse_log_burst`` lines a ``limits.abuse_log_interval``, then
+one summary line).
 A polite client just sees a slower greeting.
 
 Off unless configured: ``plugins={"connect/pregreet": {"delay": 3}}``.
@@ -17,10 +19,12 @@ client sent during it is seen at once.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import attrs
 
+from mailio_trio._ratelog import AbuseKind
 from mailio_trio.chain import Chain, Handler, Request, Response
 from mailio_trio.client_limits import in_networks, parse_networks
 from mailio_trio.config import networks
@@ -48,7 +52,14 @@ async def pregreet(req: Request, res: Response) -> None:
         res.accept()
         return
     if await session.wait_for_early_input(cfg.delay):
-        res.log.warning("client %s sent data before the greeting", session.client.address)
+        # Rate-limited (limits.abuse_log_*): a pregreeting botnet must not flood the log.
+        session.context.abuse_log.log(
+            AbuseKind.EARLY_TALKER,
+            res.log,
+            logging.WARNING,
+            "client %s sent data before the greeting",
+            session.client.address,
+        )
         res.end(554, "Protocol error: you talked before my greeting", "5.5.1")
         return
     res.accept()

@@ -1,4 +1,4 @@
-"""Delivery status notifications (RFC 3464) for mail we could not deliver.
+"""Delivery status notifications (RFC 3464) for mail we could not deliver, or not yet.
 
 A DSN is a ``multipart/report; report-type=delivery-status`` message (RFC
 6522): a human-readable part, a ``message/delivery-status`` part with one
@@ -11,6 +11,13 @@ It is sent with the null reverse-path ``<>`` (RFC 5321 §4.5.5), so a bounce
 can never bounce. None is made for a null sender or for a message that was
 itself ``Auto-Submitted`` (RFC 3834 §2: no automatic replies to automatic
 mail) — the loops mail-io guarded against.
+
+A *delay* DSN (``Action: delayed``, ``Status: 4.x.y``, ``Will-Retry-Until``)
+has the same shape and says plainly that it is a warning: nothing to do, we
+keep trying until the date given. RFC 3461 §4.1: a recipient whose client gave
+``NOTIFY`` gets one only if it asked for ``DELAY``; without ``NOTIFY`` it is
+the server's choice (``relay.delay_warning_hours``), as Postfix's
+``delay_warning_time``.
 """
 
 from __future__ import annotations
@@ -22,12 +29,16 @@ from email.message import EmailMessage, Message
 from email.utils import format_datetime, make_msgid
 from typing import TYPE_CHECKING
 
+import attrs
+
+from mailio_trio.relay.spool import NotifyOn
+
 if TYPE_CHECKING:
     from pathlib import Path
 
     from mailio_trio.relay.spool import Entry, RecipientState
 
-__all__ = ["build_dsn", "should_bounce"]
+__all__ = ["build_delay_dsn", "build_dsn", "delay_recipients", "should_bounce"]
 
 # Headers are what the DSN quotes; read no further into a message than this.
 HEADER_LIMIT = 256 * 1024
@@ -63,31 +74,123 @@ def _status(state: RecipientState) -> tuple[str, str]:
     return status, f"smtp; {error.code} {enhanced}{' '.join(error.text.split())}"
 
 
+@attrs.frozen
+class _Reported:
+    """One recipient's block in a DSN's ``message/delivery-status`` part."""
+
+    state: RecipientState
+    action: str
+    status: str
+    diagnostic: str
+    extra: tuple[tuple[str, str], ...] = ()
+
+
+def delay_recipients(entry: Entry) -> list[RecipientState]:
+    """The still-pending recipients a delay DSN reports (RFC 3461 §4.1 ``NOTIFY``)."""
+    return [r for r in entry.pending() if r.notify is None or NotifyOn.DELAY in r.notify]
+
+
+def _reasons(states: list[RecipientState]) -> list[str]:
+    lines = []
+    for state in states:
+        error = state.error
+        where = f" (from {error.remote})" if error and error.remote else ""
+        reason = f"{error.code} {error.text}" if error else "delivery failed"
+        lines.append(f"<{state.address}>: {reason}{where}")
+    return lines
+
+
+def _delay_status(state: RecipientState) -> tuple[str, str]:
+    error = state.error
+    if error is None:
+        return "4.0.0", "smtp; 451 not delivered yet"
+    status = error.enhanced if error.enhanced and error.enhanced[0] == "4" else "4.0.0"
+    enhanced = f"{error.enhanced} " if error.enhanced else ""
+    return status, f"smtp; {error.code} {enhanced}{' '.join(error.text.split())}"
+
+
 def build_dsn(
     entry: Entry, message: Path, *, reporting_mta: str, now: datetime | None = None
 ) -> bytes:
     """The DSN for ``entry``'s failed recipients, as wire bytes (blocking: reads headers)."""
-    now = now or datetime.now(UTC)
     failed = entry.failed()
-    dsn = EmailMessage(policy=email.policy.SMTP)
-    dsn["From"] = f"Mail Delivery System <MAILER-DAEMON@{reporting_mta}>"
-    dsn["To"] = entry.sender
-    dsn["Subject"] = "Undelivered Mail Returned to Sender"
-    dsn["Date"] = format_datetime(now)
-    dsn["Message-ID"] = make_msgid(domain=reporting_mta)
-    dsn["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
     lines = [
         f"This is the mail system at {reporting_mta}.",
         "",
         "Your message could not be delivered to one or more recipients.",
         "",
+        *_reasons(failed),
     ]
-    for state in failed:
-        error = state.error
-        where = f" (from {error.remote})" if error and error.remote else ""
-        reason = f"{error.code} {error.text}" if error else "delivery failed"
-        lines.append(f"<{state.address}>: {reason}{where}")
-    dsn.set_content("\n".join(lines) + "\n")
+    blocks = [_Reported(state, "failed", *_status(state)) for state in failed]
+    return _report(
+        entry,
+        message,
+        reporting_mta=reporting_mta,
+        subject="Undelivered Mail Returned to Sender",
+        text=lines,
+        recipients=blocks,
+        now=now,
+    )
+
+
+def build_delay_dsn(
+    entry: Entry,
+    message: Path,
+    *,
+    reporting_mta: str,
+    give_up_at: float,
+    now: datetime | None = None,
+) -> bytes:
+    """The warning DSN for ``entry``'s delayed recipients (``Action: delayed``; blocking)."""
+    delayed = delay_recipients(entry)
+    until = datetime.fromtimestamp(give_up_at, UTC)
+    hours = ((now or datetime.now(UTC)).timestamp() - entry.created) / 3600
+    lines = [
+        f"This is the mail system at {reporting_mta}.",
+        "",
+        "####### THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #######",
+        "",
+        f"Your message has not been delivered yet to the recipients below after "
+        f"{hours:.1f} hours. The mail system will keep trying until "
+        f"{format_datetime(until)}; only if it still fails by then will you get "
+        "another message saying so.",
+        "",
+        *_reasons(delayed),
+    ]
+    # RFC 3464 §2.3.8: Will-Retry-Until belongs to "delayed" reports only.
+    retry_until = (("Will-Retry-Until", format_datetime(until)),)
+    blocks = [_Reported(state, "delayed", *_delay_status(state), retry_until) for state in delayed]
+    return _report(
+        entry,
+        message,
+        reporting_mta=reporting_mta,
+        subject="Delayed Mail (still being retried)",  # Postfix's wording
+        text=lines,
+        recipients=blocks,
+        now=now,
+    )
+
+
+def _report(
+    entry: Entry,
+    message: Path,
+    *,
+    reporting_mta: str,
+    subject: str,
+    text: list[str],
+    recipients: list[_Reported],
+    now: datetime | None,
+) -> bytes:
+    """The multipart/report (RFC 6522) both kinds of DSN share."""
+    now = now or datetime.now(UTC)
+    dsn = EmailMessage(policy=email.policy.SMTP)
+    dsn["From"] = f"Mail Delivery System <MAILER-DAEMON@{reporting_mta}>"
+    dsn["To"] = entry.sender
+    dsn["Subject"] = subject
+    dsn["Date"] = format_datetime(now)
+    dsn["Message-ID"] = make_msgid(domain=reporting_mta)
+    dsn["Auto-Submitted"] = "auto-replied"  # RFC 3834 §5
+    dsn.set_content("\n".join(text) + "\n")
     dsn.make_mixed()
     dsn.replace_header("Content-Type", "multipart/report")
     dsn.set_param("report-type", "delivery-status")
@@ -97,19 +200,19 @@ def build_dsn(
         ("Arrival-Date", format_datetime(datetime.fromtimestamp(entry.created, UTC))),
     ]
     blocks = [per_message]
-    for state in failed:
-        status, diagnostic = _status(state)
+    for reported in recipients:
+        state, diagnostic = reported.state, reported.diagnostic
         block = [
             ("Final-Recipient", f"rfc822; {state.address}"),
-            ("Action", "failed"),
-            ("Status", status),
+            ("Action", reported.action),
+            ("Status", reported.status),
         ]
         if state.error is not None and state.error.remote:
             block.append(("Remote-MTA", f"dns; {state.error.remote.split(' ')[0]}"))
             block.append(("Diagnostic-Code", diagnostic))
         else:  # our own decision (DNS, retry deadline): no remote said anything
             block.append(("X-Mailio-Reason", diagnostic.removeprefix("smtp; ")))
-        blocks.append(block)
+        blocks.append([*block, *reported.extra])
     # RFC 3464 §2.1: the body of message/delivery-status is a series of header blocks;
     # the email package models each block as a Message.
     status_part = EmailMessage(policy=email.policy.SMTP)

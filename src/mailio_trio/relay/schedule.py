@@ -8,7 +8,7 @@ giving up; the defaults here are mail-io's (48 hours), the base is configurable.
 
 from __future__ import annotations
 
-__all__ = ["deadline", "expired", "next_attempt"]
+__all__ = ["deadline", "delay_warning_at", "expired", "next_attempt"]
 
 
 def next_attempt(now: float, attempts: int, base: float) -> float:
@@ -28,3 +28,15 @@ def deadline(created: float, retry_hours: float) -> float:
 
 def expired(now: float, created: float, retry_hours: float) -> bool:
     return now >= deadline(created, retry_hours)
+
+
+def delay_warning_at(created: float, delay_warning_hours: float) -> float | None:
+    """When a still-undelivered message's sender is warned; ``None``: warnings are off (0).
+
+    Example:
+      >>> delay_warning_at(1000.0, 4.0)
+      15400.0
+    """
+    if delay_warning_hours <= 0:
+        return None
+    return created + delay_warning_hours * 3600.0

@@ -43,7 +43,7 @@ import trio
 
 from mailio_trio._durable import fsync_dir
 
-__all__ = ["Entry", "ErrorInfo", "RecipientState", "RecipientStatus", "Spool"]
+__all__ = ["Entry", "ErrorInfo", "NotifyOn", "RecipientState", "RecipientStatus", "Spool"]
 
 logger = logging.getLogger("mailio_trio.relay")
 
@@ -66,11 +66,24 @@ class ErrorInfo:
     """The host that answered (``Remote-MTA``), or ``None`` when we decided locally."""
 
 
+class NotifyOn(enum.Enum):
+    """RFC 3461 §4.1 ``NOTIFY`` values: which DSNs a recipient's client asked for."""
+
+    NEVER = "NEVER"
+    SUCCESS = "SUCCESS"
+    FAILURE = "FAILURE"
+    DELAY = "DELAY"
+
+
 @attrs.define
 class RecipientState:
     address: str
     status: RecipientStatus = RecipientStatus.PENDING
     error: ErrorInfo | None = None
+    notify: frozenset[NotifyOn] | None = None
+    """The client's ``NOTIFY`` for this recipient; ``None``: not given, our defaults
+    apply. (The server does not offer the DSN extension yet, so entries it spools
+    leave it ``None``; the field is read from entries that carry it.)"""
 
 
 @attrs.define(eq=False)
@@ -89,6 +102,10 @@ class Entry:
     body_8bit: bool | None = None
     bounced: bool = False
     """True once a DSN for the failed recipients was submitted."""
+    delay_warned: bool = False
+    """True once the delay warning is settled: submitted, or found not wanted
+    (null sender, auto-submitted, every recipient's NOTIFY without DELAY).
+    Persisted, so a restart never sends a second one."""
 
     def pending(self) -> list[RecipientState]:
         return [r for r in self.recipients if r.status is RecipientStatus.PENDING]
@@ -111,6 +128,7 @@ class Entry:
                     "address": r.address,
                     "status": r.status.value,
                     "error": None if r.error is None else attrs.asdict(r.error),
+                    **({} if r.notify is None else {"notify": sorted(n.value for n in r.notify)}),
                 }
                 for r in self.recipients
             ],
@@ -120,6 +138,7 @@ class Entry:
             "smtputf8": self.smtputf8,
             "body_8bit": self.body_8bit,
             "bounced": self.bounced,
+            "delay_warned": self.delay_warned,
         }
 
     @classmethod
@@ -132,6 +151,11 @@ class Entry:
                     address=str(r["address"]),
                     status=RecipientStatus(r["status"]),
                     error=None if r.get("error") is None else ErrorInfo(**r["error"]),
+                    notify=(
+                        None
+                        if r.get("notify") is None
+                        else frozenset(NotifyOn(n) for n in r["notify"])
+                    ),
                 )
                 for r in data["recipients"]
             ],
@@ -141,6 +165,7 @@ class Entry:
             smtputf8=bool(data.get("smtputf8", False)),
             body_8bit=data.get("body_8bit"),
             bounced=bool(data.get("bounced", False)),
+            delay_warned=bool(data.get("delay_warned", False)),
         )
 
 

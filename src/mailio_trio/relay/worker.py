@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import attrs
 import trio
 
 from mailio_trio.relay import schedule
-from mailio_trio.relay.bounce import build_dsn, should_bounce
+from mailio_trio.relay.bounce import build_delay_dsn, build_dsn, delay_recipients, should_bounce
 from mailio_trio.relay.deliver import MxResolver, deliver_group
 from mailio_trio.relay.spool import Entry, ErrorInfo, RecipientStatus, Spool
 
@@ -176,6 +177,14 @@ class RelayWorker:
             entry.next_attempt = schedule.next_attempt(
                 now, entry.attempts, relay.retry_base_interval
             )
+            warn_at = schedule.delay_warning_at(entry.created, relay.delay_warning_hours)
+            if warn_at is not None and not entry.delay_warned:
+                if warn_at <= now:
+                    await self._warn_delay(entry, now)
+                else:
+                    # Try once more when the warning is due, so it is not late by
+                    # a whole back-off interval (30 min and more by then).
+                    entry.next_attempt = min(entry.next_attempt, warn_at)
             await self.spool.save(entry)
             logger.info("%s: retry %d at %.0f", entry.id, entry.attempts, entry.next_attempt)
             return
@@ -210,6 +219,40 @@ class RelayWorker:
         # Recorded before removal, so a crash here repeats at most this one bounce.
         entry.bounced = True
         await self.spool.save(entry)
+
+    async def _warn_delay(self, entry: Entry, now: float) -> None:
+        """Send the one delay DSN, or settle that none is wanted; sets ``delay_warned``.
+
+        The caller saves the entry (fsync'd) right after: a crash between the
+        submission and that save repeats this one warning at most, as for bounces.
+        A submission that fails is logged and tried again at the next attempt.
+        """
+        message = self.spool.message_path(entry.id)
+        if not delay_recipients(entry):
+            logger.info("%s: no delay warning (NOTIFY without DELAY)", entry.id)
+        elif not await trio.to_thread.run_sync(should_bounce, entry, message):
+            logger.info("%s: no delay warning (null sender or auto-submitted)", entry.id)
+        else:
+            give_up_at = schedule.deadline(entry.created, self.config.relay.retry_hours)
+            dsn = await trio.to_thread.run_sync(
+                lambda: build_delay_dsn(
+                    entry,
+                    message,
+                    reporting_mta=self.ehlo_name,
+                    give_up_at=give_up_at,
+                    now=datetime.fromtimestamp(now, UTC),
+                )
+            )
+            try:
+                if self.submit is not None:
+                    await self.submit(dsn, "", [entry.sender])
+                else:
+                    await self.spool_bytes(dsn, "", [entry.sender])
+            except Exception:
+                logger.exception("%s: delay warning not submitted; retrying later", entry.id)
+                return
+            logger.info("%s: delay warning sent to %s", entry.id, entry.sender)
+        entry.delay_warned = True
 
     async def spool_bytes(self, data: bytes, sender: str, recipients: list[str]) -> None:
         def write() -> None:
