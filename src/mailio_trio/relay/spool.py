@@ -22,6 +22,15 @@ is ever lost; at most the in-flight group is sent twice.
 Removal is the reverse: the metadata goes first (the entry stops existing),
 then the message file.
 
+Two phases for ``queue/relay`` (the ``queue`` chain is one transaction, see
+``mailio_trio._transaction``): :meth:`Spool.prepare_sync` writes
+``queue/<id>.eml`` and an fsync'd ``tmp/<id>.json`` — everything but the
+commit point — and :meth:`Spool.commit_sync` renames the metadata into
+``queue/`` once every queue handler accepted, before the client's ``250``.
+A crash in between leaves a ``tmp/`` file and an orphan ``.eml``, both
+removed at the next load: the refused-or-unanswered message is never
+delivered, and the client, which got no ``250``, still has it.
+
 Blocking file work runs in a thread (``trio.to_thread.run_sync``).
 """
 
@@ -144,13 +153,22 @@ class Entry:
         )
 
 
-def _write_durably(path: Path, tmp: Path, write: Any) -> None:
-    """Write via ``tmp``: fsync the file, rename into place, fsync the directory."""
+def _write_synced(tmp: Path, write: Any) -> None:
+    """Write ``tmp`` and fsync it; removed again if that fails."""
     try:
         with tmp.open("wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_durably(path: Path, tmp: Path, write: Any) -> None:
+    """Write via ``tmp``: fsync the file, rename into place, fsync the directory."""
+    _write_synced(tmp, write)
+    try:
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -204,6 +222,11 @@ class Spool:
             raise KeyError(entry_id)
         return self.queue_dir / f"{entry_id}.json"
 
+    def _tmp_meta_path(self, entry_id: str) -> Path:
+        if not self.valid_id(entry_id):
+            raise KeyError(entry_id)
+        return self.tmp_dir / f"{entry_id}.json"
+
     # -- blocking primitives (run them in a thread from async code) --------
 
     def add_sync(
@@ -217,6 +240,36 @@ class Spool:
         now: float | None = None,
     ) -> Entry:
         """Copy ``source`` into the spool and commit an entry for ``recipients``."""
+        entry = self.prepare_sync(
+            source, sender, recipients, smtputf8=smtputf8, body_8bit=body_8bit, now=now
+        )
+        try:
+            self.commit_sync(entry.id)
+        except BaseException:
+            self.discard_sync(entry.id)
+            raise
+        return entry
+
+    def prepare_sync(
+        self,
+        source: Path,
+        sender: str,
+        recipients: list[str],
+        *,
+        smtputf8: bool = False,
+        body_8bit: bool | None = None,
+        now: float | None = None,
+    ) -> Entry:
+        """Write an entry durably but short of its commit point (``queue/relay``'s phase one).
+
+        ``queue/<id>.eml`` is in place and ``tmp/<id>.json`` fsync'd, but no
+        ``queue/<id>.json`` exists, so the worker does not see the entry and a
+        restart removes both (``open``): a crash before :meth:`commit_sync`
+        never delivers a message the client got no ``250`` for.
+
+        Raises:
+          OSError: Nothing of the entry is left.
+        """
         now = time.time() if now is None else now
         entry_id = f"{int(now):x}-{secrets.token_hex(6)}"
         entry = Entry(
@@ -234,8 +287,24 @@ class Spool:
                 shutil.copyfileobj(src, f, 256 * 1024)
 
         _write_durably(self.message_path(entry_id), self.tmp_dir / f"{entry_id}.eml", copy)
-        self.save_sync(entry)  # the commit point
+        data = json.dumps(entry.to_json(), indent=1).encode("utf-8")
+        try:
+            _write_synced(self.tmp_dir / f"{entry_id}.json", lambda f: f.write(data))
+        except BaseException:
+            self.message_path(entry_id).unlink(missing_ok=True)
+            raise
         return entry
+
+    def commit_sync(self, entry_id: str) -> None:
+        """Rename a prepared entry's metadata into ``queue/`` and fsync: the commit point."""
+        self._tmp_meta_path(entry_id).replace(self._meta_path(entry_id))
+        fsync_dir(self.queue_dir)
+
+    def discard_sync(self, entry_id: str) -> None:
+        """Remove a prepared entry, or a committed one (a rollback after its commit)."""
+        self.remove_sync(entry_id)
+        self._tmp_meta_path(entry_id).unlink(missing_ok=True)
+        self.message_path(entry_id).unlink(missing_ok=True)
 
     def save_sync(self, entry: Entry) -> None:
         data = json.dumps(entry.to_json(), indent=1).encode("utf-8")
@@ -280,6 +349,17 @@ class Spool:
         return await trio.to_thread.run_sync(
             lambda: self.add_sync(source, sender, recipients, **kw)
         )
+
+    async def prepare(self, source: Path, sender: str, recipients: list[str], **kw: Any) -> Entry:
+        return await trio.to_thread.run_sync(
+            lambda: self.prepare_sync(source, sender, recipients, **kw)
+        )
+
+    async def commit(self, entry_id: str) -> None:
+        await trio.to_thread.run_sync(self.commit_sync, entry_id)
+
+    async def discard(self, entry_id: str) -> None:
+        await trio.to_thread.run_sync(self.discard_sync, entry_id)
 
     async def save(self, entry: Entry) -> None:
         await trio.to_thread.run_sync(self.save_sync, entry)
