@@ -301,10 +301,19 @@ class Spool:
         fsync_dir(self.queue_dir)
 
     def discard_sync(self, entry_id: str) -> None:
-        """Remove a prepared entry, or a committed one (a rollback after its commit)."""
-        self.remove_sync(entry_id)
-        self._tmp_meta_path(entry_id).unlink(missing_ok=True)
-        self.message_path(entry_id).unlink(missing_ok=True)
+        """Remove a prepared entry, or a committed one (a rollback after its commit).
+
+        The metadata goes first, as in :meth:`remove_sync`; a file that is not
+        there (or whose directory is not) is already removed.
+        """
+        meta = self._meta_path(entry_id)
+        for path in (meta, self._tmp_meta_path(entry_id), self.message_path(entry_id)):
+            try:
+                path.unlink()
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if path is meta:
+                fsync_dir(self.queue_dir)  # the entry stays gone after a crash
 
     def save_sync(self, entry: Entry) -> None:
         data = json.dumps(entry.to_json(), indent=1).encode("utf-8")
