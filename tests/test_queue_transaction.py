@@ -225,7 +225,8 @@ async def test_later_handler_refusing_leaves_no_copy_and_the_retry_delivers_once
         assert await sendmail(env.port) == code
         # The keepers had prepared before the gate refused: the test is not vacuous.
         [prepared] = env.gate.prepared
-        assert {p.parent.name for p in prepared} == {"tmp", "queue"}
+        assert {p.relative_to(tmp_path).parts[0] for p in prepared} == {"mail", "spool"}
+        assert {p.parent.name for p in prepared} == {"tmp"}  # nothing visible yet
         env.assert_nothing_kept()
         await env.assert_retry_delivers_once()
 
@@ -343,7 +344,11 @@ def test_spool_entry_prepared_but_not_committed_is_gone_after_a_crash(tmp_path: 
     spool.open()
     entry = spool.prepare_sync(source, SENDER, ["carol@remote.test"])
     assert spool.entries_sync() == []  # the worker does not see it
-    assert spool.message_path(entry.id).is_file()
+    assert [p.name for p in everything(tmp_path / "spool")] == [
+        f"{entry.id}.eml",
+        f"{entry.id}.json",
+    ]
+    assert {p.parent.name for p in everything(tmp_path / "spool")} == {"tmp"}
     restarted = Spool(tmp_path / "spool")
     restarted.open()
     assert restarted.entries_sync() == []

@@ -19,8 +19,8 @@ later commit step fail). A failure to prepare or commit answers
 ``451 4.3.0`` with nothing left in any ``new/`` or ``cur/``, so a client
 that retries never leaves a duplicated message behind, and a message the
 client was refused never reaches a mailbox. A crash before the commit leaves
-only ``tmp/`` files, which readers clean up (the Maildir convention: Dovecot
-deletes ``tmp/`` files older than 36 hours).
+only ``tmp/`` files, which readers clean up (the Maildir specification has
+them delete ``tmp/`` files untouched for 36 hours; Dovecot does).
 
 Security: a local part or domain becomes a path component only after
 :func:`unsafe_reason` found nothing wrong with it (``rcpt/local`` refuses such

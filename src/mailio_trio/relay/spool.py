@@ -23,13 +23,13 @@ Removal is the reverse: the metadata goes first (the entry stops existing),
 then the message file.
 
 Two phases for ``queue/relay`` (the ``queue`` chain is one transaction, see
-``mailio_trio._transaction``): :meth:`Spool.prepare_sync` writes
-``queue/<id>.eml`` and an fsync'd ``tmp/<id>.json`` — everything but the
-commit point — and :meth:`Spool.commit_sync` renames the metadata into
-``queue/`` once every queue handler accepted, before the client's ``250``.
-A crash in between leaves a ``tmp/`` file and an orphan ``.eml``, both
-removed at the next load: the refused-or-unanswered message is never
-delivered, and the client, which got no ``250``, still has it.
+``mailio_trio._transaction``): :meth:`Spool.prepare_sync` writes and fsyncs
+``tmp/<id>.eml`` and ``tmp/<id>.json``, and :meth:`Spool.commit_sync` renames
+them into ``queue/`` (message first, each rename's directory fsync'd) once
+every queue handler accepted, before the client's ``250``. A crash in
+between leaves only ``tmp/`` files, removed at the next load: the
+refused-or-unanswered message is never delivered, and the client, which got
+no ``250``, still has it.
 
 Blocking file work runs in a thread (``trio.to_thread.run_sync``).
 """
@@ -227,6 +227,11 @@ class Spool:
             raise KeyError(entry_id)
         return self.tmp_dir / f"{entry_id}.json"
 
+    def _tmp_message_path(self, entry_id: str) -> Path:
+        if not self.valid_id(entry_id):
+            raise KeyError(entry_id)
+        return self.tmp_dir / f"{entry_id}.eml"
+
     # -- blocking primitives (run them in a thread from async code) --------
 
     def add_sync(
@@ -260,12 +265,15 @@ class Spool:
         body_8bit: bool | None = None,
         now: float | None = None,
     ) -> Entry:
-        """Write an entry durably but short of its commit point (``queue/relay``'s phase one).
+        """Write an entry's files and fsync them, all in ``tmp/`` (``queue/relay``'s phase one).
 
-        ``queue/<id>.eml`` is in place and ``tmp/<id>.json`` fsync'd, but no
-        ``queue/<id>.json`` exists, so the worker does not see the entry and a
-        restart removes both (``open``): a crash before :meth:`commit_sync`
-        never delivers a message the client got no ``250`` for.
+        Nothing is in ``queue/`` yet: the worker does not see the entry, and a
+        restart (``open``) clears ``tmp/``, so a crash before
+        :meth:`commit_sync` never delivers a message the client got no ``250``
+        for. Keeping the prepared message out of ``queue/`` also means another
+        process's ``open`` cannot take it for a crashed write's orphan there:
+        it may only clear ``tmp/``, and then the commit fails (``451``)
+        instead of committing metadata without its message.
 
         Raises:
           OSError: Nothing of the entry is left.
@@ -286,17 +294,27 @@ class Spool:
             with source.open("rb") as src:
                 shutil.copyfileobj(src, f, 256 * 1024)
 
-        _write_durably(self.message_path(entry_id), self.tmp_dir / f"{entry_id}.eml", copy)
+        _write_synced(self._tmp_message_path(entry_id), copy)
         data = json.dumps(entry.to_json(), indent=1).encode("utf-8")
         try:
-            _write_synced(self.tmp_dir / f"{entry_id}.json", lambda f: f.write(data))
+            _write_synced(self._tmp_meta_path(entry_id), lambda f: f.write(data))
         except BaseException:
-            self.message_path(entry_id).unlink(missing_ok=True)
+            self._tmp_message_path(entry_id).unlink(missing_ok=True)
             raise
         return entry
 
     def commit_sync(self, entry_id: str) -> None:
-        """Rename a prepared entry's metadata into ``queue/`` and fsync: the commit point."""
+        """Move a prepared entry into ``queue/``: message, directory fsync, then the commit point.
+
+        The same order as :meth:`add_sync` always had: a crash can leave an
+        orphan message (removed at the next ``open``), never metadata without
+        its message.
+
+        Raises:
+          OSError: The entry may be half moved; :meth:`discard_sync` removes it.
+        """
+        self._tmp_message_path(entry_id).replace(self.message_path(entry_id))
+        fsync_dir(self.queue_dir)
         self._tmp_meta_path(entry_id).replace(self._meta_path(entry_id))
         fsync_dir(self.queue_dir)
 
@@ -307,7 +325,12 @@ class Spool:
         there (or whose directory is not) is already removed.
         """
         meta = self._meta_path(entry_id)
-        for path in (meta, self._tmp_meta_path(entry_id), self.message_path(entry_id)):
+        for path in (
+            meta,
+            self._tmp_meta_path(entry_id),
+            self.message_path(entry_id),
+            self._tmp_message_path(entry_id),
+        ):
             try:
                 path.unlink()
             except (FileNotFoundError, NotADirectoryError):
