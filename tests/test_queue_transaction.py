@@ -25,7 +25,7 @@ import trio
 
 from mailio_trio import Config, Server, session
 from mailio_trio.chain import Handler, Request, Response
-from mailio_trio.config import DnsConfig, Limits, MaildirConfig, RelayConfig
+from mailio_trio.config import ConfigError, DnsConfig, Limits, MaildirConfig, RelayConfig
 from mailio_trio.relay.spool import Spool
 from mailio_trio.testing import RawConnection, open_raw_connection
 from mailio_trio.testing_dns import DnsServer, Zone
@@ -269,8 +269,8 @@ async def test_client_gone_before_the_reply_leaves_no_copy_and_the_retry_deliver
         # Once the server has stopped, its session has finished with the message.
         with trio.fail_after(WAIT):
             await env.server.aclose()
-        assert "client closed the connection before the reply" in caplog.text
         env.assert_nothing_kept()
+        assert "client closed the connection before the reply" in caplog.text
         await env.start_again(nursery)
         await env.assert_retry_delivers_once()
 
@@ -367,3 +367,15 @@ def test_spool_entry_committed_survives_a_restart(tmp_path: Path) -> None:
     [found] = restarted.entries_sync()
     assert (found.id, [r.address for r in found.recipients]) == (entry.id, ["carol@remote.test"])
     assert restarted.message_path(entry.id).read_bytes() == BODY
+
+
+def test_rollback_timeout_is_configuration_with_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "mailio.toml"
+    path.write_text("[limits]\nrollback_timeout = 5\n")
+    assert Config.from_toml(path).limits.rollback_timeout == 5
+    assert Config().limits.rollback_timeout == 30.0
+    path.write_text("[limits]\nrollback_timeout = 0\n")
+    with pytest.raises(
+        ConfigError, match=r"^\S+mailio\.toml: limits\.rollback_timeout = 0: must be a number "
+    ):
+        Config.from_toml(path)
