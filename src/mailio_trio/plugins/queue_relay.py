@@ -7,11 +7,12 @@ the client's ``250``, so it promises a durable copy. A failure to store is
 ``451 4.3.0``: the client keeps the message and retries.
 
 Two phases (the ``queue`` chain answers as one transaction, see
-``mailio_trio._transaction``): the handler prepares the entry short of its
-commit point, invisible to the worker; the commit step renames its metadata
-into ``queue/`` once every queue handler accepted, and the worker is woken
-after that. If a later handler refuses, or the client goes away, the
-rollback step removes the entry — the worker never saw it.
+``mailio_trio._transaction``): the handler prepares the entry in the
+spool's ``tmp/``, invisible to the worker; the commit step renames it into
+``queue/`` (the metadata last: the commit point) once every queue handler
+accepted, and the worker is woken after that. If a later handler refuses,
+or the client goes away, the rollback step removes the entry — the worker
+never saw it.
 
 Registered by the server when ``relay.enabled`` is true, with its worker.
 """
