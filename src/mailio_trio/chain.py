@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import attrs
 
+from mailio_trio import _transaction
 from mailio_trio.protocol import Address, Command, MailFrom, RcptTo, Reply
 
 if TYPE_CHECKING:
@@ -319,6 +320,8 @@ class Request:
     # Request is built per command.
     _effects: list[Callable[[], None]] | None = None
     _after_reply: list[Callable[[], Awaitable[Reply | None]]] | None = None
+    _commit: list[Callable[[], Awaitable[None]]] | None = None
+    _rollback: list[Callable[[], Awaitable[None]]] | None = None
 
     @property
     def argument(self) -> str:
@@ -354,6 +357,64 @@ class Request:
             self._after_reply = [step]
         else:
             self._after_reply.append(step)
+
+    def on_commit(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Await ``step`` once every handler accepted, before the reply is sent.
+
+        For ``queue`` handlers that keep the message in two phases: prepare
+        durably where no reader looks, then make it visible here (maildir's
+        rename into ``new/``). Steps run in registration (chain) order, each
+        within ``limits.handler_timeout``; the first that raises or times out
+        rolls the whole transaction back and the client gets ``451 4.3.0``.
+        """
+        if self._commit is None:
+            self._commit = [step]
+        else:
+            self._commit.append(step)
+
+    def on_rollback(self, step: Callable[[], Awaitable[None]]) -> None:
+        """Await ``step`` if the transaction does not end in an accepting reply.
+
+        Runs when a later handler rejects, ends, raises or times out, when a
+        commit step fails, or when the session is cancelled or the client
+        closes the connection before the reply. Steps run newest first,
+        shielded from cancellation, each within ``limits.rollback_timeout``.
+        A step must undo whatever its handler left, committed or not: it may
+        run after its own commit step (a later one failed), or when the
+        preparation stopped halfway. Register it before preparing.
+        """
+        if self._rollback is None:
+            self._rollback = [step]
+        else:
+            self._rollback.append(step)
+
+    @property
+    def prepared(self) -> bool:
+        """Whether a handler registered commit or rollback steps that have not run."""
+        return self._commit is not None or self._rollback is not None
+
+    async def commit(self, reply: Reply) -> Reply:
+        """Run the commit steps (the session does, once the chain accepted).
+
+        Returns:
+          ``reply`` once every step succeeded (nothing is left to roll back);
+          ``451 4.3.0`` after a failed step, everything rolled back.
+
+        Raises:
+          ConnectionLost: The client closed the connection first; rolled back.
+        """
+        steps, self._commit = self._commit or (), None
+        reply = await _transaction.commit(self, steps, reply)
+        if reply is not _transaction.COMMIT_FAILED:
+            self._rollback = None  # committed: nothing may undo it now
+        return reply
+
+    async def roll_back(self) -> None:
+        """Run the rollback steps not yet run; nothing once committed (the session does)."""
+        if self._rollback is None:
+            return
+        steps, self._rollback, self._commit = self._rollback, None, None
+        await _transaction.roll_back(self, steps)
 
     def take_effects(self) -> Sequence[Callable[[], None]]:
         effects, self._effects = self._effects, None

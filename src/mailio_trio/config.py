@@ -111,6 +111,9 @@ class Limits:
     """Seconds from the last complete command line to the next (RFC 5321 §4.5.3.2.7 says 5 min)."""
     handler_timeout: float = attrs.field(default=30.0, validator=_positive)
     """Seconds one handler may take before the client gets ``451 4.3.0``."""
+    rollback_timeout: float = attrs.field(default=30.0, validator=_positive)
+    """Seconds each ``queue`` rollback step may take (shielded from cancellation) to remove
+    what a refused or abandoned message left prepared; see ``Request.on_rollback``."""
     data_timeout: float = attrs.field(default=600.0, validator=_positive)
     """Seconds for the whole DATA phase, so a drip-feeding client cannot hold a slot forever."""
     tls_handshake_timeout: float = attrs.field(default=30.0, validator=_positive)

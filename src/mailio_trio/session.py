@@ -674,6 +674,10 @@ class Session:
         if decision == Decision.REJECT:
             self.rejected[name] = reply.code
             return reply
+        # Queue handlers' second phase, before the reply goes out (see _transaction.py).
+        if req.prepared and not (reply := await req.commit(reply)).is_positive:
+            self.rejected[name] = reply.code
+            return reply
         for effect in req.take_effects():
             effect()
         self.accepted[name] = reply.code
@@ -688,6 +692,7 @@ class Session:
         try:
             return await self.decide("queue", req)
         finally:
+            await req.roll_back()  # unless committed: refused, raised, cancelled, client gone
             if not self.context.discard:
                 message.path.unlink(missing_ok=True)
             self.counters.messages += 1

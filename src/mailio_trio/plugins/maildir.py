@@ -7,11 +7,20 @@ gets a copy in its ``.Sent`` folder, in ``cur/`` with the ``S`` (seen) flag.
 Mailboxes are at ``maildir.root / maildir.path``, ``%d`` the domain and ``%n``
 the local part, both case-folded (see ``docs/maildir.md``).
 
-Durability (the rule behind ``250``): every copy is written to ``tmp/`` under
-a unique name, fsync'd, then renamed into ``new/`` (or ``cur/``) and the
-directory fsync'd — all before this handler accepts. Any failure removes what
-this message already put in place and answers ``451 4.3.0``, so a client that
-retries never leaves a half-written or duplicated message behind.
+Durability (the rule behind ``250``) in two phases, so the whole ``queue``
+chain answers as one transaction (see ``mailio_trio._transaction``): the
+handler *prepares* — every copy written to ``tmp/`` under a unique name and
+fsync'd, where no mail reader looks — and accepts; once every other handler
+accepted too, its *commit* step renames the copies into ``new/`` (or
+``cur/``) and fsyncs the directories, still before the client's ``250``. If
+a later handler refuses, raises or times out, or the client goes away, the
+*rollback* step removes the ``tmp/`` files (and renamed copies, should a
+later commit step fail). A failure to prepare or commit answers
+``451 4.3.0`` with nothing left in any ``new/`` or ``cur/``, so a client
+that retries never leaves a duplicated message behind, and a message the
+client was refused never reaches a mailbox. A crash before the commit leaves
+only ``tmp/`` files, which readers clean up (the Maildir specification has
+them delete ``tmp/`` files untouched for 36 hours; Dovecot does).
 
 Security: a local part or domain becomes a path component only after
 :func:`unsafe_reason` found nothing wrong with it (``rcpt/local`` refuses such
@@ -46,8 +55,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Mailbox",
+    "Pending",
+    "commit",
+    "discard",
     "expand",
     "local_mailbox",
+    "prepare",
     "register",
     "store",
     "unsafe_reason",
@@ -172,6 +185,14 @@ def known_mailboxes(config: Config) -> frozenset[Mailbox] | None:
 
 
 @attrs.frozen
+class Pending:
+    """One prepared copy: written and fsync'd at ``tmp``, to be renamed to ``dest``."""
+
+    tmp: Path
+    dest: Path
+
+
+@attrs.frozen
 class Placement:
     """One copy to write: into ``new/``, or when ``seen`` into ``cur/`` with ``:2,S``.
 
@@ -234,18 +255,19 @@ def _unique_name(hostname: str, size: int) -> str:
     )
 
 
-def store(source: Path, placements: Sequence[Placement], hostname: str) -> list[Path]:
-    """Copy ``source`` into each placement durably; all or nothing. Blocking.
+def prepare(
+    source: Path, placements: Sequence[Placement], hostname: str, pending: list[Pending]
+) -> None:
+    """Phase one: copy ``source`` into each placement's ``tmp/`` and fsync it. Blocking.
 
-    Returns:
-      The delivered files.
+    Nothing is visible to a mail reader yet. Each copy is appended to
+    ``pending`` as soon as its file exists, so a rollback registered before
+    this ran finds whatever it made, even if it stopped halfway.
 
     Raises:
-      OSError: Nothing of this message is left in any ``new/`` or ``cur/``.
+      OSError: What was made is removed again.
     """
     size = source.stat().st_size
-    pending: list[tuple[Path, Path]] = []
-    delivered: list[Path] = []
     try:
         for placement in placements:
             _ensure_maildir(placement.mailbox, subfolder=False)
@@ -256,22 +278,82 @@ def store(source: Path, placements: Sequence[Placement], hostname: str) -> list[
             tmp = folder / "tmp" / name
             dest = folder / "cur" / f"{name}:2,S" if placement.seen else folder / "new" / name
             with source.open("rb") as src, tmp.open("xb") as dst:
-                pending.append((tmp, dest))
+                pending.append(Pending(tmp, dest))
                 shutil.copyfileobj(src, dst, _COPY_BUFFER)
                 dst.flush()
                 os.fsync(dst.fileno())
-        for tmp, dest in pending:
-            os.rename(tmp, dest)
-            delivered.append(dest)
-        for directory in {dest.parent for dest in delivered}:
+    except BaseException:
+        discard(pending)
+        raise
+
+
+def commit(pending: Sequence[Pending]) -> list[Path]:
+    """Phase two: rename each prepared copy into ``new/`` (``cur/``), fsync the directories.
+
+    Blocking. The renames are the only step left once the data is on disk,
+    so a failure here is rare (a file where ``new/`` should be, a broken disk).
+
+    Returns:
+      The delivered files.
+
+    Raises:
+      OSError: Every copy, renamed or not, is removed again.
+    """
+    try:
+        for copy in pending:
+            os.rename(copy.tmp, copy.dest)
+        for directory in {copy.dest.parent for copy in pending}:
             fsync_dir(directory)
     except BaseException:
-        for path in delivered:
-            path.unlink(missing_ok=True)
-        for tmp, _ in pending:
-            tmp.unlink(missing_ok=True)
+        discard(pending)
         raise
-    return delivered
+    return [copy.dest for copy in pending]
+
+
+def discard(pending: Sequence[Pending]) -> None:
+    """Remove every copy in ``pending``, prepared or already renamed into place. Blocking.
+
+    Raises:
+      OSError: The first removal that failed for another reason than the file
+        not being there; the others were still tried.
+    """
+    first: OSError | None = None
+    removed_from: set[Path] = set()
+    for copy in pending:
+        for path in (copy.dest, copy.tmp):
+            try:
+                path.unlink()
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # never renamed, or no directory where new/ should be
+            except OSError as exc:
+                first = first or exc
+                continue
+            if path is copy.dest:
+                removed_from.add(path.parent)
+    # A removed delivered copy must stay removed after a crash, as a rename must stay done.
+    for directory in removed_from:
+        try:
+            fsync_dir(directory)
+        except OSError as exc:
+            first = first or exc
+    if first is not None:
+        raise first
+
+
+def store(source: Path, placements: Sequence[Placement], hostname: str) -> list[Path]:
+    """Copy ``source`` into each placement durably; all or nothing. Blocking.
+
+    Both phases at once, for callers outside a ``queue`` transaction.
+
+    Returns:
+      The delivered files.
+
+    Raises:
+      OSError: Nothing of this message is left in any ``new/`` or ``cur/``.
+    """
+    pending: list[Pending] = []
+    prepare(source, placements, hostname, pending)
+    return commit(pending)
 
 
 # --- the handler ---------------------------------------------------------------
@@ -328,15 +410,30 @@ async def deliver(req: Request, res: Response) -> None:
         res.reject(451, STORE_FAILED, "4.3.0")
         return
     if placements:
+        pending: list[Pending] = []
+        log = res.log
+
+        async def roll_back() -> None:
+            await trio.to_thread.run_sync(discard, pending)
+            if pending:
+                log.info("%s: %d maildir copies removed", message.id, len(pending))
+
+        async def make_visible() -> None:
+            files = await trio.to_thread.run_sync(commit, pending)
+            log.info("%s stored in %d maildir(s)", message.id, len(files))
+
+        # Registered before anything is written: a timeout or a later refusal
+        # finds every tmp/ file, however far the copying got.
+        req.on_rollback(roll_back)
         try:
-            files = await trio.to_thread.run_sync(
-                store, message.path, list(placements.values()), config.hostname
+            await trio.to_thread.run_sync(
+                prepare, message.path, list(placements.values()), config.hostname, pending
             )
         except OSError as exc:
             res.log.error("cannot store %s: %s", message.id, exc)
             res.reject(451, STORE_FAILED, "4.3.0")
             return
-        res.log.info("%s stored in %d maildir(s)", message.id, len(files))
+        req.on_commit(make_visible)
     res.accept()
 
 

@@ -3,8 +3,16 @@
 Every recipient outside our domains that is still in the envelope at
 ``queue`` time was allowed by ``rcpt/relay``; they go into one spool entry
 (message file + metadata, fsync'd, see ``mailio_trio.relay.spool``) before
-this handler accepts, so the client's ``250`` promises a durable copy. A
-failure to store is ``451 4.3.0``: the client keeps the message and retries.
+the client's ``250``, so it promises a durable copy. A failure to store is
+``451 4.3.0``: the client keeps the message and retries.
+
+Two phases (the ``queue`` chain answers as one transaction, see
+``mailio_trio._transaction``): the handler prepares the entry in the
+spool's ``tmp/``, invisible to the worker; the commit step renames it into
+``queue/`` (the metadata last: the commit point) once every queue handler
+accepted, and the worker is woken after that. If a later handler refuses,
+or the client goes away, the rollback step removes the entry — the worker
+never saw it.
 
 Registered by the server when ``relay.enabled`` is true, with its worker.
 """
@@ -32,8 +40,17 @@ def make_handler(worker: RelayWorker) -> Handler:
             res.accept()
             return
         sender = str(envelope.sender) if envelope.sender is not None else ""
+        prepared: list[str] = []
+        log = res.log
+
+        async def roll_back() -> None:
+            for entry_id in prepared:
+                await worker.spool.discard(entry_id)
+                log.info("spool entry %s removed: the message was not accepted", entry_id)
+
+        req.on_rollback(roll_back)  # before the thread starts: see maildir.deliver
         try:
-            entry = await worker.spool.add(
+            entry = await worker.spool.prepare(
                 message.path,
                 sender,
                 remote,
@@ -44,8 +61,15 @@ def make_handler(worker: RelayWorker) -> Handler:
             res.log.error("cannot spool message for relaying: %s", exc)
             res.reject(451, "Local error in processing, try again later", "4.3.0")
             return
-        res.log.info("spooled %s for %d remote recipient(s)", entry.id, len(remote))
-        worker.wake()
+        prepared.append(entry.id)
+
+        async def commit() -> None:
+            await worker.spool.commit(entry.id)
+            log.info("spooled %s for %d remote recipient(s)", entry.id, len(remote))
+
+        req.on_commit(commit)
+        # Woken only once every commit step succeeded (on_accept effects run after them).
+        req.on_accept(worker.wake)
         res.accept(250, f"OK: queued as {entry.id}", "2.0.0")
 
     return Handler(command="queue", name="relay", func=relay)

@@ -22,6 +22,15 @@ is ever lost; at most the in-flight group is sent twice.
 Removal is the reverse: the metadata goes first (the entry stops existing),
 then the message file.
 
+Two phases for ``queue/relay`` (the ``queue`` chain is one transaction, see
+``mailio_trio._transaction``): :meth:`Spool.prepare_sync` writes and fsyncs
+``tmp/<id>.eml`` and ``tmp/<id>.json``, and :meth:`Spool.commit_sync` renames
+them into ``queue/`` (message first, each rename's directory fsync'd) once
+every queue handler accepted, before the client's ``250``. A crash in
+between leaves only ``tmp/`` files, removed at the next load: the
+refused-or-unanswered message is never delivered, and the client, which got
+no ``250``, still has it.
+
 Blocking file work runs in a thread (``trio.to_thread.run_sync``).
 """
 
@@ -169,13 +178,22 @@ class Entry:
         )
 
 
-def _write_durably(path: Path, tmp: Path, write: Any) -> None:
-    """Write via ``tmp``: fsync the file, rename into place, fsync the directory."""
+def _write_synced(tmp: Path, write: Any) -> None:
+    """Write ``tmp`` and fsync it; removed again if that fails."""
     try:
         with tmp.open("wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_durably(path: Path, tmp: Path, write: Any) -> None:
+    """Write via ``tmp``: fsync the file, rename into place, fsync the directory."""
+    _write_synced(tmp, write)
+    try:
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -229,6 +247,16 @@ class Spool:
             raise KeyError(entry_id)
         return self.queue_dir / f"{entry_id}.json"
 
+    def _tmp_meta_path(self, entry_id: str) -> Path:
+        if not self.valid_id(entry_id):
+            raise KeyError(entry_id)
+        return self.tmp_dir / f"{entry_id}.json"
+
+    def _tmp_message_path(self, entry_id: str) -> Path:
+        if not self.valid_id(entry_id):
+            raise KeyError(entry_id)
+        return self.tmp_dir / f"{entry_id}.eml"
+
     # -- blocking primitives (run them in a thread from async code) --------
 
     def add_sync(
@@ -242,6 +270,39 @@ class Spool:
         now: float | None = None,
     ) -> Entry:
         """Copy ``source`` into the spool and commit an entry for ``recipients``."""
+        entry = self.prepare_sync(
+            source, sender, recipients, smtputf8=smtputf8, body_8bit=body_8bit, now=now
+        )
+        try:
+            self.commit_sync(entry.id)
+        except BaseException:
+            self.discard_sync(entry.id)
+            raise
+        return entry
+
+    def prepare_sync(
+        self,
+        source: Path,
+        sender: str,
+        recipients: list[str],
+        *,
+        smtputf8: bool = False,
+        body_8bit: bool | None = None,
+        now: float | None = None,
+    ) -> Entry:
+        """Write an entry's files and fsync them, all in ``tmp/`` (``queue/relay``'s phase one).
+
+        Nothing is in ``queue/`` yet: the worker does not see the entry, and a
+        restart (``open``) clears ``tmp/``, so a crash before
+        :meth:`commit_sync` never delivers a message the client got no ``250``
+        for. Keeping the prepared message out of ``queue/`` also means another
+        process's ``open`` cannot take it for a crashed write's orphan there:
+        it may only clear ``tmp/``, and then the commit fails (``451``)
+        instead of committing metadata without its message.
+
+        Raises:
+          OSError: Nothing of the entry is left.
+        """
         now = time.time() if now is None else now
         entry_id = f"{int(now):x}-{secrets.token_hex(6)}"
         entry = Entry(
@@ -258,9 +319,49 @@ class Spool:
             with source.open("rb") as src:
                 shutil.copyfileobj(src, f, 256 * 1024)
 
-        _write_durably(self.message_path(entry_id), self.tmp_dir / f"{entry_id}.eml", copy)
-        self.save_sync(entry)  # the commit point
+        _write_synced(self._tmp_message_path(entry_id), copy)
+        data = json.dumps(entry.to_json(), indent=1).encode("utf-8")
+        try:
+            _write_synced(self._tmp_meta_path(entry_id), lambda f: f.write(data))
+        except BaseException:
+            self._tmp_message_path(entry_id).unlink(missing_ok=True)
+            raise
         return entry
+
+    def commit_sync(self, entry_id: str) -> None:
+        """Move a prepared entry into ``queue/``: message, directory fsync, then the commit point.
+
+        The same order as :meth:`add_sync` always had: a crash can leave an
+        orphan message (removed at the next ``open``), never metadata without
+        its message.
+
+        Raises:
+          OSError: The entry may be half moved; :meth:`discard_sync` removes it.
+        """
+        self._tmp_message_path(entry_id).replace(self.message_path(entry_id))
+        fsync_dir(self.queue_dir)
+        self._tmp_meta_path(entry_id).replace(self._meta_path(entry_id))
+        fsync_dir(self.queue_dir)
+
+    def discard_sync(self, entry_id: str) -> None:
+        """Remove a prepared entry, or a committed one (a rollback after its commit).
+
+        The metadata goes first, as in :meth:`remove_sync`; a file that is not
+        there (or whose directory is not) is already removed.
+        """
+        meta = self._meta_path(entry_id)
+        for path in (
+            meta,
+            self._tmp_meta_path(entry_id),
+            self.message_path(entry_id),
+            self._tmp_message_path(entry_id),
+        ):
+            try:
+                path.unlink()
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if path is meta:
+                fsync_dir(self.queue_dir)  # the entry stays gone after a crash
 
     def save_sync(self, entry: Entry) -> None:
         data = json.dumps(entry.to_json(), indent=1).encode("utf-8")
@@ -305,6 +406,17 @@ class Spool:
         return await trio.to_thread.run_sync(
             lambda: self.add_sync(source, sender, recipients, **kw)
         )
+
+    async def prepare(self, source: Path, sender: str, recipients: list[str], **kw: Any) -> Entry:
+        return await trio.to_thread.run_sync(
+            lambda: self.prepare_sync(source, sender, recipients, **kw)
+        )
+
+    async def commit(self, entry_id: str) -> None:
+        await trio.to_thread.run_sync(self.commit_sync, entry_id)
+
+    async def discard(self, entry_id: str) -> None:
+        await trio.to_thread.run_sync(self.discard_sync, entry_id)
 
     async def save(self, entry: Entry) -> None:
         await trio.to_thread.run_sync(self.save_sync, entry)
