@@ -123,7 +123,7 @@ class Step(NamedTuple):
     config: Any
     """The handler's configuration (``Chain.plugins[key]``), or ``None``."""
     may_wait: bool
-    """False for :func:`never_waits` handlers: no ``handler_timeout`` scope is needed."""
+    """False for handlers marked ``never_waits``: no ``handler_timeout`` scope is needed."""
 
 
 def handler_decorator(
@@ -240,7 +240,7 @@ class Chain:
         return self._ordered.get(command, ())
 
     def plan(self, command: str) -> tuple[Step, ...]:
-        """What the session runs for ``command``: its handlers in order, as :class:`Step` s."""
+        """What the session runs for ``command``: its handlers in order, each with its config."""
         return self._plans.get(command, ())
 
     def plan_of(self, handlers: Iterable[Handler]) -> tuple[Step, ...]:
