@@ -29,6 +29,7 @@ import contextlib
 import datetime
 import os
 import platform
+import resource
 import signal
 import socket
 import statistics
@@ -45,6 +46,8 @@ import loadgen
 
 HERE = Path(__file__).parent
 TICK = os.sysconf("SC_CLK_TCK")
+GENERATOR = "loadgen"
+"""Who sends the non-pipelined workloads: ``loadgen`` or Postfix's ``smtp-source``."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,10 @@ def _server_command(name: str, port: int, mode: str = "discard", scratch: str = 
             "-l",
             f"127.0.0.1:{port}",
         ]
+    if name == "smtp-sink":
+        # Postfix's C sink: the fastest real SMTP receiver at hand (-u: drop to that user).
+        sink = _postfix_tool("smtp-sink")
+        return [sink, "-u", "nobody", f"127.0.0.1:{port}", "1000"]
     if name == "probe":
         return [py, str(HERE / "serve_probe.py"), str(port)]
     if name == "mailio-base":
@@ -96,7 +103,57 @@ def _server_command(name: str, port: int, mode: str = "discard", scratch: str = 
     if name.startswith("mailio"):
         workers = name.partition("-w")[2] or "1"
         return [py, str(HERE / "serve_mailio.py"), str(port), workers, *extra]
-    raise SystemExit(f"unknown server {name!r}: mailio, mailio-wN, mailio-base, probe, aiosmtpd")
+    raise SystemExit(
+        f"unknown server {name!r}: mailio, mailio-wN, mailio-base, probe, smtp-sink, aiosmtpd"
+    )
+
+
+POSTFIX_ROOT = os.environ.get("MAILIO_BENCH_POSTFIX", str(HERE / ".postfix"))
+
+
+def _postfix_tool(name: str) -> str:
+    """A program from Debian's postfix package, unpacked under POSTFIX_ROOT (no daemon runs).
+
+    ``bench/get_postfix.sh`` unpacks it: ``apt-get download postfix`` and ``dpkg -x``.
+    """
+    path = Path(POSTFIX_ROOT) / "usr" / "sbin" / name
+    if not path.exists():
+        raise SystemExit(f"{path} is missing: run bench/get_postfix.sh first (needs apt-get)")
+    return str(path)
+
+
+def _postfix_env() -> dict[str, str]:
+    return {**os.environ, "LD_LIBRARY_PATH": str(Path(POSTFIX_ROOT) / "usr" / "lib" / "postfix")}
+
+
+def _smtp_source(port: int, workload: Workload) -> loadgen.Result:
+    """Run Postfix's smtp-source (HELO, no pipelining): W1 reconnects per message, else -d."""
+    command = [
+        _postfix_tool("smtp-source"),
+        "-s", str(workload.sessions),
+        "-l", str(workload.size),
+        "-m", str(workload.messages),
+        "-f", "bench@example.org",
+        "-t", "sink@example.net",
+    ]  # fmt: skip
+    if workload.per_connection > 1:
+        command.append("-d")  # keep each session for its share of the messages
+    command.append(f"127.0.0.1:{port}")
+    usage0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    done = subprocess.run(command, env=_postfix_env(), capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    usage1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (usage1.ru_utime - usage0.ru_utime) + (usage1.ru_stime - usage0.ru_stime)
+    # smtp-source stops at the first negative reply and says why on stderr.
+    failed = done.returncode != 0 or "fatal" in done.stderr or "error" in done.stderr
+    return loadgen.Result(
+        messages=0 if failed else workload.messages,
+        errors=int(failed),
+        seconds=seconds,
+        cpu=cpu,
+        first_error=done.stderr.strip()[:300],
+    )
 
 
 def _free_port() -> int:
@@ -183,14 +240,17 @@ def measure(server: str, workload: Workload, port: int, pids: list[int]) -> dict
     rss0 = _status_kib(pids, "VmRSS")
     _reset_peak(pids)
     cpu0 = _cpu(pids)
-    r = loadgen.run(
-        port,
-        sessions=workload.sessions,
-        messages=workload.messages,
-        per_connection=workload.per_connection,
-        size=workload.size,
-        pipelining=workload.pipelining,
-    )
+    if GENERATOR == "smtp-source" and not workload.pipelining:
+        r = _smtp_source(port, workload)
+    else:
+        r = loadgen.run(
+            port,
+            sessions=workload.sessions,
+            messages=workload.messages,
+            per_connection=workload.per_connection,
+            size=workload.size,
+            pipelining=workload.pipelining,
+        )
     cpu = _cpu(pids) - cpu0
     if r.errors or r.messages != workload.messages:
         raise SystemExit(
@@ -222,6 +282,8 @@ def _run_mode(
 ) -> dict[str, dict[str, float]]:
     port = _free_port()
     env = None
+    if server == "smtp-sink":
+        env = _postfix_env()
     if server == "mailio-base":
         if not base_src:
             raise SystemExit("mailio-base needs --base-src DIR (an older checkout's src/)")
@@ -263,7 +325,16 @@ def main() -> None:
         metavar="DIR",
         help="src/ of an older checkout, run as server mailio-base (before/after in one run)",
     )
+    parser.add_argument(
+        "--generator",
+        choices=["loadgen", "smtp-source"],
+        default="loadgen",
+        help="who sends (pipelined workloads always use loadgen); smtp-source: Postfix's, "
+        "see bench/get_postfix.sh",
+    )
     args = parser.parse_args()
+    global GENERATOR
+    GENERATOR = args.generator
     workloads = [WORKLOADS[w] for w in args.workloads.split(",")]
     servers = args.servers.split(",")
     baseline = servers[-1]
@@ -273,7 +344,8 @@ def main() -> None:
     print(
         f"# {datetime.datetime.now().isoformat(timespec='seconds')} {platform.node()} "
         f"{platform.processor() or platform.machine()} cpus={os.cpu_count()} "
-        f"python {platform.python_version()} load={os.getloadavg()[0]:.2f}",
+        f"python {platform.python_version()} load={os.getloadavg()[0]:.2f} "
+        f"generator={GENERATOR}",
         flush=True,
     )
     for rnd in range(args.rounds):
