@@ -7,11 +7,16 @@ a drip-feeding client over a socket would need real seconds.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import trio
 import trio.testing
 
 from mailio_trio import Config, Limits, Server
 from mailio_trio.session import ClientInfo, Session
+
+if TYPE_CHECKING:
+    from mailio_trio.chain import Request, Response
 
 
 class CountingStream(trio.abc.Stream):
@@ -123,3 +128,38 @@ async def test_data_timeout_bounds_the_whole_body(autojump_clock: trio.abc.Clock
         nursery.cancel_scope.cancel()
     assert received.startswith(b"421 4.4.2 ")
     assert 30 <= elapsed < 31
+
+
+async def test_data_timeout_ends_with_the_body(autojump_clock: trio.abc.Clock) -> None:
+    """The DATA deadline rides on the session's idle scope; it must not outlive the body.
+
+    A queue handler slower than data_timeout (within handler_timeout) and a
+    client idle for longer than data_timeout after the message (within
+    idle_timeout) are both fine.
+    """
+    config = Config(
+        hostname="mx.test", limits=Limits(idle_timeout=100, data_timeout=5, handler_timeout=50)
+    )
+    session, client, _ = make_session(config)
+
+    @session.handler("queue", "slow")
+    async def slow(req: Request, res: Response) -> None:
+        await trio.sleep(20)
+        res.accept()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(session.run)
+        await read_until(client, b"\r\n")
+        await client.send_all(
+            b"EHLO c.test\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
+        )
+        await read_until(client, b"354 ")
+        await client.send_all(b"Subject: x\r\n\r\nbody\r\n.\r\n")
+        queued = await read_until(client, b"\r\n")
+        await trio.sleep(30)  # idle after the message, past data_timeout
+        await client.send_all(b"NOOP\r\n")
+        noop = await read_until(client, b"\r\n")
+        await client.send_all(b"QUIT\r\n")
+        await read_until(client, b"221")
+    assert queued.startswith(b"250 2.0.0 OK: queued")
+    assert noop.startswith(b"250 ")

@@ -90,6 +90,7 @@ _FAST_IO_BUDGET = 16
 INTERNAL_ERROR = Reply(451, "Local error in processing, try again later", "4.3.0")
 SHUTTING_DOWN = Reply(421, "Service shutting down, closing connection", "4.3.2")
 LINE_TOO_LONG = Reply(500, "Line too long", "5.5.6")
+DATA_TIMEOUT = Reply(421, "DATA timeout, closing connection", "4.4.2")
 NOT_IMPLEMENTED = Reply(502, "Command not implemented", "5.5.1")
 # The unrecognized/core handler's farewell, for lines that never parse as a command.
 TOO_MANY_UNRECOGNIZED = Reply(421, "Too many unrecognized commands, closing connection", "4.7.0")
@@ -136,6 +137,7 @@ class Session:
     _fd: int = attrs.field(default=-1, init=False)
     """The socket's fd while the fast plain-socket path is in use, else -1."""
     _budget: int = attrs.field(default=_FAST_IO_BUDGET, init=False)
+    _data_timed_out: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         self.log = SessionLog(logger, self)
@@ -446,31 +448,41 @@ class Session:
             line_limit=limits.text_line_length,
             bare_line_endings=limits.bare_line_endings,
         )
+        idle = self._idle_scope
+        if idle is None:
+            raise RuntimeError("receive_message runs inside the session's command loop")
         spool = NullSpool() if self.context.discard else Spool(self.config.spool_dir)
         self.in_data = True
+        # limits.data_timeout bounds the whole body. It rides on the session's idle
+        # scope rather than a cancel scope of its own (a scope per message is a
+        # tenth of a small message's CPU): the deadline replaces any left from the
+        # last command wait, "not armed" keeps _disarm_idle from lifting it at the
+        # fast path's checkpoints, and when it fires _serve answers 421 4.4.2.
+        deadline = trio.current_time() + limits.data_timeout
+        idle.deadline, self._idle_armed = deadline, False
         try:
             header = b"" if self.context.discard else self.received_header()
             spool.write(header)
             chunk = self._splitter.take_buffered()
-            with trio.move_on_after(limits.data_timeout) as scope:
-                while True:
-                    if chunk and (body := reader.feed(chunk)):
-                        spool.write(body)
-                    if reader.done:
-                        break
-                    chunk = await self._receive(limits.data_read_size)
-            if scope.cancelled_caught:
-                raise Close(Reply(421, "DATA timeout, closing connection", "4.4.2"))
+            while True:
+                if chunk and (body := reader.feed(chunk)):
+                    spool.write(body)
+                if reader.done:
+                    break
+                chunk = await self._receive(limits.data_read_size)
             self._splitter.feed(reader.take_trailing())
             problem = data_problem(reader, limits.bare_line_endings, limits.text_line_length)
             if problem is not None:
                 raise ClientProtocolError(problem)
             spool.close()
-        except BaseException:
+        except BaseException as exc:
             spool.discard()
+            if isinstance(exc, trio.Cancelled) and trio.current_time() >= deadline:
+                self._data_timed_out = True
             raise
         finally:
             self.in_data = False
+            idle.deadline = math.inf
         return Message(
             id=f"{self.id}.{self.transaction}",
             path=spool.path,
@@ -578,9 +590,9 @@ class Session:
             raise Close(reply)
         self.queue_reply(reply)
         # The idle scope's deadline is infinite (or, between commands, that of
-        # the last wait: see _disarm_idle) except while waiting for a command,
-        # and only that wait is ever cancelled (idle timer, shutdown): leaving
-        # this block means one of those happened.
+        # the last wait: see _disarm_idle) except while waiting for a command or
+        # reading a DATA body, and only those are ever cancelled (idle timer,
+        # shutdown, DATA timeout): leaving this block means one of those happened.
         with trio.CancelScope() as self._idle_scope:
             while True:
                 line = await self._next_command_line(self._idle_scope)
@@ -592,6 +604,8 @@ class Session:
                     continue
                 await self.handle_line(line)
         self._idle_scope, self._idle_armed = None, False
+        if self._data_timed_out:
+            raise Close(DATA_TIMEOUT)
         if self.context.shutting_down:
             raise Close(SHUTTING_DOWN)
         await self.run_event("timeout")
