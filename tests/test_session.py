@@ -7,13 +7,15 @@ a drip-feeding client over a socket would need real seconds.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
+import pytest
 import trio
 import trio.testing
 
 from mailio_trio import Config, Limits, Server
-from mailio_trio.session import ClientInfo, Session
+from mailio_trio.session import ClientInfo, Session, _session_ids
 
 if TYPE_CHECKING:
     from mailio_trio.chain import Request, Response
@@ -163,3 +165,24 @@ async def test_data_timeout_ends_with_the_body(autojump_clock: trio.abc.Clock) -
         await read_until(client, b"221")
     assert queued.startswith(b"250 2.0.0 OK: queued")
     assert noop.startswith(b"250 ")
+
+
+# Python 3.12+ warns about fork() with threads alive (earlier tests' thread cache);
+# the child here only writes to a pipe and exits.
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+def test_session_ids_differ_across_forked_workers() -> None:
+    # --workers forks children; ids counted from one start would repeat in each.
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id, then out without running pytest's teardown
+        os.write(write_end, _session_ids.next().encode())
+        os._exit(0)
+    os.close(write_end)
+    try:
+        child_id = os.read(read_end, 64).decode()
+    finally:
+        os.close(read_end)
+        os.waitpid(pid, 0)
+    parent_id = _session_ids.next()
+    assert len(child_id) == len(parent_id) == 12
+    assert child_id != parent_id

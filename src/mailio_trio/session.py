@@ -14,6 +14,7 @@ dripping one byte a second is cut off like a silent one.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -96,6 +97,28 @@ NOT_IMPLEMENTED = Reply(502, "Command not implemented", "5.5.1")
 TOO_MANY_UNRECOGNIZED = Reply(421, "Too many unrecognized commands, closing connection", "4.7.0")
 
 
+class _SessionIds:
+    """Session ids: 12 hex digits, unique per process and across forked workers.
+
+    A random 48-bit start per process, counted up: ``secrets.token_hex`` per
+    connection was a system call each. The ids name sessions in logs, trace
+    lines and queue ids; they are not secrets.
+    """
+
+    def __init__(self) -> None:
+        self._reseed()
+        os.register_at_fork(after_in_child=self._reseed)
+
+    def _reseed(self) -> None:
+        self._counter = itertools.count(int.from_bytes(secrets.token_bytes(6)))
+
+    def next(self) -> str:
+        return f"{next(self._counter) & 0xFFFF_FFFF_FFFF:012x}"
+
+
+_session_ids = _SessionIds()
+
+
 @attrs.define(eq=False)
 class Session:
     """One client connection and its SMTP state.
@@ -109,7 +132,7 @@ class Session:
     context: ServerContext
     stream: trio.abc.Stream
     client: ClientInfo
-    id: str = attrs.field(factory=lambda: secrets.token_hex(6))
+    id: str = attrs.field(factory=lambda: _session_ids.next())
     transaction: int = 0
     envelope: Envelope = attrs.field(factory=Envelope)
     esmtp: bool = False
@@ -122,7 +145,7 @@ class Session:
     data: dict[str, Any] = attrs.field(factory=dict)
     values: dict[str, Any] = attrs.field(factory=dict)
     """What handlers stored with ``res.set``, by ``"command/name"``."""
-    log: SessionLog = attrs.field(init=False)
+    _log: SessionLog | None = attrs.field(default=None, init=False)
     _splitter: LineSplitter = attrs.field(init=False)
     _outbox: list[bytes] = attrs.field(factory=list, init=False)
     _own: dict[str, list[Handler]] = attrs.field(factory=dict, init=False)
@@ -140,10 +163,16 @@ class Session:
     _data_timed_out: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
-        self.log = SessionLog(logger, self)
         self._splitter = LineSplitter(self.context.config.limits.command_line_length)
         if FAST_SOCKET_IO and type(self.stream) is trio.SocketStream:
             self._fd = self.stream.socket.fileno()
+
+    @property
+    def log(self) -> SessionLog:
+        """This session's logger: lines carry ``[session.transaction]`` (made on first use)."""
+        if self._log is None:
+            self._log = SessionLog(logger, self)
+        return self._log
 
     @property
     def config(self) -> Config:
@@ -217,15 +246,17 @@ class Session:
 
     def queue_reply(self, reply: Reply) -> None:
         data = reply.to_bytes(enhanced=self.context.config.enhanced_status_codes)
-        transcript.debug("[%s] S: %r", self.id, data)
+        if transcript.isEnabledFor(logging.DEBUG):
+            transcript.debug("[%s] S: %r", self.id, data)
         self._outbox.append(data)
 
-    async def flush(self, patience: float | None = None) -> None:
+    async def flush(self, patience: float | None = None, *, last: bool = False) -> None:
         """Send every queued reply in one write.
 
         Args:
           patience: Seconds a client that stops reading may hold us up; the
             default is ``limits.idle_timeout``.
+          last: Nothing is read after this write (the session ends).
         """
         if not self._outbox:
             return
@@ -240,6 +271,8 @@ class Session:
                 # The same exception trio's send_all raises for a broken socket.
                 raise trio.BrokenResourceError(str(exc)) from exc
             if sent == len(data):
+                if last:
+                    return
                 # Let the other sessions run before reading on: a client that waits
                 # for this reply needs a moment to send its next command, and with
                 # it already in the kernel the next read succeeds at once instead
@@ -482,7 +515,9 @@ class Session:
             raise
         finally:
             self.in_data = False
-            idle.deadline = math.inf
+            # Left in place like a command wait's (see _disarm_idle): whatever
+            # yields next lifts it first, and the next command wait replaces it.
+            self._idle_armed = True
         return Message(
             id=f"{self.id}.{self.transaction}",
             path=spool.path,
@@ -579,7 +614,7 @@ class Session:
         # timeout is flush's own, so the usual case (one write) needs no scope.
         lost = (ConnectionLost, trio.BrokenResourceError, trio.ClosedResourceError)
         with contextlib.suppress(*lost):
-            await self.flush(patience=1)
+            await self.flush(patience=1, last=True)
 
     async def _serve(self) -> None:
         for callback in self.context.on_session:
@@ -689,9 +724,11 @@ class Session:
             self.rejected[name] = reply.code
             return reply
         # Queue handlers' second phase, before the reply goes out (see _transaction.py).
-        if req.prepared and not (reply := await req.commit(reply)).is_positive:
-            self.rejected[name] = reply.code
-            return reply
+        if req.prepared:
+            self._disarm_idle()  # commit steps wait (threads, fsync)
+            if not (reply := await req.commit(reply)).is_positive:
+                self.rejected[name] = reply.code
+                return reply
         for effect in req.take_effects():
             effect()
         self.accepted[name] = reply.code

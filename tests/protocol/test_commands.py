@@ -446,6 +446,19 @@ def test_shortcut_keeps_the_length_limits(argument: str, accepted: bool) -> None
 # --- HELO / EHLO ---------------------------------------------------------------
 
 
+@given(
+    name=st.text(alphabet=st.sampled_from("aZ09-_.[]:@ é"), max_size=30)
+    | st.lists(
+        st.text(alphabet=st.sampled_from("aZ09-_"), min_size=0, max_size=70), max_size=5
+    ).map(".".join)
+)
+def test_everyday_helo_shortcut_agrees_with_the_general_check(name: str) -> None:
+    # parse_helo_name takes a one-regex shortcut for plain hostnames; whatever
+    # it accepts, the general check accepts too.
+    if len(name) <= 255 and commands._SIMPLE_HELO.match(name):
+        assert commands._general_helo_name(name, strict=True) == name
+
+
 @pytest.mark.parametrize(
     "name",
     [
