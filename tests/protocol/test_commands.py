@@ -58,6 +58,13 @@ def test_parse_command(line: bytes, command: Command) -> None:
     assert parse_command(line) == command
 
 
+@pytest.mark.parametrize("line", sorted(commands._BARE_COMMANDS))
+def test_bare_command_shortcut_agrees_with_the_parser(line: bytes) -> None:
+    # A trailing space takes the general path; the shared Command must equal its result.
+    assert parse_command(line) == parse_command(line + b" ")
+    assert parse_command(line).argument == ""
+
+
 @pytest.mark.parametrize("verb", list(Verb))
 def test_every_verb_is_recognised(verb: Verb) -> None:
     assert verb.value == verb.name.lower()

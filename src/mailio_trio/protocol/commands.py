@@ -85,6 +85,15 @@ _UTF8_REPLY = Reply(501, "Syntax error: command is not valid UTF-8", "5.5.2")
 _EMPTY_REPLY = Reply(500, "Syntax error: empty command", "5.5.2")
 
 
+# Argument-less command lines as clients send them, parsed once: a Command is
+# immutable, so DATA, QUIT, RSET and NOOP can share one each.
+_BARE_COMMANDS = {
+    spelling: Command(verb=verb, name=verb.value, argument="")
+    for verb in (Verb.DATA, Verb.QUIT, Verb.RSET, Verb.NOOP, Verb.STARTTLS)
+    for spelling in (verb.value.upper().encode(), verb.value.encode())
+}
+
+
 def parse_command(line: bytes) -> Command:
     """Split a command line (without its terminator) into verb and argument.
 
@@ -101,6 +110,8 @@ def parse_command(line: bytes) -> Command:
       >>> parse_command(b"MAIL FROM:<a@b.example>")
       Command(verb=<Verb.MAIL: 'mail'>, name='mail', argument='FROM:<a@b.example>')
     """
+    if (bare := _BARE_COMMANDS.get(line)) is not None:
+        return bare
     if _CONTROL.search(line):
         raise ClientProtocolError(_CONTROL_REPLY)
     try:
