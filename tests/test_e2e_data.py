@@ -10,6 +10,8 @@ from mailio_trio import Config, Limits
 from mailio_trio.testing import RawConnection, RunningServer, start_capturing_server
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import trio
 
 
@@ -99,3 +101,30 @@ async def test_small_data_reads_keep_framing_across_chunks(nursery: trio.Nursery
     body = captured.raw.split(b"\r\n\r\n", 1)[1]
     expected = b"".join(b".dot %d\r\nplain %d\r\n.\r\n\r\n" % (n, n) for n in range(3000))
     assert body == expected
+
+
+def spooled_octets(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.iterdir())
+
+
+async def test_doomed_body_is_not_spooled(nursery: trio.Nursery, tmp_path: Path) -> None:
+    """After an over-long line the message will be refused: the rest is read, not stored.
+
+    Before, the body went on filling the spool file up to message_size (64 MiB
+    here) only to be thrown away at the terminator.
+    """
+    config = Config(hostname="mx.test", spool_dir=tmp_path, limits=Limits(message_size=64 << 20))
+    running = await start_capturing_server(nursery, config)
+    async with running.open_raw() as conn:
+        await open_data(conn)
+        await conn.send(b"Subject: x\r\n\r\n" + b"y" * 2000 + b"\r\n")
+        block = (b"z" * 70 + b"\r\n") * 14_000  # ~1 MiB
+        for _ in range(24):
+            await conn.send(block)
+        # The server has read all but what the two socket buffers hold (a few MiB).
+        assert spooled_octets(tmp_path) < 4 << 20
+        reply = await conn.command(b".")
+        assert (reply.code, reply.enhanced) == (550, "5.6.0")
+        assert (await conn.command("NOOP")).code == 250
+    assert spooled_octets(tmp_path) == 0
+    assert len(running.outbox) == 0

@@ -498,7 +498,13 @@ class Session:
             spool.write(header)
             chunk = self._splitter.take_buffered()
             while True:
-                if chunk and (body := reader.feed(chunk)):
+                # Once a line was too long (or, under "reject", ended bare) the
+                # message will be refused: read on to its end, store no more.
+                if (
+                    chunk
+                    and (body := reader.feed(chunk))
+                    and not (reader.line_too_long or reader.bare_line_ending_seen)
+                ):
                     spool.write(body)
                 if reader.done:
                     break
