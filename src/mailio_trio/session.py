@@ -14,11 +14,8 @@ dripping one byte a second is cut off like a silent one.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
-import math
 import os
-import secrets
 import ssl
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -28,6 +25,7 @@ import attrs
 import trio
 
 from mailio_trio._ratelog import AbuseKind
+from mailio_trio._session_io import LINE_TOO_LONG, Connection
 from mailio_trio._session_parts import (
     ClientInfo,
     Close,
@@ -58,7 +56,6 @@ from mailio_trio.protocol import (
     Command,
     DataReader,
     LineSplitter,
-    Need,
     OverlongLine,
     Reply,
     Verb,
@@ -68,15 +65,12 @@ from mailio_trio.protocol import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from mailio_trio.config import Config
 
 __all__ = ["ClientInfo", "ConnectionLost", "Counters", "ServerContext", "Session", "TLSInfo"]
 
 logger = logging.getLogger("mailio_trio.session")
 transcript = logging.getLogger("mailio_trio.transcript")
 
-# Large reads let the DATA reader work in bulk; the kernel hands over what it has.
-RECEIVE_SIZE = 64 * 1024
 
 # Plain TCP sessions read and write their socket directly (os.read/os.write on
 # the non-blocking fd) and wait for readiness only when the kernel has nothing:
@@ -84,43 +78,17 @@ RECEIVE_SIZE = 64 * 1024
 # most of a small command's CPU. TLS sessions keep trio.SSLStream. Tests run the
 # end-to-end suites both ways by turning this off (tests/conftest.py).
 FAST_SOCKET_IO = os.name == "posix"
-# Immediate reads/writes a session may do in a row before yielding to the
-# scheduler, so one client pipelining without pause cannot starve the others.
-_FAST_IO_BUDGET = 16
 
 INTERNAL_ERROR = Reply(451, "Local error in processing, try again later", "4.3.0")
 SHUTTING_DOWN = Reply(421, "Service shutting down, closing connection", "4.3.2")
-LINE_TOO_LONG = Reply(500, "Line too long", "5.5.6")
 DATA_TIMEOUT = Reply(421, "DATA timeout, closing connection", "4.4.2")
 NOT_IMPLEMENTED = Reply(502, "Command not implemented", "5.5.1")
 # The unrecognized/core handler's farewell, for lines that never parse as a command.
 TOO_MANY_UNRECOGNIZED = Reply(421, "Too many unrecognized commands, closing connection", "4.7.0")
 
 
-class _SessionIds:
-    """Session ids: 12 hex digits, unique per process and across forked workers.
-
-    A random 48-bit start per process, counted up: ``secrets.token_hex`` per
-    connection was a system call each. The ids name sessions in logs, trace
-    lines and queue ids; they are not secrets.
-    """
-
-    def __init__(self) -> None:
-        self._reseed()
-        os.register_at_fork(after_in_child=self._reseed)
-
-    def _reseed(self) -> None:
-        self._counter = itertools.count(int.from_bytes(secrets.token_bytes(6)))
-
-    def next(self) -> str:
-        return f"{next(self._counter) & 0xFFFF_FFFF_FFFF:012x}"
-
-
-_session_ids = _SessionIds()
-
-
 @attrs.define(eq=False)
-class Session:
+class Session(Connection):
     """One client connection and its SMTP state.
 
     Attributes users read: ``id``, ``transaction`` (messages accepted so far),
@@ -129,10 +97,6 @@ class Session:
     dict that is the user's own.
     """
 
-    context: ServerContext
-    stream: trio.abc.Stream
-    client: ClientInfo
-    id: str = attrs.field(factory=lambda: _session_ids.next())
     transaction: int = 0
     envelope: Envelope = attrs.field(factory=Envelope)
     esmtp: bool = False
@@ -146,20 +110,11 @@ class Session:
     values: dict[str, Any] = attrs.field(factory=dict)
     """What handlers stored with ``res.set``, by ``"command/name"``."""
     _log: SessionLog | None = attrs.field(default=None, init=False)
-    _splitter: LineSplitter = attrs.field(init=False)
-    _outbox: list[bytes] = attrs.field(factory=list, init=False)
     _own: dict[str, list[Handler]] = attrs.field(factory=dict, init=False)
     _ordered: dict[str, tuple[Handler, ...]] = attrs.field(factory=dict, init=False)
     _plans: dict[str, tuple[Step, ...]] | None = attrs.field(default=None, init=False)
     """Plans of commands with per-session handlers; None while there are none."""
-    _idle_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
-    _waiting_for_command: bool = attrs.field(default=False, init=False)
-    _idle_armed: bool = attrs.field(default=False, init=False)
-    """The idle scope still has the last command wait's deadline (see ``_disarm_idle``)."""
     in_data: bool = attrs.field(default=False, init=False)
-    _fd: int = attrs.field(default=-1, init=False)
-    """The socket's fd while the fast plain-socket path is in use, else -1."""
-    _budget: int = attrs.field(default=_FAST_IO_BUDGET, init=False)
     _data_timed_out: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -168,15 +123,11 @@ class Session:
             self._fd = self.stream.socket.fileno()
 
     @property
-    def log(self) -> SessionLog:
-        """This session's logger: lines carry ``[session.transaction]`` (made on first use)."""
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """The session's logger; its lines carry ``[session.transaction]`` (made on first use)."""
         if self._log is None:
             self._log = SessionLog(logger, self)
         return self._log
-
-    @property
-    def config(self) -> Config:
-        return self.context.config
 
     def handler_log(self, handler: Handler) -> logging.LoggerAdapter[logging.Logger]:
         """A logger whose lines carry this session and ``handler`` (``res.log``)."""
@@ -241,229 +192,6 @@ class Session:
         self.esmtp = False
         self.user = None
         self.values.clear()
-
-    # -- output --------------------------------------------------------------
-
-    def queue_reply(self, reply: Reply) -> None:
-        data = reply.to_bytes(enhanced=self.context.config.enhanced_status_codes)
-        if transcript.isEnabledFor(logging.DEBUG):
-            transcript.debug("[%s] S: %r", self.id, data)
-        self._outbox.append(data)
-
-    async def flush(self, patience: float | None = None, *, last: bool = False) -> None:
-        """Send every queued reply in one write.
-
-        Args:
-          patience: Seconds a client that stops reading may hold us up; the
-            default is ``limits.idle_timeout``.
-          last: Nothing is read after this write (the session ends).
-        """
-        if not self._outbox:
-            return
-        data = b"".join(self._outbox) if len(self._outbox) > 1 else self._outbox[0]
-        self._outbox.clear()
-        if self._fd >= 0:
-            try:
-                sent = os.write(self._fd, data)
-            except BlockingIOError:
-                sent = 0
-            except OSError as exc:
-                # The same exception trio's send_all raises for a broken socket.
-                raise trio.BrokenResourceError(str(exc)) from exc
-            if sent == len(data):
-                if last:
-                    return
-                # Let the other sessions run before reading on: a client that waits
-                # for this reply needs a moment to send its next command, and with
-                # it already in the kernel the next read succeeds at once instead
-                # of failing and registering the socket with epoll. Shielded, so a
-                # stale idle deadline cannot act here (see _disarm_idle).
-                self._budget = _FAST_IO_BUDGET
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return
-            data = data[sent:]
-        self._disarm_idle()
-        # A client that stops reading must not hold this task forever.
-        if patience is None:
-            patience = self.config.limits.idle_timeout
-        with trio.move_on_after(patience) as scope:
-            if self._fd >= 0:
-                await self._write_slowly(data)
-            else:
-                await self.stream.send_all(data)
-        if scope.cancelled_caught:
-            raise ConnectionLost("client stopped reading replies")
-
-    async def _write_slowly(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            await trio.lowlevel.wait_writable(self._fd)
-            try:
-                sent = os.write(self._fd, view)
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise trio.BrokenResourceError(str(exc)) from exc
-            view = view[sent:]
-
-    async def _spend_budget(self) -> None:
-        """Yield to the scheduler after a run of operations that never had to wait."""
-        self._budget -= 1
-        if self._budget <= 0:
-            self._budget = _FAST_IO_BUDGET
-            self._disarm_idle()
-            await trio.lowlevel.checkpoint()
-
-    def _disarm_idle(self) -> None:
-        """Turn the idle timer off; called before anything that may yield outside a command wait.
-
-        After a command wait the idle scope keeps that wait's deadline instead
-        of being reset at once (a deadline change costs two heap operations and
-        a context manager in Trio, twice per command). That is safe because a
-        deadline only takes effect when the task yields to the scheduler:
-        everything that may yield between two command waits — a handler that
-        may wait, an after-reply step, a slow write, the fast path's periodic
-        checkpoint — calls this first, so nothing but a command wait can ever
-        be cut short by the idle timer.
-        """
-        if self._idle_armed:
-            self._idle_armed = False
-            if self._idle_scope is not None:
-                self._idle_scope.deadline = math.inf
-
-    async def send_now(self, reply: Reply | str) -> None:
-        """Send an intermediate reply immediately (``res.write``)."""
-        if isinstance(reply, str):
-            if "\r" in reply or "\n" in reply:
-                raise ValueError("write() takes one line without CR or LF")
-            transcript.debug("[%s] S: %r", self.id, reply)
-            self._outbox.append(reply.encode("utf-8") + b"\r\n")
-        else:
-            self.queue_reply(reply)
-        await self.flush()
-
-    # -- input ---------------------------------------------------------------
-
-    def _receive_nowait(self, size: int = RECEIVE_SIZE) -> bytes | None:
-        """What the kernel has for us now on the fast path; ``None`` if nothing (or no fast path).
-
-        Raises:
-          ConnectionLost: EOF or a broken connection.
-        """
-        if self._fd < 0:
-            return None
-        try:
-            data = os.read(self._fd, size)
-        except BlockingIOError:
-            return None
-        except OSError as exc:
-            raise ConnectionLost(str(exc)) from exc
-        if not data:
-            raise ConnectionLost("client closed the connection")
-        return data
-
-    async def _receive(self, size: int = RECEIVE_SIZE) -> bytes:
-        if self._fd >= 0:
-            while True:
-                data = self._receive_nowait(size)
-                if data is not None:
-                    await self._spend_budget()
-                    return data
-                await trio.lowlevel.wait_readable(self._fd)
-                self._budget = _FAST_IO_BUDGET
-        try:
-            data = bytes(await self.stream.receive_some(size))
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise ConnectionLost(str(exc)) from exc
-        if not data:
-            raise ConnectionLost("client closed the connection")
-        return data
-
-    async def read_auxiliary_line(self) -> str:
-        """The next line inside a command's exchange (``res.read``); not a command.
-
-        Raises:
-          ClientProtocolError: The line is too long or not UTF-8 (``500``/``501``).
-          ConnectionLost: The client went away.
-        """
-        await self.flush()
-        while (line := self._splitter.next_line()) is Need.DATA:
-            self._splitter.feed(await self._receive())
-        if isinstance(line, OverlongLine):
-            raise ClientProtocolError(LINE_TOO_LONG)
-        assert isinstance(line, bytes)
-        # Auxiliary lines carry AUTH secrets: never in the transcript.
-        transcript.debug("[%s] C: <%d octets>", self.id, len(line))
-        try:
-            return line.decode("utf-8")
-        except UnicodeDecodeError:
-            raise ClientProtocolError(
-                Reply(501, "Syntax error: line is not valid UTF-8", "5.5.2")
-            ) from None
-
-    def drop_buffered_input(self) -> bytes:
-        """Throw away what the client sent but we have not read (STARTTLS, CVE-2011-0411)."""
-        return self._splitter.take_buffered()
-
-    async def _next_command_line(self, idle: trio.CancelScope) -> bytes | OverlongLine:
-        """The next command line.
-
-        ``idle`` is the session's one idle scope (see ``_serve``): its deadline
-        is set only while we wait here, and it is cancelled when the idle timer
-        runs out or shutdown interrupts the wait. A scope per connection whose
-        deadline moves costs far less than a new scope per command.
-        """
-        deadline = None
-        while (line := self._splitter.next_line()) is Need.DATA:
-            await self.flush()
-            # Pipelined input already waiting needs no timer.
-            if not self.context.shutting_down and (data := self._receive_nowait()) is not None:
-                self._splitter.feed(data)
-                await self._spend_budget()
-                continue
-            if deadline is None:
-                # Counted from the end of the last command, not from its last byte.
-                deadline = trio.current_time() + self.context.config.limits.idle_timeout
-            if not self._idle_armed or idle.deadline != deadline:
-                idle.deadline = deadline
-                self._idle_armed = True  # left set after the wait: see _disarm_idle
-            self._waiting_for_command = True
-            if self.context.shutting_down:
-                idle.cancel()
-            elif self._fd >= 0:
-                # The read just above found nothing: wait, then read at the top
-                # of the loop (going through _receive would try a read again).
-                await trio.lowlevel.wait_readable(self._fd)
-                self._budget = _FAST_IO_BUDGET
-                self._waiting_for_command = False
-                continue
-            data = await self._receive()
-            self._waiting_for_command = False
-            self._splitter.feed(data)
-        assert not isinstance(line, Need)
-        return line
-
-    async def wait_for_early_input(self, seconds: float) -> bool:
-        """Wait up to ``seconds`` for the client to send anything before our greeting.
-
-        RFC 5321 §3.1: the client waits for the greeting; one that talks first is
-        a spam engine that does not listen (Postfix postscreen's pregreet test).
-        What arrives is kept for the command loop, so nothing is lost.
-
-        Raises:
-          ConnectionLost: The client went away while we waited.
-        """
-        if self._splitter.has_buffered:
-            return True
-        with trio.move_on_after(seconds):
-            self._splitter.feed(await self._receive())
-            return True
-        return False
-
-    def interrupt_idle(self) -> None:
-        """Wake the session if it is waiting for a command (shutdown)."""
-        if self._waiting_for_command and self._idle_scope is not None:
-            self._idle_scope.cancel()
 
     # -- DATA ----------------------------------------------------------------
 
