@@ -94,7 +94,7 @@ def _server_command(name: str, port: int, mode: str = "discard", scratch: str = 
     if name == "smtp-sink":
         # Postfix's C sink: the fastest real SMTP receiver at hand (-u: drop to that user).
         sink = _postfix_tool("smtp-sink")
-        return [sink, "-u", "nobody", f"127.0.0.1:{port}", "1000"]
+        return [sink, "-u", "nobody", "-m", "2000", f"127.0.0.1:{port}", "2000"]
     if name == "probe":
         return [py, str(HERE / "serve_probe.py"), str(port)]
     if name == "mailio-base":
