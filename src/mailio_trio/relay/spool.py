@@ -237,25 +237,23 @@ class Spool:
     def valid_id(self, entry_id: str) -> bool:
         return bool(entry_id) and set(entry_id) <= _ID_CHARS
 
-    def message_path(self, entry_id: str) -> Path:
+    def _path(self, directory: Path, entry_id: str, suffix: str) -> Path:
+        # Ids come back from the CLI and from file names: never a path of their own.
         if not self.valid_id(entry_id):
             raise KeyError(entry_id)
-        return self.queue_dir / f"{entry_id}.eml"
+        return directory / f"{entry_id}{suffix}"
+
+    def message_path(self, entry_id: str) -> Path:
+        return self._path(self.queue_dir, entry_id, ".eml")
 
     def _meta_path(self, entry_id: str) -> Path:
-        if not self.valid_id(entry_id):
-            raise KeyError(entry_id)
-        return self.queue_dir / f"{entry_id}.json"
+        return self._path(self.queue_dir, entry_id, ".json")
 
     def _tmp_meta_path(self, entry_id: str) -> Path:
-        if not self.valid_id(entry_id):
-            raise KeyError(entry_id)
-        return self.tmp_dir / f"{entry_id}.json"
+        return self._path(self.tmp_dir, entry_id, ".json")
 
     def _tmp_message_path(self, entry_id: str) -> Path:
-        if not self.valid_id(entry_id):
-            raise KeyError(entry_id)
-        return self.tmp_dir / f"{entry_id}.eml"
+        return self._path(self.tmp_dir, entry_id, ".eml")
 
     # -- blocking primitives (run them in a thread from async code) --------
 
