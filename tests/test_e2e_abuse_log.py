@@ -3,9 +3,11 @@ loopback sockets leaves a bounded number of lines and one true summary."""
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from contextlib import AsyncExitStack
+from typing import TYPE_CHECKING
 
 import pytest
 import trio
@@ -14,7 +16,12 @@ import trio.testing
 from mailio_trio import Config, Limits, Server
 from mailio_trio._ratelog import AbuseKind, RateLimitedLog
 from mailio_trio.config import ConfigError
+from mailio_trio.passwords import hash_password
+from mailio_trio.plugins.auth import AuthConfig
 from mailio_trio.testing import open_raw_connection
+
+if TYPE_CHECKING:
+    import ssl
 
 FLOOD = 40
 SUMMARY = re.compile(r"^\.\.\. and (\d+) more (.+) in the last ([\d.]+) s$")
@@ -121,3 +128,47 @@ def test_bad_abuse_log_settings_are_one_line(key: str, value: int, message: str)
     with pytest.raises(ConfigError) as exc:
         Config.from_mapping({"limits": {key: value}})
     assert str(exc.value) == message
+
+
+async def test_password_guessing_flood_is_rate_limited(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each wrong password used to log a line: a guessing botnet wrote one per guess."""
+    caplog.set_level(logging.INFO, logger="mailio_trio")
+    config = Config(
+        hostname="mx.test",
+        limits=Limits(abuse_log_burst=2, abuse_log_interval=3600),
+        auth=AuthConfig(users={"alice": hash_password("right", log_n=4)}, allow_insecure=True),
+    )
+    server = Server(config)
+    [(host, port)] = await nursery.start(server.serve, "127.0.0.1", 0)
+    guess = base64.b64encode(b"\0alice\0wrong").decode()
+    for _ in range(FLOOD // 4):
+        async with open_raw_connection(host, port) as bot:
+            await bot.read_reply()
+            await bot.command("EHLO bot.test")
+            reply = await bot.command(f"AUTH PLAIN {guess}")
+            assert (reply.code, reply.enhanced) == (535, "5.7.8")
+    assert len(_messages(caplog, "authentication failed for 'alice'")) == 2
+    await server.aclose()
+    assert _summaries(caplog, AbuseKind.AUTH_FAILED) == [(FLOOD // 4 - 2, logging.INFO)]
+
+
+async def test_failed_tls_handshake_flood_is_rate_limited(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture, server_tls_context: ssl.SSLContext
+) -> None:
+    """Scanners speaking plain text to the SMTPS port: one line each, before."""
+    caplog.set_level(logging.INFO, logger="mailio_trio")
+    config = Config(hostname="mx.test", limits=Limits(abuse_log_burst=3, abuse_log_interval=3600))
+    server = Server(config, tls_context=server_tls_context)
+    [(host, port)] = await nursery.start(server.serve_tls, "127.0.0.1", 0)
+    for _ in range(FLOOD // 2):
+        stream = await trio.open_tcp_stream(host, port)
+        async with stream:
+            await stream.send_all(b"EHLO not-tls.test\r\n\r\n" * 8)
+            with trio.fail_after(10):
+                while await stream.receive_some():
+                    pass  # until the server gives up on the handshake and closes
+    assert len(_messages(caplog, "TLS handshake with")) == 3
+    await server.aclose()
+    assert _summaries(caplog, AbuseKind.TLS_HANDSHAKE) == [(FLOOD // 2 - 3, logging.INFO)]

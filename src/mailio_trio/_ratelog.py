@@ -45,6 +45,9 @@ class AbuseKind(enum.Enum):
     PER_IP_REFUSED = "connections refused by the per-address limits"
     MESSAGE_LIMIT = "connections stopped at the message limit"
     UNRECOGNIZED = "connections closed for unrecognized commands"
+    OVERLONG_COMMAND = "over-long command lines"
+    AUTH_FAILED = "failed authentications"
+    TLS_HANDSHAKE = "failed TLS handshakes"
 
 
 @attrs.define(eq=False)

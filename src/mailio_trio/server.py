@@ -384,7 +384,15 @@ class Server:
             else:
                 return tls_stream
         # A scanner or a client speaking plain SMTP to the TLS port: not our error.
-        logger.info("TLS handshake with %s:%s %s", client.address, client.port, failure)
+        self._context.abuse_log.log(
+            AbuseKind.TLS_HANDSHAKE,
+            logger,
+            logging.INFO,
+            "TLS handshake with %s:%s %s",
+            client.address,
+            client.port,
+            failure,
+        )
         await trio.aclose_forcefully(stream)
         return None
 

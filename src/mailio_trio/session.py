@@ -296,7 +296,13 @@ class Session(Connection):
             try:
                 await stream.do_handshake()
             except (trio.BrokenResourceError, ssl.SSLError) as exc:
-                self.log.info("TLS handshake failed: %s", exc.__cause__ or exc)
+                self.context.abuse_log.log(
+                    AbuseKind.TLS_HANDSHAKE,
+                    self.log,
+                    logging.INFO,
+                    "TLS handshake failed: %s",
+                    exc.__cause__ or exc,
+                )
                 raise Close(None) from exc
         if scope.cancelled_caught:
             self.log.info("TLS handshake timed out")
@@ -368,7 +374,13 @@ class Session(Connection):
                 if self.context.shutting_down:
                     raise Close(SHUTTING_DOWN)
                 if isinstance(line, OverlongLine):
-                    self.log.info("command line of %d octets refused", line.length)
+                    self.context.abuse_log.log(
+                        AbuseKind.OVERLONG_COMMAND,
+                        self.log,
+                        logging.INFO,
+                        "command line of %d octets refused",
+                        line.length,
+                    )
                     self.not_a_command(LINE_TOO_LONG)
                     continue
                 await self.handle_line(line)

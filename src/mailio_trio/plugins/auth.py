@@ -31,6 +31,7 @@ import binascii
 import enum
 import hashlib
 import hmac
+import logging
 import secrets
 import time
 from collections.abc import Iterable, Mapping
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from mailio_trio._ratelog import AbuseKind
 from mailio_trio.chain import CORE, Chain, Handler, Request, Response
 from mailio_trio.config import ConfigError
 from mailio_trio.passwords import DUMMY_HASH, PasswordHashError, check_hash_format, verify_password
@@ -236,7 +238,13 @@ async def auth(req: Request, res: Response) -> None:
     if not credentials_check_configured(session):
         res.reject(502, "Command not implemented", "5.5.1")
     elif session.counters.auth_failures >= limit:
-        res.log.info("closing after %d failed AUTH attempts", session.counters.auth_failures)
+        session.context.abuse_log.log(  # a password-guessing botnet: one line per guess
+            AbuseKind.AUTH_FAILED,
+            res.log,
+            logging.INFO,
+            "closing after %d failed AUTH attempts",
+            session.counters.auth_failures,
+        )
         res.end(421, "Too many failed authentication attempts, closing connection", "4.7.0")
     elif session.user is not None:
         res.reject(503, "Already authenticated", "5.5.1")
@@ -296,7 +304,14 @@ async def check_users(req: Request, res: Response) -> None:
     # Unknown users cost a full scrypt too, so timing does not reveal who exists.
     ok = await trio.to_thread.run_sync(verify_password, user.password, stored or DUMMY_HASH)
     if stored is None or not ok:
-        res.log.info("authentication failed for %r", user.username)
+        abuse_log = req.session.context.abuse_log
+        abuse_log.log(
+            AbuseKind.AUTH_FAILED,
+            res.log,
+            logging.INFO,
+            "authentication failed for %r",
+            user.username,
+        )
         res.reject(535, INVALID.text, INVALID.enhanced)
     elif user.authzid is not None and user.authzid != user.username:
         res.log.info("%r may not act as %r", user.username, user.authzid)
