@@ -45,4 +45,7 @@ def bench(session: nox.Session) -> None:
     Args after ``--`` go to ``bench/run.py`` (``--rounds 5``, ``--workloads W2,W3``).
     """
     session.install(".", *nox.project.dependency_groups(PYPROJECT, "bench"))
+    if any("smtp-source" in arg or "smtp-sink" in arg for arg in session.posargs):
+        # Postfix's C generator and sink: unpacked from Debian's package, no daemon.
+        session.run("sh", "bench/get_postfix.sh", external=True)
     session.run("python", "bench/run.py", *session.posargs)
