@@ -55,6 +55,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("socket_io_path", ["fast-io", "trio-stream-io"], indirect=True)
 
 
+@pytest.fixture(autouse=True)
+def _use_socket_io_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A fixture name pytest_generate_tests adds is parametrized but never set up
+    # unless the test names it: before this, the "trio-stream-io" runs of tests
+    # that did not name it went over the fast path all the same.
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and "socket_io_path" in callspec.params:
+        fast = callspec.params["socket_io_path"] == "fast-io"
+        monkeypatch.setattr(session, "FAST_SOCKET_IO", fast)
+
+
 @pytest.fixture
 def socket_io_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Which I/O path plain sessions use in this test (``fast-io`` or ``trio-stream-io``)."""
