@@ -15,9 +15,13 @@ Every loop is bounded in count, and every wait in time.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import random
 import smtplib
+import socket
+import threading
+from functools import partial
 from typing import TYPE_CHECKING
 
 import pytest
@@ -40,12 +44,14 @@ from hostile_clients import (
     start,
     wait_idle,
 )
+from mailio_trio import Config, Server
 from mailio_trio.passwords import hash_password
 from mailio_trio.plugins.auth import AuthConfig
 from mailio_trio.testing import RawConnection
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Callable
     from pathlib import Path
 
 
@@ -542,3 +548,66 @@ async def test_rcpt_flood_gets_452_past_max_recipients(
     [bulk] = running.find(subject="bulk")
     assert bulk.recipients == [f"r{i}@example.com" for i in range(5)]
     assert errors(caplog) == []
+
+
+async def test_a_client_that_never_pauses_does_not_outlive_cancellation() -> None:
+    """Regression: after each reply the fast path yielded without a cancellation point,
+    so a client whose next commands were always already waiting kept its session
+    through the server's cancellation (an embedding application stopping it, the
+    shutdown grace running out): the session never reached a cancellable wait.
+
+    The client runs in two threads of its own, one writing NOOPs without pause and
+    one reading the replies as fast as they come, so the server never waits on it.
+    """
+    server = Server(Config(hostname="mx.test"))
+    scope = trio.CancelScope()
+
+    async def serve(task_status: trio.TaskStatus[list[tuple[str, int]]]) -> None:
+        with scope:
+            await server.serve("127.0.0.1", 0, task_status=task_status)
+
+    async with trio.open_nursery() as nursery:
+        [(host, port)] = await nursery.start(serve)
+        sock = socket.create_connection((host, port))
+        try:
+            replied = await busy_client_until_closed(sock, after_start=scope.cancel)
+        finally:
+            sock.close()
+    assert replied > 0  # it was served before the cancellation ended it
+
+
+async def busy_client_until_closed(sock: socket.socket, after_start: Callable[[], None]) -> int:
+    """Write NOOPs and read replies flat out; ``after_start`` once it runs. Returns octets read."""
+    ended = threading.Event()
+
+    def write() -> None:
+        batch = b"NOOP\r\n" * 10_000
+        with contextlib.suppress(OSError):
+            while not ended.is_set():
+                sock.sendall(batch)
+
+    def read() -> int:
+        total = 0
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(1 << 20):
+                total += len(chunk)
+        ended.set()
+        return total
+
+    result: list[int] = []
+
+    async def reader() -> None:
+        result.append(await trio.to_thread.run_sync(read, abandon_on_cancel=True))
+
+    try:
+        with trio.fail_after(WAIT):
+            async with trio.open_nursery() as client:
+                client.start_soon(partial(trio.to_thread.run_sync, write, abandon_on_cancel=True))
+                client.start_soon(reader)
+                await trio.sleep(0.3)  # in full swing
+                after_start()
+    finally:
+        ended.set()
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)  # frees both threads if the server never closed
+    return result[0]

@@ -119,9 +119,15 @@ class Connection:
                 # for this reply needs a moment to send its next command, and with
                 # it already in the kernel the next read succeeds at once instead
                 # of failing and registering the socket with epoll. Shielded, so a
-                # stale idle deadline cannot act here (see _disarm_idle).
-                self._budget = _FAST_IO_BUDGET
-                await trio.lowlevel.cancel_shielded_checkpoint()
+                # stale idle deadline cannot act here (see _disarm_idle); the
+                # budget still brings a cancellable checkpoint every so often, or
+                # a client that always has its next command waiting would never
+                # let a cancellation through.
+                if self._budget > 1:
+                    self._budget -= 1
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                else:
+                    await self._spend_budget()  # the cancellable one
                 return
             data = data[sent:]
         self._disarm_idle()
