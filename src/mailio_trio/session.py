@@ -8,7 +8,10 @@ Replies are collected and written in one ``send_all`` when the client's input
 is drained (RFC 2920 pipelining); anything that waits for the client flushes
 first. Waiting for a command is the only place the idle timer runs, and it
 counts from the end of the last command, not the last byte, so a client
-dripping one byte a second is cut off like a silent one.
+dripping one byte a second is cut off like a silent one. That byte side —
+reply queue, line input, idle timer, direct socket I/O — is
+``mailio_trio._session_io.Connection``, which :class:`Session` extends
+with the SMTP side: handler chains, DATA, STARTTLS and the command loop.
 """
 
 from __future__ import annotations
