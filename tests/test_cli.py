@@ -26,13 +26,16 @@ if TYPE_CHECKING:
 MESSAGE = b"Subject: hello\r\nFrom: alice@localhost\r\n\r\nHi there.\r\n"
 
 
-def run(cwd: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+def run(
+    cwd: Path, *args: str, stdin: str = "", env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "mailio_trio", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         input=stdin,
+        env=env,
         timeout=60,
         check=False,
     )
@@ -317,17 +320,11 @@ def test_send_with_starttls_and_auth(tmp_path: Path, tls_ca: trustme.CA) -> None
         env = {k: v for k, v in os.environ.items() if k != "MAILIO_PASSWORD"}
         if password is not None:
             env["MAILIO_PASSWORD"] = password
-        return subprocess.run(
-            [
-                *(sys.executable, "-m", "mailio_trio", "send", "--server", f"127.0.0.1:{port}"),
-                *("--from", "bob@localhost", "--to", "carol@localhost", "--body", "hi", *extra),
-            ],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
+        return run(
+            tmp_path,
+            *("send", "--server", f"127.0.0.1:{port}", "--from", "bob@localhost"),
+            *("--to", "carol@localhost", "--body", "hi", *extra),
             env=env,
-            timeout=60,
-            check=False,
         )
 
     tls = ("--starttls", "--cafile", "ca.pem", "--user", "bob")
