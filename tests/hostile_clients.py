@@ -111,6 +111,15 @@ async def bystander(running: RunningServer, source: str = "127.0.0.1") -> AsyncI
         assert (await conn.command("QUIT")).code == 221
 
 
+async def into_data(conn: RawConnection) -> None:
+    """An attacker's way into a message: greeting, EHLO, MAIL, RCPT, then DATA's ``354``."""
+    await conn.read_reply()
+    await conn.command("EHLO bad.test")
+    await conn.command("MAIL FROM:<a@example.org>")
+    await conn.command("RCPT TO:<b@example.com>")
+    assert (await conn.command("DATA")).code == 354
+
+
 async def send_message(conn: RawConnection, subject: str, rcpt: str = "good@example.com") -> int:
     assert (await conn.command("MAIL FROM:<sender@example.org>")).code == 250
     assert (await conn.command(f"RCPT TO:<{rcpt}>")).code == 250

@@ -36,6 +36,7 @@ from hostile_clients import (
     connect_from,
     errors,
     half_close,
+    into_data,
     read_until_closed,
     reset_on_close,
     send_until_cut_off,
@@ -87,11 +88,7 @@ async def test_10mb_data_line_is_refused_in_bounded_memory(
     first = b"Subject: long\r\n\r\n" + b"x" * (5 * MB)
     rest = b"x" * (5 * MB) + b"\r\n.\r\n"
     async with bystander(running) as good, running.open_raw() as attacker:
-        await attacker.read_reply()
-        await attacker.command("EHLO bad.test")
-        await attacker.command("MAIL FROM:<a@example.org>")
-        await attacker.command("RCPT TO:<b@example.com>")
-        assert (await attacker.command("DATA")).code == 354
+        await into_data(attacker)
         with server_memory() as peak:
             await attacker.send(first)
             await good("during a 10 MB DATA line")
@@ -182,11 +179,7 @@ async def test_smuggled_end_of_data_does_not_start_a_second_message(
     for fake_end in (b"\n.\n", b"\n.\r\n", b"\r\n.\n", b"\r.\r", b"\r\n.\r"):
         body += fake_end + smuggled + b"Subject: smuggled\r\n\r\nx\r\n"
     async with bystander(running) as good, running.open_raw() as attacker:
-        await attacker.read_reply()
-        await attacker.command("EHLO bad.test")
-        await attacker.command("MAIL FROM:<a@example.org>")
-        await attacker.command("RCPT TO:<b@example.com>")
-        assert (await attacker.command("DATA")).code == 354
+        await into_data(attacker)
         assert (await attacker.command(body + b".")).code == 250
         assert (await attacker.command("NOOP")).code == 250
         await good("next to a smuggler")
@@ -236,11 +229,7 @@ async def test_slow_drip_during_data_is_cut_by_the_data_timeout(
     spool = tmp_path / "spool"
     running = await start(nursery, spool, data_timeout=1.0)
     async with bystander(running) as good, running.open_raw() as attacker:
-        await attacker.read_reply()
-        await attacker.command("EHLO bad.test")
-        await attacker.command("MAIL FROM:<a@example.org>")
-        await attacker.command("RCPT TO:<b@example.com>")
-        assert (await attacker.command("DATA")).code == 354
+        await into_data(attacker)
         with trio.fail_after(WAIT):
             async with trio.open_nursery() as drip:
 
@@ -327,11 +316,7 @@ async def test_vanishing_mid_data_stores_nothing_and_leaves_no_spool_file(
     running = await start(nursery, spool)
     async with bystander(running) as good:
         async with running.open_raw() as attacker:
-            await attacker.read_reply()
-            await attacker.command("EHLO bad.test")
-            await attacker.command("MAIL FROM:<a@example.org>")
-            await attacker.command("RCPT TO:<b@example.com>")
-            assert (await attacker.command("DATA")).code == 354
+            await into_data(attacker)
             await attacker.send(b"Subject: cut\r\n\r\n" + b"body line\r\n" * 10_000)
             with trio.fail_after(WAIT):
                 # The body is being spooled (a file appears: nothing to wait on).

@@ -18,6 +18,7 @@ from hostile_clients import (
     connect_from,
     errors,
     half_close,
+    into_data,
     read_until_closed,
     reset_on_close,
     send_message,
@@ -69,11 +70,7 @@ async def binary_noise(conn: RawConnection, subject: str) -> None:
 
 
 async def vanish_mid_data(conn: RawConnection, subject: str, *, reset: bool) -> None:
-    await conn.read_reply()
-    await conn.command("EHLO bad.test")
-    await conn.command("MAIL FROM:<a@example.org>")
-    await conn.command("RCPT TO:<b@example.com>")
-    assert (await conn.command("DATA")).code == 354
+    await into_data(conn)
     await conn.send(b"Subject: never\r\n\r\n" + b"half a message\r\n" * 1000)
     if reset:
         reset_on_close(conn)
