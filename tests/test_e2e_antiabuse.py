@@ -7,37 +7,17 @@ act as different hosts; DNS answers come from the loopback test DNS server.
 from __future__ import annotations
 
 import logging
-from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING
+from contextlib import AsyncExitStack
 
 import pytest
 import trio
 import trio.testing
 
+from hostile_clients import connect_from
 from mailio_trio import Config, DnsConfig, Limits, Server
 from mailio_trio.config import ConfigError
 from mailio_trio.testing import RawConnection, RunningServer, start_capturing_server
 from mailio_trio.testing_dns import DnsServer, Zone
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-
-@asynccontextmanager
-async def connect_from(source: str, running: RunningServer) -> AsyncIterator[RawConnection]:
-    """A raw SMTP connection whose client socket is bound to ``source``."""
-    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
-    stream: trio.SocketStream | None = None
-    try:
-        await sock.bind((source, 0))
-        await sock.connect((running.host, running.port))
-        stream = trio.SocketStream(sock)
-        yield RawConnection(stream)
-    finally:
-        if stream is not None:
-            await trio.aclose_forcefully(stream)
-        else:
-            sock.close()
 
 
 async def start_dns(nursery: trio.Nursery, zone: Zone) -> DnsConfig:
