@@ -33,7 +33,7 @@ from mailio_trio._cli_tls import (
     run_passwd,
     start_smtps,
 )
-from mailio_trio.config import Config, ConfigError, parse_listen
+from mailio_trio.config import Config, ConfigError, parse_listen, show
 from mailio_trio.plugins.capture import add_capture_arguments, install_capture
 from mailio_trio.server import Server
 
@@ -305,7 +305,10 @@ def effective_config(args: argparse.Namespace) -> Config:
         from mailio_trio._config_toml import load_toml
 
         file_table = load_toml(args.config)
-        Config.from_toml(args.config)  # the file alone must be valid: errors name the file
+        try:
+            Config.from_mapping(file_table)  # the file alone must be valid
+        except ConfigError as exc:  # named with the file, as Config.from_toml does
+            raise ConfigError(f"{args.config}: {exc}") from None
         table = _merge(table, file_table)
     table = _merge(table, _flags_table(args))
     relay = table.get("relay", {})
@@ -318,8 +321,6 @@ def effective_config(args: argparse.Namespace) -> Config:
 
 def _prepare_directory(key: str, path: Path) -> Path:
     """Create ``path`` if needed and check we can write there; one-line error otherwise."""
-    from mailio_trio.config import show
-
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
