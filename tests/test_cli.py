@@ -195,6 +195,10 @@ def test_read_only_maildir_is_one_line_and_exit_2(tmp_path: Path) -> None:
         ((), "the following arguments are required: COMMAND"),
         (("send", "--to", "b@localhost"), "the following arguments are required: --from"),
         (("config", "check", "missing.toml"), "missing.toml: cannot read"),
+        (
+            ("send", "--from", "a@localhost", "--to", "b@localhost", "--file", "missing.txt"),
+            "--file missing.txt: cannot read",
+        ),
         (("serve", "--dns-server", "nope"), "argument --dns-server: 'nope' must be an IP"),
         (("serve", "--dns-server", "127.0.0.1:0"), "argument --dns-server: '127.0.0.1:0'"),
         (("serve", "--smart-host", "relay.test"), "argument --smart-host: 'relay.test' must be"),

@@ -228,6 +228,20 @@ def test_passwd_refuses_empty_password(
     assert capsys.readouterr().err.strip() == "mailio-trio: passwd: empty password refused"
 
 
+def test_passwd_quotes_a_user_name_toml_needs_quoted_and_refuses_unusable_ones(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import io
+    import tomllib
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO("s3cret\n"))
+    assert main(["passwd", "bob smith"]) == 0
+    stored = tomllib.loads(capsys.readouterr().out)["bob smith"]
+    assert verify_password("s3cret", stored)
+    assert main(["passwd", 'a"b']) == 2
+    assert capsys.readouterr().err == "mailio-trio: passwd USER = 'a\"b': not a usable user name\n"
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -144,22 +144,24 @@ def add_passwd_command(commands: Any) -> None:
 
 
 def run_passwd(args: argparse.Namespace) -> int:
-    """``mailio-trio passwd USER``: exit 0 with the line printed, 2 on bad input."""
+    """``mailio-trio passwd USER``: prints the line and returns 0.
+
+    Raises:
+      ConfigError: A user name TOML cannot carry, an empty password, or two
+        different entries on a terminal (the CLI's one line and exit 2).
+    """
     user: str = args.user
     # TOML bare keys are A-Za-z0-9_-; anything else must be quoted, which we do for it.
     if not user or any(c in user for c in '"\\\r\n') or not user.isprintable():
-        print(f"mailio-trio: passwd USER = {user!r}: not a usable user name", file=sys.stderr)
-        return 2
+        raise ConfigError(f"passwd USER = {user!r}: not a usable user name")
     if sys.stdin.isatty():
         password = getpass.getpass("Password: ")
         if getpass.getpass("Again: ") != password:
-            print("mailio-trio: passwords differ; nothing printed", file=sys.stderr)
-            return 2
+            raise ConfigError("passwords differ; nothing printed")
     else:
         password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
     if not password:
-        print("mailio-trio: passwd: empty password refused", file=sys.stderr)
-        return 2
+        raise ConfigError("passwd: empty password refused")
     key = user if all(c.isascii() and (c.isalnum() or c in "-_") for c in user) else f'"{user}"'
     print(f'{key} = "{hash_password(password)}"')
     return 0

@@ -538,8 +538,7 @@ def _cmd_send(args: argparse.Namespace) -> int:
         try:
             text = Path(args.file).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            print(f"{PROG}: --file {args.file}: cannot read: {exc}", file=sys.stderr)
-            return EXIT_USAGE
+            raise ConfigError(f"--file {args.file}: cannot read: {exc}") from None
     else:
         text = sys.stdin.read()
     message = EmailMessage()
