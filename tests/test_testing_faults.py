@@ -285,3 +285,17 @@ async def test_auth_option_checks_the_given_users(nursery: trio.Nursery) -> None
 def test_unknown_option_is_named() -> None:
     with pytest.raises(TypeError, match=r"unknown option 'size'; options are domains, size_limit"):
         CaptureOptions.from_mapping({"size": 1})
+
+
+@pytest.mark.parametrize(
+    ("options", "command"),
+    [(CaptureOptions(tls=True), "starttls"), (CaptureOptions(auth_users={"a": "b"}), "auth")],
+)
+async def test_option_whose_command_the_config_disables_is_refused(
+    nursery: trio.Nursery, options: CaptureOptions, command: str
+) -> None:
+    """Not a server that silently lacks what the test asked for (the AUTH check
+    handler alone, without the command's core, answers nothing)."""
+    config = Config(hostname="mx.test", plugins={f"{command}/core": False})
+    with pytest.raises(ValueError, match=f'disables \\(plugins."{command}/core"\\)'):
+        await start_capturing_server(nursery, config, options=options)

@@ -32,7 +32,7 @@ import trio
 
 from mailio_trio._faults import Fault, FaultKind, Faults, Stage
 from mailio_trio._threaded import DEFAULT_WAIT, ThreadedServer, serve_in_thread
-from mailio_trio.chain import Handler, Request, Response
+from mailio_trio.chain import CORE, Handler, Request, Response
 from mailio_trio.config import Config
 from mailio_trio.protocol import Reply
 from mailio_trio.server import Server
@@ -253,11 +253,9 @@ class CaptureOptions:
             config = attrs.evolve(
                 config, limits=attrs.evolve(config.limits, message_size=self.size_limit)
             )
-        auth = getattr(config, "auth", None)  # the AUTH plugin's section, once it exists
-        if self.auth_users is not None and not self.tls and auth is not None:
+        if self.auth_users is not None and not self.tls:
             # A test that asks for AUTH without TLS means it: allow it in plaintext.
-            changes: dict[str, Any] = {"auth": attrs.evolve(auth, allow_insecure=True)}
-            config = attrs.evolve(config, **changes)
+            config = attrs.evolve(config, auth=attrs.evolve(config.auth, allow_insecure=True))
         return config
 
     @property
@@ -266,17 +264,16 @@ class CaptureOptions:
 
 
 def _check_support(server: Server, options: CaptureOptions) -> None:
-    # TLS and AUTH arrive with their plugins (STARTTLS, AUTH: issue 4); until the
-    # chain has them the options fail loudly rather than give a server that
-    # silently lacks them.
+    # A configuration that switches the command off (plugins."starttls/core" =
+    # false) fails loudly rather than give a server that silently lacks it.
     for asked, command, option in (
         (options.tls, "starttls", "tls=True"),
         (options.auth_users is not None, "auth", "auth_users"),
     ):
-        if asked and not server.chain.handlers(command):
-            raise NotImplementedError(
-                f"mailio_trio.testing: {option} needs the {command.upper()} plugin, "
-                "which this version of mailio_trio does not have yet"
+        if asked and not any(h.name == CORE for h in server.chain.handlers(command)):
+            raise ValueError(
+                f"mailio_trio.testing: {option} needs the {command.upper()} command, "
+                f'which this configuration disables (plugins."{command}/core")'
             )
 
 
@@ -408,7 +405,7 @@ async def start_capturing_server(
       options: Test options (domains, size limit, TLS, AUTH users).
 
     Raises:
-      NotImplementedError: ``tls`` or ``auth_users`` without their plugin.
+      ValueError: ``tls`` or ``auth_users`` with ``config`` switching their command off.
     """
     options = options or CaptureOptions()
     tls = None
