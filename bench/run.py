@@ -97,10 +97,9 @@ def _server_command(name: str, port: int, mode: str = "discard", scratch: str = 
         return [sink, "-u", "nobody", "-m", "2000", f"127.0.0.1:{port}", "2000"]
     if name == "probe":
         return [py, str(HERE / "serve_probe.py"), str(port)]
-    if name == "mailio-base":
-        # An older checkout's src/ (--base-src) first on the path: before/after in one run.
-        return [py, str(HERE / "serve_mailio.py"), str(port), "1", *extra]
     if name.startswith("mailio"):
+        # mailio-base is the same server, run with an older checkout's src/ first on
+        # the path (--base-src, see _run_mode): before/after in one run.
         workers = name.partition("-w")[2] or "1"
         return [py, str(HERE / "serve_mailio.py"), str(port), workers, *extra]
     raise SystemExit(
