@@ -170,14 +170,14 @@ class Faults:
             others = tuple(h.name for h in handlers if h.name != CORE)
             server.add_handler(
                 Handler(
-                    command=stage.command, name="fault", func=self._handler(stage), before=others
+                    command=stage.command,
+                    name="fault",
+                    func=_FaultHandler(self, stage),
+                    before=others,
                 )
             )
             stages.append(stage)
         self._stages = frozenset(stages)
-
-    def _handler(self, stage: Stage) -> _FaultHandler:
-        return _FaultHandler(self, stage)
 
 
 @attrs.frozen
