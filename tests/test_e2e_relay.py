@@ -118,25 +118,26 @@ async def test_relays_to_mx_found_in_dns(nursery: trio.Nursery, tmp_path: Path) 
 async def test_anonymous_client_cannot_relay_by_default(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    async with relay_setup(nursery, tmp_path, Zone(), 25, allow_unauthenticated=False) as running:  # noqa: SIM117  # the inner one needs `running`
-        async with running.open_raw() as conn:
-            await conn.read_reply()
-            await conn.command("EHLO client.test")
-            await conn.command("MAIL FROM:<a@example.com>")
-            reply = await conn.command("RCPT TO:<victim@elsewhere.test>")
+    async with (
+        relay_setup(nursery, tmp_path, Zone(), 25, allow_unauthenticated=False) as running,
+        running.open_raw() as conn,
+    ):
+        await conn.read_reply()
+        await conn.command("EHLO client.test")
+        await conn.command("MAIL FROM:<a@example.com>")
+        reply = await conn.command("RCPT TO:<victim@elsewhere.test>")
     assert (reply.code, reply.enhanced, reply.text) == (550, "5.7.1", "Relay access denied")
 
 
 async def test_foreign_sender_cannot_relay_even_allowed_unauthenticated(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    async with relay_setup(nursery, tmp_path, Zone(), 25) as running:  # noqa: SIM117  # the inner one needs `running`
-        async with running.open_raw() as conn:
-            await conn.read_reply()
-            await conn.command("EHLO client.test")
-            await conn.command("MAIL FROM:<spammer@elsewhere.test>")
-            foreign = await conn.command("RCPT TO:<victim@elsewhere.test>")
-            local = await conn.command("RCPT TO:<user@example.com>")
+    async with relay_setup(nursery, tmp_path, Zone(), 25) as running, running.open_raw() as conn:
+        await conn.read_reply()
+        await conn.command("EHLO client.test")
+        await conn.command("MAIL FROM:<spammer@elsewhere.test>")
+        foreign = await conn.command("RCPT TO:<victim@elsewhere.test>")
+        local = await conn.command("RCPT TO:<user@example.com>")
     assert (foreign.code, foreign.enhanced) == (550, "5.7.1")
     assert local.code == 250
 
