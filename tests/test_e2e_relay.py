@@ -337,3 +337,28 @@ async def test_smart_host_relays_everything_over_tls_with_auth(
         assert str(message.envelope.sender) == "a@example.com"
         assert message.raw.endswith(b"\r\n" + BODY)
     assert Spool(tmp_path / "spool").entries_sync() == []
+
+
+async def test_mx_with_an_unverifiable_certificate_still_gets_the_message_encrypted(
+    nursery: trio.Nursery, tmp_path: Path, server_tls_context: ssl.SSLContext
+) -> None:
+    """RFC 7435 opportunistic TLS: by default (``relay.verify_tls`` false) an MX's
+    certificate (here one for mx.test from a CA we do not trust) is not checked,
+    but STARTTLS is still used."""
+    mx = await start_capturing_server(
+        nursery,
+        server=Server(
+            Config(hostname="mx1.remote.test", domains=["remote.test"]),
+            tls_context=server_tls_context,
+        ),
+        host="127.0.0.2",
+    )
+    zone = Zone()
+    zone.mx("remote.test", (10, "mx1.remote.test"))
+    zone.a("mx1.remote.test", "127.0.0.2")
+    async with relay_setup(nursery, tmp_path, zone, mx.port) as running:
+        await send(running.host, running.port, "a@example.com", ["b@remote.test"], BODY)
+        [captured] = await mx.wait_for(1)
+    assert captured.secure
+    assert [str(r) for r in captured.envelope.recipients] == ["b@remote.test"]
+    assert captured.raw.endswith(b"\r\n" + BODY)
