@@ -19,7 +19,8 @@ def spool(tmp_path: Path) -> Spool:
     source.write_bytes(b"Subject: x\r\n\r\nbody\r\n")
     spool = Spool(tmp_path / "spool")
     spool.open()
-    spool.add_sync(source, "a@example.com", ["b@remote.test"], now=1000.0)
+    entry = spool.prepare_sync(source, "a@example.com", ["b@remote.test"], now=1000.0)
+    spool.commit_sync(entry.id)
     return spool
 
 

@@ -58,7 +58,7 @@ async def connect_from(source: str, running: RunningServer) -> AsyncIterator[Raw
 
 
 async def start(
-    nursery: trio.Nursery, host: str = "127.0.0.1", **dnsbl: Any
+    nursery: trio.Nursery, host: str = "127.0.0.1", dns_cache_size: int = 10_000, **dnsbl: Any
 ) -> tuple[RunningServer, DnsServer]:
     dns_server = DnsServer(blocklist_zone())
     dns_host, dns_port = await nursery.start(dns_server.serve)
@@ -71,7 +71,9 @@ async def start(
     config = Config(
         hostname="mx.test",
         domains=["example.com"],
-        dns=DnsConfig(nameservers=[dns_host], port=dns_port, timeout=10.0),
+        dns=DnsConfig(
+            nameservers=[dns_host], port=dns_port, timeout=10.0, cache_size=dns_cache_size
+        ),
         plugins={"rcpt/dnsbl": settings, "connect/rdns": False},
     )
     running = await start_capturing_server(nursery, config, host=host)
@@ -149,7 +151,8 @@ async def test_ipv6_client_is_looked_up_by_nibbles(nursery: trio.Nursery) -> Non
 
 
 async def test_verdict_is_cached_per_session(nursery: trio.Nursery) -> None:
-    running, dns_server = await start(nursery)
+    # Without the resolver's TTL cache, which would hide repeated lookups.
+    running, dns_server = await start(nursery, dns_cache_size=0)
     replies = await rcpt_from("127.0.0.2", running, count=3)
     assert [r.code for r in replies] == [550, 550, 550]
     assert dns_server.count(reverse_name("127.0.0.2", "bl.test"), "A") == 1

@@ -118,25 +118,26 @@ async def test_relays_to_mx_found_in_dns(nursery: trio.Nursery, tmp_path: Path) 
 async def test_anonymous_client_cannot_relay_by_default(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    async with relay_setup(nursery, tmp_path, Zone(), 25, allow_unauthenticated=False) as running:  # noqa: SIM117  # the inner one needs `running`
-        async with running.open_raw() as conn:
-            await conn.read_reply()
-            await conn.command("EHLO client.test")
-            await conn.command("MAIL FROM:<a@example.com>")
-            reply = await conn.command("RCPT TO:<victim@elsewhere.test>")
+    async with (
+        relay_setup(nursery, tmp_path, Zone(), 25, allow_unauthenticated=False) as running,
+        running.open_raw() as conn,
+    ):
+        await conn.read_reply()
+        await conn.command("EHLO client.test")
+        await conn.command("MAIL FROM:<a@example.com>")
+        reply = await conn.command("RCPT TO:<victim@elsewhere.test>")
     assert (reply.code, reply.enhanced, reply.text) == (550, "5.7.1", "Relay access denied")
 
 
 async def test_foreign_sender_cannot_relay_even_allowed_unauthenticated(
     nursery: trio.Nursery, tmp_path: Path
 ) -> None:
-    async with relay_setup(nursery, tmp_path, Zone(), 25) as running:  # noqa: SIM117  # the inner one needs `running`
-        async with running.open_raw() as conn:
-            await conn.read_reply()
-            await conn.command("EHLO client.test")
-            await conn.command("MAIL FROM:<spammer@elsewhere.test>")
-            foreign = await conn.command("RCPT TO:<victim@elsewhere.test>")
-            local = await conn.command("RCPT TO:<user@example.com>")
+    async with relay_setup(nursery, tmp_path, Zone(), 25) as running, running.open_raw() as conn:
+        await conn.read_reply()
+        await conn.command("EHLO client.test")
+        await conn.command("MAIL FROM:<spammer@elsewhere.test>")
+        foreign = await conn.command("RCPT TO:<victim@elsewhere.test>")
+        local = await conn.command("RCPT TO:<user@example.com>")
     assert (foreign.code, foreign.enhanced) == (550, "5.7.1")
     assert local.code == 250
 
@@ -336,3 +337,28 @@ async def test_smart_host_relays_everything_over_tls_with_auth(
         assert str(message.envelope.sender) == "a@example.com"
         assert message.raw.endswith(b"\r\n" + BODY)
     assert Spool(tmp_path / "spool").entries_sync() == []
+
+
+async def test_mx_with_an_unverifiable_certificate_still_gets_the_message_encrypted(
+    nursery: trio.Nursery, tmp_path: Path, server_tls_context: ssl.SSLContext
+) -> None:
+    """RFC 7435 opportunistic TLS: by default (``relay.verify_tls`` false) an MX's
+    certificate (here one for mx.test from a CA we do not trust) is not checked,
+    but STARTTLS is still used."""
+    mx = await start_capturing_server(
+        nursery,
+        server=Server(
+            Config(hostname="mx1.remote.test", domains=["remote.test"]),
+            tls_context=server_tls_context,
+        ),
+        host="127.0.0.2",
+    )
+    zone = Zone()
+    zone.mx("remote.test", (10, "mx1.remote.test"))
+    zone.a("mx1.remote.test", "127.0.0.2")
+    async with relay_setup(nursery, tmp_path, zone, mx.port) as running:
+        await send(running.host, running.port, "a@example.com", ["b@remote.test"], BODY)
+        [captured] = await mx.wait_for(1)
+    assert captured.secure
+    assert [str(r) for r in captured.envelope.recipients] == ["b@remote.test"]
+    assert captured.raw.endswith(b"\r\n" + BODY)

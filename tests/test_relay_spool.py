@@ -27,7 +27,8 @@ def test_entry_round_trips_and_survives_reopen(tmp_path: Path) -> None:
     source.write_bytes(b"Subject: x\r\n\r\nbody\r\n")
     spool = Spool(tmp_path / "spool")
     spool.open()
-    entry = spool.add_sync(source, "a@example.com", ["b@x.test", "c@y.test"], now=1000.0)
+    entry = spool.prepare_sync(source, "a@example.com", ["b@x.test", "c@y.test"], now=1000.0)
+    spool.commit_sync(entry.id)
     entry.recipients[0].status = RecipientStatus.DELIVERED
     spool.save_sync(entry)
     reopened = Spool(tmp_path / "spool")
@@ -57,7 +58,8 @@ def test_remove_deletes_metadata_first_and_ids_cannot_escape(tmp_path: Path) -> 
     source.write_bytes(b"x")
     spool = Spool(tmp_path / "spool")
     spool.open()
-    entry = spool.add_sync(source, "", ["b@x.test"])
+    entry = spool.prepare_sync(source, "", ["b@x.test"])
+    spool.commit_sync(entry.id)
     assert spool.remove_sync(entry.id)
     assert not spool.remove_sync(entry.id)
     assert spool.load_sync("../../etc/passwd") is None
@@ -71,7 +73,8 @@ def test_notify_and_delay_warned_round_trip_and_choose_delay_recipients(tmp_path
     source.write_bytes(b"Subject: x\r\n\r\nbody\r\n")
     spool = Spool(tmp_path / "spool")
     spool.open()
-    entry = spool.add_sync(source, "a@example.com", ["d@x.test", "f@x.test", "n@x.test"])
+    entry = spool.prepare_sync(source, "a@example.com", ["d@x.test", "f@x.test", "n@x.test"])
+    spool.commit_sync(entry.id)
     entry.recipients[0].notify = frozenset({NotifyOn.DELAY, NotifyOn.FAILURE})
     entry.recipients[1].notify = frozenset({NotifyOn.FAILURE})
     entry.delay_warned = True

@@ -23,7 +23,7 @@ import tempfile
 from email.message import EmailMessage
 from email.utils import getaddresses
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 import trio
@@ -125,7 +125,6 @@ async def submit(
     *,
     sender: str | None = None,
     recipients: Sequence[str] | None = None,
-    user: Any = None,
 ) -> Reply:
     """Run ``message`` through the server's ``queue`` chain; see ``Server.send_mail``."""
     if isinstance(message, EmailMessage):
@@ -158,7 +157,7 @@ async def submit(
         _NoConnection(),
         ClientInfo(address="127.0.0.1", port=0, hostname="localhost", helo="localhost"),
         esmtp=True,
-        user=ApiUser() if user is None else user,
+        user=ApiUser(),
     )
     for callback in context.on_session:
         callback(session)

@@ -69,8 +69,7 @@ def hash_password(password: str, *, log_n: int = DEFAULT_LOG_N) -> str:
     return f"$scrypt$ln={log_n},r={DEFAULT_R},p={DEFAULT_P}${_b64(salt)}${_b64(digest)}"
 
 
-def check_hash_format(stored: str) -> None:
-    """Raise :class:`PasswordHashError` unless ``stored`` is a hash this module can verify."""
+def _parse(stored: str) -> re.Match[str]:
     m = _FORMAT.fullmatch(stored)
     if m is None:
         raise PasswordHashError("not a $scrypt$ln=..,r=..,p=..$salt$hash string")
@@ -79,6 +78,12 @@ def check_hash_format(stored: str) -> None:
         raise PasswordHashError(
             f"scrypt parameters out of range (ln 1-{_MAX_LOG_N}, r 1-{_MAX_R}, p 1-{_MAX_P})"
         )
+    return m
+
+
+def check_hash_format(stored: str) -> None:
+    """Raise :class:`PasswordHashError` unless ``stored`` is a hash this module can verify."""
+    _parse(stored)
 
 
 def verify_password(password: str, stored: str) -> bool:
@@ -89,9 +94,7 @@ def verify_password(password: str, stored: str) -> bool:
     Raises:
       PasswordHashError: ``stored`` is malformed.
     """
-    check_hash_format(stored)
-    m = _FORMAT.fullmatch(stored)
-    assert m is not None
+    m = _parse(stored)
     expected = _unb64(m["hash"])
     digest = _scrypt(
         password.encode("utf-8"),

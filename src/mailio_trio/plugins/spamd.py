@@ -41,7 +41,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 import trio
@@ -49,9 +49,6 @@ import trio
 from mailio_trio.chain import Chain, Handler, Request, Response
 from mailio_trio.config import ConfigError
 from mailio_trio.plugins._settings import check, positive
-
-if TYPE_CHECKING:
-    from mailio_trio.message import Message
 
 KEY = "queue/spamd"
 
@@ -245,10 +242,6 @@ def rewrite_with_headers(path: Path, headers: bytes) -> int:
     return size
 
 
-def _read_for_scan(message: Message) -> bytes:
-    return message.read_bytes()
-
-
 async def spamd(req: Request, res: Response) -> None:
     cfg = req.config_as(SpamdConfig)
     message = req.message
@@ -260,7 +253,7 @@ async def spamd(req: Request, res: Response) -> None:
         res.set(UNSCANNED.as_dict())
         res.accept()
         return
-    data = await trio.to_thread.run_sync(_read_for_scan, message)
+    data = await trio.to_thread.run_sync(message.read_bytes)
     try:
         result = await scan(cfg, data)
     except SpamdError as exc:

@@ -20,15 +20,15 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import ssl
 from typing import TYPE_CHECKING, Protocol
 
 import attrs
 
-from mailio_trio.client import SMTPError, TLSMode, open_smtp_client
+from mailio_trio.client import SMTPError, TLSMode, default_tls_context, open_smtp_client
 from mailio_trio.relay.spool import ErrorInfo, RecipientStatus
 
 if TYPE_CHECKING:
+    import ssl
     from pathlib import Path
 
     from mailio_trio.config import RelayConfig
@@ -134,12 +134,9 @@ async def route(domain: str, config: RelayConfig, resolver: MxResolver) -> list[
 
 
 def tls_context(config: RelayConfig, *, verify: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context()
+    context = default_tls_context(verify=verify)
     if config.tls_ca_file is not None:
         context.load_verify_locations(cafile=str(config.tls_ca_file))
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
     return context
 
 

@@ -257,27 +257,6 @@ class Spool:
 
     # -- blocking primitives (run them in a thread from async code) --------
 
-    def add_sync(
-        self,
-        source: Path,
-        sender: str,
-        recipients: list[str],
-        *,
-        smtputf8: bool = False,
-        body_8bit: bool | None = None,
-        now: float | None = None,
-    ) -> Entry:
-        """Copy ``source`` into the spool and commit an entry for ``recipients``."""
-        entry = self.prepare_sync(
-            source, sender, recipients, smtputf8=smtputf8, body_8bit=body_8bit, now=now
-        )
-        try:
-            self.commit_sync(entry.id)
-        except BaseException:
-            self.discard_sync(entry.id)
-            raise
-        return entry
-
     def prepare_sync(
         self,
         source: Path,
@@ -329,9 +308,8 @@ class Spool:
     def commit_sync(self, entry_id: str) -> None:
         """Move a prepared entry into ``queue/``: message, directory fsync, then the commit point.
 
-        The same order as :meth:`add_sync` always had: a crash can leave an
-        orphan message (removed at the next ``open``), never metadata without
-        its message.
+        A crash can leave an orphan message (removed at the next ``open``),
+        never metadata without its message.
 
         Raises:
           OSError: The entry may be half moved; :meth:`discard_sync` removes it.
@@ -399,11 +377,6 @@ class Spool:
         return True
 
     # -- async wrappers --------------------------------------------------------
-
-    async def add(self, source: Path, sender: str, recipients: list[str], **kw: Any) -> Entry:
-        return await trio.to_thread.run_sync(
-            lambda: self.add_sync(source, sender, recipients, **kw)
-        )
 
     async def prepare(self, source: Path, sender: str, recipients: list[str], **kw: Any) -> Entry:
         return await trio.to_thread.run_sync(

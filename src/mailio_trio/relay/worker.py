@@ -49,14 +49,13 @@ class RelayWorker:
       submit: ``await submit(message, sender, recipients)`` — how a DSN is
         sent. The server passes its ``send_mail`` (its own queue chain: a
         local sender gets the DSN in its maildir, a remote one through this
-        spool); without it the DSN is spooled for relaying. An exception
-        keeps the entry and retries the bounce later.
+        spool). An exception keeps the entry and retries the bounce later.
     """
 
     config: Config
     resolver: MxResolver
+    submit: Callable[[bytes, str, list[str]], Awaitable[None]]
     spool: Spool = attrs.field()
-    submit: Callable[[bytes, str, list[str]], Awaitable[None]] | None = None
     clock: Callable[[], float] = time.time
     _wake: trio.Event = attrs.field(factory=trio.Event, init=False)
     _in_flight: set[str] = attrs.field(factory=set, init=False)
@@ -212,10 +211,7 @@ class RelayWorker:
         dsn = await trio.to_thread.run_sync(
             lambda: build_dsn(entry, message, reporting_mta=self.ehlo_name)
         )
-        if self.submit is not None:
-            await self.submit(dsn, "", [entry.sender])
-        else:
-            await self.spool_bytes(dsn, "", [entry.sender])
+        await self.submit(dsn, "", [entry.sender])
         # Recorded before removal, so a crash here repeats at most this one bounce.
         entry.bounced = True
         await self.spool.save(entry)
@@ -244,24 +240,9 @@ class RelayWorker:
                 )
             )
             try:
-                if self.submit is not None:
-                    await self.submit(dsn, "", [entry.sender])
-                else:
-                    await self.spool_bytes(dsn, "", [entry.sender])
+                await self.submit(dsn, "", [entry.sender])
             except Exception:
                 logger.exception("%s: delay warning not submitted; retrying later", entry.id)
                 return
             logger.info("%s: delay warning sent to %s", entry.id, entry.sender)
         entry.delay_warned = True
-
-    async def spool_bytes(self, data: bytes, sender: str, recipients: list[str]) -> None:
-        def write() -> None:
-            tmp = self.spool.tmp_dir / f"submit-{id(data)}.eml"
-            tmp.write_bytes(data)
-            try:
-                self.spool.add_sync(tmp, sender, recipients, body_8bit=not data.isascii())
-            finally:
-                tmp.unlink(missing_ok=True)
-
-        await trio.to_thread.run_sync(write)
-        self.wake()
