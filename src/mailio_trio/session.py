@@ -525,8 +525,9 @@ class Session(Connection):
             except Exception as exc:
                 failure = exc
             if failure is not None or res.decided_twice or res.decision is None:
-                if failure is None:
-                    failure = HandlerMisuse(f"handler {handler.key} returned without deciding")
+                if failure is None:  # no decision, or a second one whose error it swallowed
+                    what = "decided twice" if res.decided_twice else "returned without deciding"
+                    failure = HandlerMisuse(f"handler {handler.key} {what}")
                 self.log.error("handler %s failed", handler.key, exc_info=failure)
                 return Decision.REJECT, INTERNAL_ERROR
             if res.decision == Decision.ACCEPT:
