@@ -249,10 +249,6 @@ class Chain:
     def disabled(self, command: str) -> frozenset[str]:
         return frozenset(self._disabled.get(command, ()))
 
-    def config_for(self, handler: Handler) -> Any:
-        """The configuration given for ``handler``'s key, or ``None``."""
-        return self.plugins.get(handler.key)
-
     def add_extension(self, fn: Callable[[Session], str | None]) -> None:
         """Register an EHLO keyword source: ``fn(session)`` returns a line or ``None``."""
         self._extensions.append(fn)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import functools
 import logging
 import ssl
 from typing import TYPE_CHECKING
@@ -287,17 +286,12 @@ class Server:
                 with accept_scope:
                     async with trio.open_nursery() as accepting:
                         for listener in listeners:
-                            accepting.start_soon(self._accept_loop, listener, connections)
+                            accepting.start_soon(self._accept_loop, listener, connections, False)
                         for listener in tls_listeners:
-                            accepting.start_soon(
-                                functools.partial(
-                                    self._accept_loop, listener, connections, tls=True
-                                )
-                            )
+                            accepting.start_soon(self._accept_loop, listener, connections, True)
                         logger.info("listening on %s", ", ".join(f"{h}:{p}" for h, p in addresses))
                         task_status.started(addresses)
-                self._accept_scopes.discard(accept_scope)
-                _close_listeners(everything)
+                _close_listeners(everything)  # now, not after the drain: refuse new clients
                 self._drain(connections)
         finally:
             _close_listeners(everything)
@@ -308,7 +302,7 @@ class Server:
                 self._stopped.set()
 
     async def _accept_loop(
-        self, listener: trio.SocketListener, connections: trio.Nursery, *, tls: bool = False
+        self, listener: trio.SocketListener, connections: trio.Nursery, tls: bool
     ) -> None:
         while True:
             try:
@@ -321,7 +315,7 @@ class Server:
                 continue
             connections.start_soon(self._handle, stream, tls)
 
-    async def _handle(self, stream: trio.SocketStream, tls: bool = False) -> None:
+    async def _handle(self, stream: trio.SocketStream, tls: bool) -> None:
         self._sessions_total += 1
         # Clients still in their TLS handshake count: a flood of stalled handshakes
         # must hit the limit like a flood of idle sessions.

@@ -117,7 +117,6 @@ class Session(Connection):
     _ordered: dict[str, tuple[Handler, ...]] = attrs.field(factory=dict, init=False)
     _plans: dict[str, tuple[Step, ...]] | None = attrs.field(default=None, init=False)
     """Plans of commands with per-session handlers; None while there are none."""
-    in_data: bool = attrs.field(default=False, init=False)
     _data_timed_out: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -216,7 +215,6 @@ class Session(Connection):
         if idle is None:
             raise RuntimeError("receive_message runs inside the session's command loop")
         spool = NullSpool() if self.context.discard else Spool(self.config.spool_dir)
-        self.in_data = True
         # limits.data_timeout bounds the whole body. It rides on the session's idle
         # scope rather than a cancel scope of its own (a scope per message is a
         # tenth of a small message's CPU): the deadline replaces any left from the
@@ -251,7 +249,6 @@ class Session(Connection):
                 self._data_timed_out = True
             raise
         finally:
-            self.in_data = False
             # Left in place like a command wait's (see _disarm_idle): whatever
             # yields next lifts it first, and the next command wait replaces it.
             self._idle_armed = True
@@ -528,8 +525,9 @@ class Session(Connection):
             except Exception as exc:
                 failure = exc
             if failure is not None or res.decided_twice or res.decision is None:
-                if failure is None:
-                    failure = HandlerMisuse(f"handler {handler.key} returned without deciding")
+                if failure is None:  # no decision, or a second one whose error it swallowed
+                    what = "decided twice" if res.decided_twice else "returned without deciding"
+                    failure = HandlerMisuse(f"handler {handler.key} {what}")
                 self.log.error("handler %s failed", handler.key, exc_info=failure)
                 return Decision.REJECT, INTERNAL_ERROR
             if res.decision == Decision.ACCEPT:

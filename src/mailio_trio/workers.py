@@ -41,7 +41,6 @@ import trio
 from mailio_trio.server import Server
 
 if TYPE_CHECKING:
-    import ssl
     from collections.abc import Callable, Sequence
 
     from mailio_trio.config import Config
@@ -187,7 +186,6 @@ def serve(
     *,
     workers: int = 1,
     discard: bool = False,
-    tls_context: ssl.SSLContext | None = None,
     make_server: Callable[[], Server] | None = None,
     announce: Callable[[str], None] | None = None,
 ) -> int:
@@ -195,7 +193,7 @@ def serve(
 
     Args:
       make_server: Builds each worker's server (default: ``Server(config,
-        tls_context, discard=discard)``); called in the worker, after the fork.
+        discard=discard)``); called in the worker, after the fork.
       announce: Told ``"listening on HOST:PORT"`` once the sockets are bound.
 
     Raises:
@@ -205,7 +203,7 @@ def serve(
     def build() -> Server:
         if make_server is not None:
             return make_server()
-        return Server(config, tls_context, discard=discard)
+        return Server(config, discard=discard)
 
     per_worker = open_sockets(listen, workers)
 
