@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 
+import attrs
 import pytest
 import trio
 
 from mailio_trio import Config, Handler, Limits, Request, Response, Server, Session
 from mailio_trio.chain import Chain, ChainError, HandlerMisuse, order_handlers
+from mailio_trio.protocol import Command
 from mailio_trio.testing import RunningServer, start_capturing_server
 
 
@@ -292,3 +294,24 @@ def test_without_if_present_an_absent_name_is_still_an_error() -> None:
     chain = Chain()
     with pytest.raises(ChainError, match="not registered"):
         chain.add(Handler(command="rcpt", name="local", func=nothing, after=("relay",)))
+
+
+@attrs.frozen(kw_only=True)
+class _Settings:
+    zones: tuple[str, ...] = ("a.example",)
+    timeout: float = 1.0
+
+
+def test_config_as_builds_each_table_once() -> None:
+    # Plugins ask on every command; a table is built into its class once and shared.
+    table = {"zones": ("b.example",), "timeout": 2.0}
+    first = Request(Command(None, "rcpt", ""), None, config=table)  # type: ignore[arg-type]
+    again = Request(Command(None, "rcpt", ""), None, config=table)  # type: ignore[arg-type]
+    built = first.config_as(_Settings)
+    assert built == _Settings(zones=("b.example",), timeout=2.0)
+    assert again.config_as(_Settings) is built
+    other = Request(Command(None, "rcpt", ""), None, config={"timeout": 3.0})  # type: ignore[arg-type]
+    assert other.config_as(_Settings) == _Settings(timeout=3.0)
+    assert Request(Command(None, "rcpt", ""), None).config_as(_Settings) == _Settings()  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="expected _Settings or a table"):
+        Request(Command(None, "rcpt", ""), None, config=7).config_as(_Settings)  # type: ignore[arg-type]

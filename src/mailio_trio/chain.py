@@ -294,6 +294,10 @@ class HandlerMisuse(RuntimeError):
     """A handler decided twice or decided nothing: a bug in that handler."""
 
 
+_BUILT_CONFIGS: dict[tuple[int, type], tuple[Any, Any]] = {}
+"""``Request.config_as`` results by (id of the configuration table, class)."""
+
+
 @attrs.define(eq=False, slots=True)
 class Request:
     """What one command's handlers share.
@@ -324,18 +328,30 @@ class Request:
         return self.command.argument
 
     def config_as(self, cls: type[T]) -> T:
-        """This handler's configuration as ``cls``: defaults when none, built from a table."""
+        """This handler's configuration as ``cls``: defaults when none, built from a table.
+
+        Built once per table and class and shared from then on (a plugin asks on
+        every command; building parses its networks, lists and timeouts each
+        time): treat it as read-only, as the plugins' frozen attrs classes are.
+        """
         cfg = self.config
-        if cfg is None or cfg is True:
-            return cls()
         if isinstance(cfg, cls):
             return cfg
-        if isinstance(cfg, Mapping):
-            return cls(**cfg)
-        raise TypeError(
-            f"configuration of {self.command.name} is {type(cfg).__name__}, "
-            f"expected {cls.__name__} or a table"
-        )
+        key = (id(cfg), cls)
+        if (built := _BUILT_CONFIGS.get(key)) is not None:
+            return built[1]  # type: ignore[no-any-return]  # keyed by cls
+        if cfg is None or cfg is True:
+            value = cls()
+        elif isinstance(cfg, Mapping):
+            value = cls(**cfg)
+        else:
+            raise TypeError(
+                f"configuration of {self.command.name} is {type(cfg).__name__}, "
+                f"expected {cls.__name__} or a table"
+            )
+        # The table is kept with its object, so its id cannot be reused for another.
+        _BUILT_CONFIGS[key] = (cfg, value)
+        return value
 
     def on_accept(self, effect: Callable[[], None]) -> None:
         """Run ``effect`` only if the whole chain accepts (core handlers commit state here)."""
