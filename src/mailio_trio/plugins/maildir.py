@@ -170,15 +170,26 @@ async def expand(config: Config, address: Address) -> list[Address] | None:
 
 
 def known_mailboxes(config: Config) -> frozenset[Mailbox] | None:
-    """The configured set of mailboxes, folded like addresses; ``None`` when not set."""
-    if not config.maildir.mailboxes:
-        return None
-    boxes = set()
-    for item in config.maildir.mailboxes:
-        box = local_mailbox(config, _as_address(item))
-        if box is not None:
-            boxes.add(box)
-    return frozenset(boxes)
+    """The configured set of mailboxes, folded like addresses; ``None`` when not set.
+
+    Asked per RCPT and per message; folded once per configuration (a reload
+    brings a new ``Config``), not per call over every listed mailbox.
+    """
+    global _known  # a one-entry cache, by identity (Config is unhashable)
+    if _known is not None and _known[0] is config:
+        return _known[1]
+    boxes: frozenset[Mailbox] | None = None
+    if config.maildir.mailboxes:
+        boxes = frozenset(
+            box
+            for item in config.maildir.mailboxes
+            if (box := local_mailbox(config, _as_address(item))) is not None
+        )
+    _known = (config, boxes)
+    return boxes
+
+
+_known: tuple[Config, frozenset[Mailbox] | None] | None = None
 
 
 # --- writing -----------------------------------------------------------------
