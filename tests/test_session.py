@@ -187,3 +187,24 @@ def test_session_ids_differ_across_forked_workers() -> None:
     parent_id = _session_ids.next()
     assert len(child_id) == len(parent_id) == 12
     assert child_id != parent_id
+
+
+async def test_last_reply_to_a_client_that_never_reads_waits_farewell_timeout(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """A client we refuse may not read its answer: we give it limits.farewell_timeout."""
+    config = Config(hostname="mx.test", limits=Limits(idle_timeout=100, farewell_timeout=7))
+    server = Server(config)
+
+    @server.handler("connect", "refuse")
+    async def refuse(req: Request, res: Response) -> None:
+        res.end(554, "No SMTP service here", "5.7.1")
+
+    # Lockstep: every send waits for the client to read, and this one never does.
+    client, server_end = trio.testing.lockstep_stream_pair()
+    session = Session(server._context, server_end, ClientInfo(address="127.0.0.1", port=1))
+    start = trio.current_time()
+    with trio.fail_after(60):
+        await session.run()
+    assert 7 <= trio.current_time() - start < 8
+    await client.aclose()

@@ -117,6 +117,10 @@ class Limits:
     data_timeout: float = attrs.field(default=600.0, validator=_positive)
     """Seconds for the whole DATA phase, so a drip-feeding client cannot hold a slot forever."""
     tls_handshake_timeout: float = attrs.field(default=30.0, validator=_positive)
+    farewell_timeout: float = attrs.field(default=1.0, validator=_positive)
+    """Seconds for the last words to a client we are done with (a refusal such as ``421`` or
+    ``554``, or the final reply) and for the close (TLS ``close_notify``); short, since such a
+    client may not read."""
     shutdown_grace: float = attrs.field(default=30.0, validator=_positive)
     """Seconds a transaction in DATA may take to finish once shutdown starts."""
     message_size: int = attrs.field(default=100 * 1024 * 1024, validator=_at_least(1))

@@ -324,7 +324,7 @@ class Server:
             if tls:  # a plaintext 421 means nothing to a client that expects TLS
                 await trio.aclose_forcefully(stream)
             else:
-                await _refuse(stream, TOO_MANY_CONNECTIONS)
+                await _refuse(stream, TOO_MANY_CONNECTIONS, self.config.limits.farewell_timeout)
             return
         try:
             host, port = stream.socket.getpeername()[:2]
@@ -342,7 +342,7 @@ class Server:
                 host,
                 admission.value,
             )
-            await _refuse(stream, TOO_MANY_FROM_YOU)
+            await _refuse(stream, TOO_MANY_FROM_YOU, self.config.limits.farewell_timeout)
             return
         try:
             client = ClientInfo(address=host, port=port)
@@ -429,8 +429,8 @@ def _close_listeners(listeners: Sequence[trio.SocketListener]) -> None:
         listener.socket.close()
 
 
-async def _refuse(stream: trio.abc.Stream, reply: Reply) -> None:
-    with trio.move_on_after(1):
+async def _refuse(stream: trio.abc.Stream, reply: Reply, patience: float) -> None:
+    with trio.move_on_after(patience):
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await stream.send_all(reply.to_bytes())
     await trio.aclose_forcefully(stream)

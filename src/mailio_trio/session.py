@@ -339,7 +339,8 @@ class Session(Connection):
                 await self._close_stream()
 
     async def _close_stream(self) -> None:
-        with trio.CancelScope(shield=True), trio.move_on_after(1):
+        farewell = self.config.limits.farewell_timeout
+        with trio.CancelScope(shield=True), trio.move_on_after(farewell):
             if isinstance(self.stream, trio.SSLStream):
                 # close_notify first: TLS clients (openssl s_client) treat a bare
                 # TCP close as a truncation attack (RFC 8446 §6.1).
@@ -350,11 +351,11 @@ class Session(Connection):
     async def _send_last(self, reply: Reply | None) -> None:
         if reply is not None:
             self.queue_reply(reply)
-        # At most a second for a client that does not read its last reply; the
-        # timeout is flush's own, so the usual case (one write) needs no scope.
+        # At most limits.farewell_timeout for a client that does not read its last
+        # reply; the timeout is flush's own, so the usual case (one write) needs no scope.
         lost = (ConnectionLost, trio.BrokenResourceError, trio.ClosedResourceError)
         with contextlib.suppress(*lost):
-            await self.flush(patience=1, last=True)
+            await self.flush(patience=self.config.limits.farewell_timeout, last=True)
 
     async def _serve(self) -> None:
         for callback in self.context.on_session:
