@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import email.policy
 import os
-import re
 import tempfile
 from email.message import EmailMessage
 from email.utils import getaddresses
@@ -30,7 +29,13 @@ import trio
 
 from mailio_trio._session_parts import Close
 from mailio_trio.message import Envelope, Message
-from mailio_trio.protocol import ClientProtocolError, Reply, parse_mail_from, parse_rcpt_to
+from mailio_trio.protocol import (
+    ClientProtocolError,
+    Reply,
+    crlf_line_endings,
+    parse_mail_from,
+    parse_rcpt_to,
+)
 from mailio_trio.session import ClientInfo, Session
 
 if TYPE_CHECKING:
@@ -40,7 +45,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ApiUser", "SubmissionRefused", "submit"]
 
-_LINE_END = re.compile(rb"\r\n|\r|\n")
 _INTERNAL_ERROR = Reply(451, "Local error in processing, try again later", "4.3.0")
 
 
@@ -139,7 +143,7 @@ async def submit(
         if sender is None or recipients is None:
             raise TypeError("send_mail: bytes need sender= and recipients=")
         # What a client's DATA gives a queue handler: CRLF line endings.
-        data = _LINE_END.sub(b"\r\n", message)
+        data = crlf_line_endings(message)
         if not data.endswith(b"\r\n"):
             data += b"\r\n"
     else:

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from mailio_trio.protocol import LineSplitter, Need, OverlongLine, Reply
+from mailio_trio.protocol import LineSplitter, Need, OverlongLine, Reply, crlf_line_endings
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Sequence
@@ -154,9 +154,6 @@ class SendResult:
         return {r: reply for r, reply in self.recipients.items() if not reply.is_positive}
 
 
-_LINE_END = re.compile(rb"\r\n|\r|\n")
-
-
 class DotStuffer:
     """Dot-stuff a body fed in chunks (RFC 5321 §4.5.2), carrying line state across them.
 
@@ -183,7 +180,7 @@ class DotStuffer:
             if not chunk:
                 return b""
         self._empty = False
-        chunk = _LINE_END.sub(b"\r\n", chunk)
+        chunk = crlf_line_endings(chunk)
         if self._line_start and chunk.startswith(b"."):
             chunk = b"." + chunk
         self._line_start = chunk.endswith(b"\n")

@@ -56,6 +56,7 @@ def test_public_names() -> None:
         "RcptTo",
         "Reply",
         "Verb",
+        "crlf_line_endings",
         "dot_stuff",
         "parse_command",
         "parse_helo_name",

@@ -17,6 +17,7 @@ from mailio_trio.protocol.commands import parse_mail_from as parse_mail_from
 from mailio_trio.protocol.commands import parse_rcpt_to as parse_rcpt_to
 from mailio_trio.protocol.data import BareLineEndings as BareLineEndings
 from mailio_trio.protocol.data import DataReader as DataReader
+from mailio_trio.protocol.data import crlf_line_endings as crlf_line_endings
 from mailio_trio.protocol.data import dot_stuff as dot_stuff
 from mailio_trio.protocol.errors import ClientProtocolError as ClientProtocolError
 from mailio_trio.protocol.errors import ProtocolUsageError as ProtocolUsageError
@@ -39,6 +40,7 @@ __all__ = [
     "RcptTo",
     "Reply",
     "Verb",
+    "crlf_line_endings",
     "dot_stuff",
     "parse_command",
     "parse_helo_name",

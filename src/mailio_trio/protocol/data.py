@@ -28,7 +28,7 @@ import re
 
 from mailio_trio.protocol.errors import ProtocolUsageError
 
-__all__ = ["BareLineEndings", "DataReader", "dot_stuff"]
+__all__ = ["BareLineEndings", "DataReader", "crlf_line_endings", "dot_stuff"]
 
 # RFC 5321 §4.5.3.1.6: a text line is at most 998 octets + CRLF = 1000.
 DEFAULT_TEXT_LINE_LIMIT = 1000
@@ -251,6 +251,16 @@ class DataReader:
         return trailing
 
 
+def crlf_line_endings(data: bytes) -> bytes:
+    """``data`` with every line ending, bare CR and bare LF included, as CRLF.
+
+    Example:
+      >>> crlf_line_endings(b"a\\nb\\rc\\r\\n")
+      b'a\\r\\nb\\r\\nc\\r\\n'
+    """
+    return _ANY_LINE_END.sub(b"\r\n", data)
+
+
 def dot_stuff(body: bytes) -> bytes:
     """Prepare a body for sending after DATA (RFC 5321 §4.5.2).
 
@@ -270,7 +280,7 @@ def dot_stuff(body: bytes) -> bytes:
       b'..hidden\\r\\nlast\\r\\n.\\r\\n'
     """
     if body.count(b"\n") != body.count(b"\r\n") or body.count(b"\r") != body.count(b"\r\n"):
-        body = _ANY_LINE_END.sub(b"\r\n", body)
+        body = crlf_line_endings(body)
     if body and not body.endswith(b"\r\n"):
         body += b"\r\n"
     if body.startswith(b"."):
