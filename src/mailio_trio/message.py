@@ -60,6 +60,14 @@ class Message:
     def read_bytes(self) -> bytes:
         return self.path.read_bytes()
 
+    def rewritten(self, size: int) -> None:
+        """The stored file was replaced (a handler added headers): its new size.
+
+        The parsed copy, if any, no longer matches the file and is dropped.
+        """
+        self.size = size
+        self._parsed = None
+
     @property
     def email(self) -> EmailMessage:
         """The message parsed with ``email.policy.default`` (headers only parsed lazily too)."""

@@ -280,8 +280,7 @@ async def spamd(req: Request, res: Response) -> None:
         size = await trio.to_thread.run_sync(
             rewrite_with_headers, message.path, spam_headers(result)
         )
-        message.size = size
-        message._parsed = None  # the parsed copy (if any) no longer matches the file
+        message.rewritten(size)
     res.accept()
 
 
