@@ -58,6 +58,11 @@ def test_from_toml_builds_every_section(tmp_path: Path) -> None:
             {"limits": {"idel_timeout": 1}},
             "limits.idel_timeout: unknown key (did you mean idle_timeout?)",
         ),
+        (
+            {"limits": {"per_ip_exempt": ["10.0.0.0/8", "x"]}},
+            "limits.per_ip_exempt = 'x': must be networks in CIDR form",
+        ),
+        ({"dns": {"nameservers": "ns.example"}}, "dns.nameservers = 'ns.example': must be IPv4"),
         ({"server": {"domains": 5}}, "server.domains = 5: must be a list of strings"),
         ({"server": {"strict_helo": "yes"}}, 'server.strict_helo = "yes": must be true or false'),
         ({"server": {"hostname": ["a"]}}, 'server.hostname = ["a"]: must be a string'),

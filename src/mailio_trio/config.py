@@ -18,7 +18,7 @@ import attrs
 from mailio_trio.protocol import BareLineEndings
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from mailio_trio.plugins.auth import AuthConfig
     from mailio_trio.tls import TLSConfig
@@ -80,21 +80,33 @@ def _bare_line_endings(value: str | BareLineEndings) -> BareLineEndings:
         ) from None
 
 
-def networks(value: Any, key: str) -> tuple[str, ...]:
-    """CIDR strings from one or many; a bad one is a :class:`ConfigError` naming ``key``."""
-    import ipaddress
+def _each(value: Any, key: str, parse: Callable[[str], object], expected: str) -> tuple[str, ...]:
+    """One string or many, each parsed by ``parse`` and given back in its canonical form.
 
+    Raises:
+      ConfigError: One line naming ``key``, the bad item and ``expected``.
+    """
     if isinstance(value, str):
         value = (value,)
     out = []
     for item in value:
         try:
-            out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+            out.append(str(parse(str(item).strip())))
         except ValueError:
-            raise ConfigError(
-                f"{key} = {item!r}: must be networks in CIDR form (192.0.2.0/24) or addresses"
-            ) from None
+            raise ConfigError(f"{key} = {item!r}: must be {expected}") from None
     return tuple(out)
+
+
+def networks(value: Any, key: str) -> tuple[str, ...]:
+    """CIDR strings from one or many; a bad one is a :class:`ConfigError` naming ``key``."""
+    import ipaddress
+
+    return _each(
+        value,
+        key,
+        lambda text: ipaddress.ip_network(text, strict=False),
+        "networks in CIDR form (192.0.2.0/24) or addresses",
+    )
 
 
 def _per_ip_exempt(value: Any) -> tuple[str, ...]:
@@ -374,17 +386,7 @@ class MaildirConfig:
 def _nameservers(value: Any) -> tuple[str, ...]:
     import ipaddress
 
-    if isinstance(value, str):
-        value = (value,)
-    out = []
-    for item in value:
-        try:
-            out.append(str(ipaddress.ip_address(str(item).strip())))
-        except ValueError:
-            raise ConfigError(
-                f"dns.nameservers = {item!r}: must be IPv4 or IPv6 addresses"
-            ) from None
-    return tuple(out)
+    return _each(value, "dns.nameservers", ipaddress.ip_address, "IPv4 or IPv6 addresses")
 
 
 @attrs.frozen(kw_only=True)
