@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import functools
 import ipaddress
 from typing import TYPE_CHECKING
 
@@ -40,8 +41,13 @@ class Admission(enum.Enum):
     TOO_FAST = "too many connections from this address in the last minute"
 
 
-def parse_networks(values: Iterable[str]) -> tuple[Network, ...]:
-    """CIDRs (or single addresses) as networks; raises ``ValueError`` naming the bad one."""
+@functools.lru_cache(maxsize=64)
+def parse_networks(values: tuple[str, ...]) -> tuple[Network, ...]:
+    """CIDRs (or single addresses) as networks; raises ``ValueError`` naming the bad one.
+
+    Cached: dnsbl, pregreet and the limits ask per connection or per RCPT for
+    the same configured tuples, which only a new configuration changes.
+    """
     return tuple(ipaddress.ip_network(str(v).strip(), strict=False) for v in values)
 
 
