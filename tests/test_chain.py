@@ -227,6 +227,10 @@ async def test_write_read_set_get_and_per_session_handlers(nursery: trio.Nursery
         assert (reply.code, reply.text) == (250, "Hello me")
         assert (await conn.command("NOOP")).text == "remembered me"
     assert sessions[0].accepted["vrfy"] == 250
+    # The session's own handler runs after the server's, and only in that session.
+    assert [h.key for h in sessions[0].handlers("vrfy")] == ["vrfy/core", "vrfy/ask"]
+    assert [h.key for h in server.chain.handlers("vrfy")] == ["vrfy/core"]
+    assert sessions[0].handlers("noop") == server.chain.handlers("noop")
 
 
 async def test_end_from_handler_closes_after_reply(nursery: trio.Nursery) -> None:

@@ -114,7 +114,6 @@ class Session(Connection):
     """What handlers stored with ``res.set``, by ``"command/name"``."""
     _log: SessionLog | None = attrs.field(default=None, init=False)
     _own: dict[str, list[Handler]] = attrs.field(factory=dict, init=False)
-    _ordered: dict[str, tuple[Handler, ...]] = attrs.field(factory=dict, init=False)
     _plans: dict[str, tuple[Step, ...]] | None = attrs.field(default=None, init=False)
     """Plans of commands with per-session handlers; None while there are none."""
     _data_timed_out: bool = attrs.field(default=False, init=False)
@@ -155,15 +154,15 @@ class Session(Connection):
         ordered = order_handlers(
             [*chain.handlers(handler.command), *own], known=chain.disabled(handler.command)
         )
-        self._ordered[handler.command] = tuple(ordered)
         if self._plans is None:
             self._plans = {}
         self._plans[handler.command] = chain.plan_of(ordered)
         self._own[handler.command] = own
 
     def handlers(self, command: str) -> tuple[Handler, ...]:
-        own = self._ordered.get(command)
-        return own if own is not None else self.context.chain.handlers(command)
+        if self._plans is None or command not in self._plans:
+            return self.context.chain.handlers(command)
+        return tuple(step.handler for step in self._plans[command])
 
     def plan(self, command: str) -> tuple[Step, ...]:
         """What runs for ``command`` in this session (the server's chain plus our own)."""
