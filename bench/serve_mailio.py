@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from mailio_trio import workers
 from mailio_trio.config import Config, Limits, MaildirConfig
+from mailio_trio.server import workers
 
 
 def main() -> None:

@@ -12,7 +12,7 @@ import ssl
 import pytest
 import trustme
 
-from mailio_trio import session
+from mailio_trio.server import _session as session
 
 # pytester runs pytest as a user would (tests/test_pytest_plugin.py, tests/test_sample_app.py).
 # The mailio fixtures come from the pytest11 entry point, not from here.

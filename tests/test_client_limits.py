@@ -6,7 +6,7 @@ import ipaddress
 
 import pytest
 
-from mailio_trio.client_limits import in_networks, parse_networks
+from mailio_trio.networks import in_networks, parse_networks
 
 
 def test_configured_networks_are_parsed_once() -> None:

@@ -19,7 +19,7 @@ from mailio_trio.dns import (
     NullMX,
     reverse_name,
 )
-from mailio_trio.testing_dns import DnsServer, Transport, Zone
+from mailio_trio.testing.dns import DnsServer, Transport, Zone
 
 
 async def start(

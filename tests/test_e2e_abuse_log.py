@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 from mailio_trio import Config, Limits, Server
-from mailio_trio._ratelog import AbuseKind, RateLimitedLog
+from mailio_trio.abuse import AbuseKind, RateLimitedLog
 from mailio_trio.config import ConfigError
 from mailio_trio.passwords import hash_password
 from mailio_trio.plugins.auth import AuthConfig

@@ -17,7 +17,7 @@ from hostile_clients import connect_from
 from mailio_trio import Config, DnsConfig, Limits, Server
 from mailio_trio.config import ConfigError
 from mailio_trio.testing import RawConnection, RunningServer, start_capturing_server
-from mailio_trio.testing_dns import DnsServer, Zone
+from mailio_trio.testing.dns import DnsServer, Zone
 
 
 async def start_dns(nursery: trio.Nursery, zone: Zone) -> DnsConfig:

@@ -17,7 +17,7 @@ from mailio_trio import Config, DnsConfig, Server
 from mailio_trio.config import ConfigError
 from mailio_trio.dns import reverse_name
 from mailio_trio.testing import RawConnection, RunningServer, start_capturing_server
-from mailio_trio.testing_dns import DnsServer, Zone
+from mailio_trio.testing.dns import DnsServer, Zone
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

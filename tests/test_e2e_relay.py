@@ -17,7 +17,7 @@ from mailio_trio.client import send
 from mailio_trio.config import DnsConfig, RelayConfig
 from mailio_trio.relay.spool import Spool
 from mailio_trio.testing import RunningServer, start_capturing_server
-from mailio_trio.testing_dns import DnsServer, Zone
+from mailio_trio.testing.dns import DnsServer, Zone
 from smtp_peers import Peer, PeerHandler, run_aiosmtpd
 
 if TYPE_CHECKING:

@@ -23,12 +23,13 @@ import attrs
 import pytest
 import trio
 
-from mailio_trio import Config, Server, session
+from mailio_trio import Config, Server
 from mailio_trio.chain import Handler, Request, Response
 from mailio_trio.config import ConfigError, DnsConfig, Limits, MaildirConfig, RelayConfig
 from mailio_trio.relay.spool import Spool
+from mailio_trio.server import _session as session
 from mailio_trio.testing import RawConnection, open_raw_connection
-from mailio_trio.testing_dns import DnsServer, Zone
+from mailio_trio.testing.dns import DnsServer, Zone
 from smtp_peers import Peer, run_aiosmtpd
 
 if TYPE_CHECKING:

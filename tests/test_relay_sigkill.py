@@ -31,7 +31,7 @@ from mailio_trio.client import send
 from mailio_trio.config import Limits
 from mailio_trio.relay.spool import RecipientStatus, Spool
 from mailio_trio.testing import RunningServer, start_capturing_server
-from mailio_trio.testing_dns import DnsServer, Zone
+from mailio_trio.testing.dns import DnsServer, Zone
 from serve_process import LISTENING
 
 if TYPE_CHECKING:

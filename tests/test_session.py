@@ -15,8 +15,8 @@ import trio
 import trio.testing
 
 from mailio_trio import Config, Limits, Server
-from mailio_trio._session_io import _session_ids
-from mailio_trio.session import ClientInfo, Session
+from mailio_trio.server._connection import _session_ids
+from mailio_trio.server._session import ClientInfo, Session
 
 if TYPE_CHECKING:
     from mailio_trio.chain import Request, Response

@@ -9,8 +9,8 @@ import threading
 
 import pytest
 
-from mailio_trio._threaded import THREAD_NAME
 from mailio_trio.testing import CaptureOptions, ThreadedServer, serve_in_thread
+from mailio_trio.testing._threaded import THREAD_NAME
 
 RUNS = 200
 

@@ -19,8 +19,9 @@ import pytest
 import trio
 
 from mailio_trio import Config, Limits, Server
+from mailio_trio.cli._workers import add_workers_arguments
+from mailio_trio.server.workers import _serve_sockets, open_sockets
 from mailio_trio.testing import open_raw_connection
-from mailio_trio.workers import _serve_sockets, add_arguments, open_sockets
 from serve_process import serving
 
 if TYPE_CHECKING:
@@ -63,7 +64,7 @@ def _nothing_stored(spool: Path) -> bool:
 _WORKER_SCRIPT = textwrap.dedent(
     """
     import os, sys
-    from mailio_trio import workers
+    from mailio_trio.server import workers
     from mailio_trio.config import Config
     from mailio_trio.server import Server
 
@@ -130,7 +131,7 @@ def test_workers_share_the_port_and_stop_gracefully_on_sigterm() -> None:
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
 def test_bad_workers_flag_is_one_line(value: str, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser(prog="mailio-trio serve")
-    add_arguments(parser)
+    add_workers_arguments(parser)
     with pytest.raises(SystemExit) as exc:
         parser.parse_args(["--workers", value])
     assert exc.value.code == 2
@@ -140,7 +141,7 @@ def test_bad_workers_flag_is_one_line(value: str, capsys: pytest.CaptureFixture[
 
 def test_flags_parse() -> None:
     parser = argparse.ArgumentParser()
-    add_arguments(parser)
+    add_workers_arguments(parser)
     args = parser.parse_args(["--workers", "3", "--discard"])
     assert (args.workers, args.discard) == (3, True)
     args = parser.parse_args([])

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from mailio_trio._submit import ApiUser as ApiUser
-from mailio_trio._submit import SubmissionRefused as SubmissionRefused
 from mailio_trio.chain import Chain as Chain
 from mailio_trio.chain import ChainError as ChainError
 from mailio_trio.chain import Handler as Handler
@@ -20,8 +18,10 @@ from mailio_trio.message import Message as Message
 from mailio_trio.protocol import Address as Address
 from mailio_trio.protocol import Reply as Reply
 from mailio_trio.server import Server as Server
-from mailio_trio.session import ClientInfo as ClientInfo
-from mailio_trio.session import Session as Session
+from mailio_trio.server._session import ClientInfo as ClientInfo
+from mailio_trio.server._session import Session as Session
+from mailio_trio.server._submit import ApiUser as ApiUser
+from mailio_trio.server._submit import SubmissionRefused as SubmissionRefused
 
 try:
     __version__ = version("mailio-trio")

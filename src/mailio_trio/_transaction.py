@@ -33,8 +33,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from mailio_trio._session_parts import ConnectionLost
-from mailio_trio.protocol import Reply
+from mailio_trio.protocol import ConnectionLost, Reply
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence

@@ -10,7 +10,7 @@ command.
 Each handler receives the :class:`Request` shared by the whole chain and its
 own :class:`Response`, on which it makes exactly one decision: ``accept``
 (pass on), ``reject`` (answer now, stop) or ``end`` (answer, close the
-connection). The session enforces that rule; see ``session.py``.
+connection). The session enforces that rule; see ``server/_session.py``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import logging
 
     from mailio_trio.message import Message
-    from mailio_trio.session import Session
+    from mailio_trio.server._session import Session
 
 __all__ = [
     "CORE",

@@ -5,7 +5,7 @@ relay) goes through one :class:`DnsResolver`, so the nameservers, the
 per-lookup deadline and the cache are configured once (:class:`DnsConfig`).
 Plugins and the relay code against the small :class:`Resolver` protocol, so a
 test can aim them at a DNS server on loopback
-(``mailio_trio.testing_dns``).
+(``mailio_trio.testing.dns``).
 
 Errors are two kinds, because callers act differently on them:
 

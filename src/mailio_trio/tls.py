@@ -1,9 +1,10 @@
 """TLS configuration: certificates, the server's ``ssl.SSLContext``, throw-away certificates.
 
-This module owns how a :class:`TLSConfig` becomes an :class:`ssl.SSLContext`
+This module owns how a :class:`~mailio_trio.config.TLSConfig` (the ``[tls]``
+section, validated in ``mailio_trio.config``) becomes an :class:`ssl.SSLContext`
 (for STARTTLS and implicit-TLS listeners alike) and must never let a bad path
 or a mismatched key surface as a traceback: every problem an operator can fix
-is one :class:`~mailio_trio.config.ConfigError` line naming the key.
+is one :class:`~mailio_trio.ConfigError` line naming the key.
 
 Security defaults:
   * TLS 1.2 is the floor (RFC 8996 deprecates 1.0 and 1.1; RFC 8314 §4.1 asks
@@ -19,84 +20,21 @@ Security defaults:
 
 from __future__ import annotations
 
-import enum
 import logging
 import os
 import shutil
 import ssl
 import subprocess
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import attrs
+from mailio_trio.config import ConfigError, TLSConfig, TLSVersion
 
-from mailio_trio.config import ConfigError
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = ["TLSConfig", "TLSVersion", "build_server_context", "make_self_signed"]
 
 logger = logging.getLogger("mailio_trio.tls")
-
-
-class TLSVersion(enum.Enum):
-    """The lowest protocol version a client may negotiate."""
-
-    TLS_1_2 = "TLSv1.2"
-    TLS_1_3 = "TLSv1.3"
-
-    @property
-    def ssl_version(self) -> ssl.TLSVersion:
-        return ssl.TLSVersion.TLSv1_2 if self is TLSVersion.TLS_1_2 else ssl.TLSVersion.TLSv1_3
-
-
-def _version(value: str | TLSVersion) -> TLSVersion:
-    if isinstance(value, TLSVersion):
-        return value
-    for member in TLSVersion:
-        if str(value).replace(" ", "").lower() in (member.value.lower(), member.value[4:]):
-            return member
-    allowed = ", ".join(repr(m.value) for m in TLSVersion)
-    raise ConfigError(f"tls.minimum_version = {value!r}: must be one of {allowed}")
-
-
-def _optional_path(value: str | os.PathLike[str] | None) -> Path | None:
-    return None if value is None or value == "" else Path(value)
-
-
-@attrs.frozen(kw_only=True)
-class TLSConfig:
-    """Where the server's certificate lives and what clients must offer.
-
-    Example:
-      >>> TLSConfig(cert="/etc/mail/cert.pem", key="/etc/mail/key.pem").enabled
-      True
-    """
-
-    _section = "tls"
-
-    cert: Path | None = attrs.field(default=None, converter=_optional_path)
-    """PEM certificate chain (leaf first). Without it STARTTLS and SMTPS are off."""
-    key: Path | None = attrs.field(default=None, converter=_optional_path)
-    """PEM private key; may be omitted when ``cert`` holds the key too."""
-    ca: Path | None = attrs.field(default=None, converter=_optional_path)
-    """PEM CA bundle used to verify client certificates (with ``request_client_cert``)."""
-    request_client_cert: bool = False
-    """Ask clients for a certificate; one that fails verification fails the handshake.
-    A client without one is still served (MTAs rarely have one)."""
-    minimum_version: TLSVersion = attrs.field(default=TLSVersion.TLS_1_2, converter=_version)
-    ciphers: str | None = None
-    """An OpenSSL cipher string for TLS 1.2; ``None`` keeps OpenSSL's defaults."""
-
-    def __attrs_post_init__(self) -> None:
-        if self.key is not None and self.cert is None:
-            raise ConfigError(f"tls.key = {str(self.key)!r}: needs tls.cert as well")
-        if self.request_client_cert and self.ca is None:
-            raise ConfigError(
-                "tls.request_client_cert = true: needs tls.ca, "
-                "the CAs that sign client certificates"
-            )
-
-    @property
-    def enabled(self) -> bool:
-        return self.cert is not None
 
 
 def _readable(key: str, path: Path) -> None:

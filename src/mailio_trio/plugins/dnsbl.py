@@ -46,16 +46,16 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from mailio_trio._ratelog import AbuseKind, RateLimitedLog
+from mailio_trio.abuse import AbuseKind, RateLimitedLog
 from mailio_trio.chain import Chain, Handler, Request, Response
-from mailio_trio.client_limits import in_networks, parse_networks
 from mailio_trio.config import ConfigError, networks
 from mailio_trio.dns import DNSError, DNSNotFound, reverse_name
+from mailio_trio.networks import in_networks, parse_networks
 from mailio_trio.plugins._settings import check, positive
 
 if TYPE_CHECKING:
     from mailio_trio.dns import Resolver
-    from mailio_trio.session import Session
+    from mailio_trio.server._session import Session
 
 KEY = "rcpt/dnsbl"
 

@@ -14,7 +14,7 @@ from mailio_trio.plugins.helo import greeted
 from mailio_trio.protocol import parse_helo_name
 
 if TYPE_CHECKING:
-    from mailio_trio.session import Session
+    from mailio_trio.server._session import Session
 
 
 def keywords(session: Session) -> list[str]:

@@ -8,7 +8,7 @@ from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_wai
 from mailio_trio.protocol import parse_helo_name
 
 if TYPE_CHECKING:
-    from mailio_trio.session import Session
+    from mailio_trio.server._session import Session
 
 
 def greeted(session: Session, name: str, *, esmtp: bool) -> None:

@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import logging
 
-from mailio_trio._ratelog import AbuseKind
+from mailio_trio.abuse import AbuseKind
 from mailio_trio.chain import Chain, Handler, Request, Response, never_waits
-from mailio_trio.client_limits import in_networks, parse_networks
+from mailio_trio.networks import in_networks, parse_networks
 
 
 def _exempt(req: Request) -> bool:

@@ -13,7 +13,7 @@ from mailio_trio.message import Envelope
 from mailio_trio.protocol import MailFrom, parse_mail_from
 
 if TYPE_CHECKING:
-    from mailio_trio.session import Session
+    from mailio_trio.server._session import Session
 
 
 def start(session: Session, mail: MailFrom) -> None:

@@ -24,10 +24,10 @@ from typing import Any
 
 import attrs
 
-from mailio_trio._ratelog import AbuseKind
+from mailio_trio.abuse import AbuseKind
 from mailio_trio.chain import Chain, Handler, Request, Response
-from mailio_trio.client_limits import in_networks, parse_networks
 from mailio_trio.config import networks
+from mailio_trio.networks import in_networks, parse_networks
 from mailio_trio.plugins._settings import check, positive
 
 KEY = "connect/pregreet"

@@ -12,7 +12,7 @@ from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_wai
 from mailio_trio.protocol import Address, parse_rcpt_to
 
 if TYPE_CHECKING:
-    from mailio_trio.session import Session
+    from mailio_trio.server._session import Session
 
 
 def add(session: Session, recipient: Address) -> None:

@@ -17,7 +17,7 @@ from mailio_trio.chain import CORE, Chain, Handler, Request, Response
 
 if TYPE_CHECKING:
     from mailio_trio.protocol import Reply
-    from mailio_trio.session import Session
+    from mailio_trio.server._session import Session
 
 
 def extension(session: Session) -> str | None:

@@ -1,7 +1,7 @@
 """The sans-I/O SMTP core: bytes in, commands, bodies and replies out.
 
 Nothing in this package does I/O, reads a clock or imports trio; the session
-(:mod:`mailio_trio.session`) drives it.
+(``mailio_trio.server``) and the client (``mailio_trio.client``) drive it.
 """
 
 from __future__ import annotations
@@ -18,8 +18,10 @@ from mailio_trio.protocol.commands import parse_rcpt_to as parse_rcpt_to
 from mailio_trio.protocol.data import BareLineEndings as BareLineEndings
 from mailio_trio.protocol.data import DataReader as DataReader
 from mailio_trio.protocol.data import crlf_line_endings as crlf_line_endings
+from mailio_trio.protocol.data import data_problem as data_problem
 from mailio_trio.protocol.data import dot_stuff as dot_stuff
 from mailio_trio.protocol.errors import ClientProtocolError as ClientProtocolError
+from mailio_trio.protocol.errors import ConnectionLost as ConnectionLost
 from mailio_trio.protocol.errors import ProtocolUsageError as ProtocolUsageError
 from mailio_trio.protocol.lines import LineSplitter as LineSplitter
 from mailio_trio.protocol.lines import Need as Need
@@ -31,6 +33,7 @@ __all__ = [
     "BareLineEndings",
     "ClientProtocolError",
     "Command",
+    "ConnectionLost",
     "DataReader",
     "LineSplitter",
     "MailFrom",
@@ -41,6 +44,7 @@ __all__ = [
     "Reply",
     "Verb",
     "crlf_line_endings",
+    "data_problem",
     "dot_stuff",
     "parse_command",
     "parse_helo_name",

@@ -27,8 +27,9 @@ import enum
 import re
 
 from mailio_trio.protocol.errors import ProtocolUsageError
+from mailio_trio.protocol.replies import Reply
 
-__all__ = ["BareLineEndings", "DataReader", "crlf_line_endings", "dot_stuff"]
+__all__ = ["BareLineEndings", "DataReader", "crlf_line_endings", "data_problem", "dot_stuff"]
 
 # RFC 5321 §4.5.3.1.6: a text line is at most 998 octets + CRLF = 1000.
 DEFAULT_TEXT_LINE_LIMIT = 1000
@@ -286,3 +287,14 @@ def dot_stuff(body: bytes) -> bytes:
     if body.startswith(b"."):
         body = b"." + body
     return body.replace(b"\n.", b"\n..") + b".\r\n"
+
+
+def data_problem(reader: DataReader, policy: BareLineEndings, line_limit: int) -> Reply | None:
+    """The refusal a finished DATA body earns (size, bare line endings, line length), if any."""
+    if reader.size_exceeded:
+        return Reply(552, "Message size exceeds fixed maximum message size", "5.3.4")
+    if reader.bare_line_ending_seen and policy is BareLineEndings.REJECT:
+        return Reply(550, "Bare CR or LF in message; lines must end with CRLF", "5.5.2")
+    if reader.line_too_long:
+        return Reply(550, f"Message has a line longer than {line_limit} octets", "5.6.0")
+    return None

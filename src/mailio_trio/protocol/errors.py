@@ -1,7 +1,8 @@
-"""The two ways the protocol core can fail, after h11's Local/RemoteProtocolError.
+"""The ways the protocol can fail, after h11's Local/RemoteProtocolError.
 
 ``ClientProtocolError`` is the peer's mistake: it carries the reply the session
 sends back. ``ProtocolUsageError`` is ours: calling the core wrongly is a bug.
+``ConnectionLost``: the peer is gone.
 """
 
 from __future__ import annotations
@@ -22,3 +23,11 @@ class ClientProtocolError(Exception):
 
 class ProtocolUsageError(Exception):
     """The protocol core was driven wrongly by our own code."""
+
+
+class ConnectionLost(Exception):
+    """The peer went away (EOF or a broken stream) while we waited for it.
+
+    Raised by the server's connection; caught by the ``queue`` transaction, which
+    then rolls back (RFC 5321 §3.8). Here so both sides share it without a cycle.
+    """

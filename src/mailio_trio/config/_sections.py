@@ -1,71 +1,31 @@
-"""Configuration: attrs classes with defaults, validated where they are built.
+"""The configuration sections every server has: limits, relay, maildir, DNS.
 
 Every limit, timeout and policy lives here with its default beside the reason
-for it. Values come from code (``Config(...)``), and a bad one is refused with
-one line naming the key, the value and what is allowed (:class:`ConfigError`).
+for it. Values come from code or a TOML table, and a bad one is refused with
+one line naming the key, the value and what is allowed (``ConfigError``).
 """
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import attrs
 
+from mailio_trio.config._validators import (
+    ConfigError,
+    at_least,
+    each,
+    networks,
+    non_negative,
+    positive,
+    show,
+    strings,
+)
 from mailio_trio.protocol import BareLineEndings
 
-if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
-
-    from mailio_trio.plugins.auth import AuthConfig
-    from mailio_trio.tls import TLSConfig
-
-
-__all__ = [
-    "Config",
-    "ConfigError",
-    "DnsConfig",
-    "Limits",
-    "MaildirConfig",
-    "RelayConfig",
-    "parse_listen",
-]
-
-
-class ConfigError(ValueError):
-    """A configuration value that cannot work; the message is one line for the operator."""
-
-
-def _positive(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(
-            f"{_key(instance, attribute)} = {show(value)}: must be a number greater than 0"
-        )
-
-
-def _non_negative(instance: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ConfigError(
-            f"{_key(instance, attribute)} = {show(value)}: must be a number >= 0 (0: off)"
-        )
-
-
-def _at_least(minimum: int) -> Any:
-    def check(instance: object, attribute: attrs.Attribute[Any], value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ConfigError(
-                f"{_key(instance, attribute)} = {show(value)}: must be a whole number >= {minimum}"
-            )
-
-    return check
-
-
-def _key(instance: object, attribute: attrs.Attribute[Any]) -> str:
-    section = getattr(type(instance), "_section", "")
-    return f"{section}.{attribute.name}" if section else attribute.name
+__all__ = ["DnsConfig", "Limits", "MaildirConfig", "RelayConfig"]
 
 
 def _bare_line_endings(value: str | BareLineEndings) -> BareLineEndings:
@@ -80,35 +40,6 @@ def _bare_line_endings(value: str | BareLineEndings) -> BareLineEndings:
         ) from None
 
 
-def _each(value: Any, key: str, parse: Callable[[str], object], expected: str) -> tuple[str, ...]:
-    """One string or many, each parsed by ``parse`` and given back in its canonical form.
-
-    Raises:
-      ConfigError: One line naming ``key``, the bad item and ``expected``.
-    """
-    if isinstance(value, str):
-        value = (value,)
-    out = []
-    for item in value:
-        try:
-            out.append(str(parse(str(item).strip())))
-        except ValueError:
-            raise ConfigError(f"{key} = {item!r}: must be {expected}") from None
-    return tuple(out)
-
-
-def networks(value: Any, key: str) -> tuple[str, ...]:
-    """CIDR strings from one or many; a bad one is a :class:`ConfigError` naming ``key``."""
-    import ipaddress
-
-    return _each(
-        value,
-        key,
-        lambda text: ipaddress.ip_network(text, strict=False),
-        "networks in CIDR form (192.0.2.0/24) or addresses",
-    )
-
-
 def _per_ip_exempt(value: Any) -> tuple[str, ...]:
     return networks(value, "limits.per_ip_exempt")
 
@@ -119,59 +50,59 @@ class Limits:
 
     _section = "limits"
 
-    idle_timeout: float = attrs.field(default=60.0, validator=_positive)
+    idle_timeout: float = attrs.field(default=60.0, validator=positive)
     """Seconds from the last complete command line to the next (RFC 5321 §4.5.3.2.7 says 5 min)."""
-    handler_timeout: float = attrs.field(default=30.0, validator=_positive)
+    handler_timeout: float = attrs.field(default=30.0, validator=positive)
     """Seconds one handler may take before the client gets ``451 4.3.0``."""
-    rollback_timeout: float = attrs.field(default=30.0, validator=_positive)
+    rollback_timeout: float = attrs.field(default=30.0, validator=positive)
     """Seconds each ``queue`` rollback step may take (shielded from cancellation) to remove
     what a refused or abandoned message left prepared; see ``Request.on_rollback``."""
-    data_timeout: float = attrs.field(default=600.0, validator=_positive)
+    data_timeout: float = attrs.field(default=600.0, validator=positive)
     """Seconds for the whole DATA phase, so a drip-feeding client cannot hold a slot forever."""
-    tls_handshake_timeout: float = attrs.field(default=30.0, validator=_positive)
-    farewell_timeout: float = attrs.field(default=1.0, validator=_positive)
+    tls_handshake_timeout: float = attrs.field(default=30.0, validator=positive)
+    farewell_timeout: float = attrs.field(default=1.0, validator=positive)
     """Seconds for the last words to a client we are done with (a refusal such as ``421`` or
     ``554``, or the final reply) and for the close (TLS ``close_notify``); short, since such a
     client may not read."""
-    shutdown_grace: float = attrs.field(default=30.0, validator=_positive)
+    shutdown_grace: float = attrs.field(default=30.0, validator=positive)
     """Seconds a transaction in DATA may take to finish once shutdown starts."""
-    message_size: int = attrs.field(default=100 * 1024 * 1024, validator=_at_least(1))
+    message_size: int = attrs.field(default=100 * 1024 * 1024, validator=at_least(1))
     """Octets; advertised with SIZE and enforced while streaming."""
-    max_connections: int = attrs.field(default=100, validator=_at_least(1))
-    max_recipients: int = attrs.field(default=100, validator=_at_least(1))
+    max_connections: int = attrs.field(default=100, validator=at_least(1))
+    max_recipients: int = attrs.field(default=100, validator=at_least(1))
     # Per client address (Postfix's anvil); addresses in per_ip_exempt are not counted.
-    connections_per_ip: int = attrs.field(default=50, validator=_at_least(0))
+    connections_per_ip: int = attrs.field(default=50, validator=at_least(0))
     """Concurrent connections one address may hold; more get ``421 4.7.0``; 0: no limit.
     Postfix's ``smtpd_client_connection_count_limit`` is 50 by default."""
-    connection_rate_per_ip: int = attrs.field(default=0, validator=_at_least(0))
+    connection_rate_per_ip: int = attrs.field(default=0, validator=at_least(0))
     """New connections one address may open per minute (``421 4.7.0``); 0: no limit."""
-    messages_per_connection: int = attrs.field(default=1000, validator=_at_least(0))
+    messages_per_connection: int = attrs.field(default=1000, validator=at_least(0))
     """Messages one connection may send before ``421 4.7.0`` (Exim's default); 0: no limit."""
-    recipients_per_connection: int = attrs.field(default=0, validator=_at_least(0))
+    recipients_per_connection: int = attrs.field(default=0, validator=at_least(0))
     """Recipients over all of one connection's transactions (``452 4.5.3``); 0: no limit."""
     per_ip_exempt: tuple[str, ...] = attrs.field(default=(), converter=_per_ip_exempt)
     """CIDRs the per-address and per-connection limits never apply to."""
-    unrecognized_commands: int = attrs.field(default=5, validator=_at_least(1))
+    unrecognized_commands: int = attrs.field(default=5, validator=at_least(1))
     """Unknown verbs, and lines that are no command at all (binary noise, over-long),
     a connection may send; the next gets ``421 4.7.0`` and the connection is closed."""
-    auth_failures: int = attrs.field(default=5, validator=_at_least(1))
-    # A flood of hostile clients must not become a flood of log lines (_ratelog.py).
-    abuse_log_burst: int = attrs.field(default=10, validator=_at_least(0))
+    auth_failures: int = attrs.field(default=5, validator=at_least(1))
+    # A flood of hostile clients must not become a flood of log lines (mailio_trio.abuse).
+    abuse_log_burst: int = attrs.field(default=10, validator=at_least(0))
     """Per-connection anti-abuse lines of one kind (early talkers, DNSBL listings,
     per-address refusals, ...) logged one by one per ``abuse_log_interval``; the
     rest are counted in one summary line per interval. 0: summaries only."""
-    abuse_log_interval: float = attrs.field(default=60.0, validator=_positive)
+    abuse_log_interval: float = attrs.field(default=60.0, validator=positive)
     """Seconds per anti-abuse log window; a minute keeps the summary lines few
     and still close to the event."""
     # RFC 5321 §4.5.3.1.4: 510 octets of command + CRLF = 512.
-    command_line_length: int = attrs.field(default=512, validator=_at_least(64))
+    command_line_length: int = attrs.field(default=512, validator=at_least(64))
     # RFC 5321 §4.5.3.1.6: 998 octets of text + CRLF = 1000; 0 turns the check off.
-    text_line_length: int = attrs.field(default=1000, validator=_at_least(0))
+    text_line_length: int = attrs.field(default=1000, validator=at_least(0))
     bare_line_endings: BareLineEndings = attrs.field(
         default=BareLineEndings.NORMALISE, converter=_bare_line_endings
     )
     """``normalise`` bare CR/LF to CRLF inside DATA (as Postfix 3.9), or ``reject`` the message."""
-    data_read_size: int = attrs.field(default=64 * 1024, validator=_at_least(4096))
+    data_read_size: int = attrs.field(default=64 * 1024, validator=at_least(4096))
     """Octets asked of the socket per read during DATA.
 
     Larger reads mean fewer system calls per megabyte but each chunk is scanned
@@ -205,11 +136,11 @@ class RelayConfig:
     """Our EHLO name towards remote servers; ``None`` is the server's hostname."""
     spool_dir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
     """Durable queue directory; required when enabled (a temp dir would not survive a reboot)."""
-    retry_hours: float = attrs.field(default=48.0, validator=_positive)
+    retry_hours: float = attrs.field(default=48.0, validator=positive)
     """Give up on a temporarily failing recipient and bounce after this long."""
-    retry_base_interval: float = attrs.field(default=60.0, validator=_positive)
+    retry_base_interval: float = attrs.field(default=60.0, validator=positive)
     """Seconds; the n-th retry waits ``base × n²`` (mail-io's back-off)."""
-    delay_warning_hours: float = attrs.field(default=4.0, validator=_non_negative)
+    delay_warning_hours: float = attrs.field(default=4.0, validator=non_negative)
     """Warn the sender once (a delay DSN, RFC 3464 ``Action: delayed``) when a
     message is still undelivered after this long; 0 turns warnings off.
 
@@ -218,7 +149,7 @@ class RelayConfig:
     half-way through is too late to act (phone the recipient, use another
     address). Our senders are our own users (``rcpt/relay`` only relays for
     local senders unless ``open_relay``), so a warning is no backscatter."""
-    concurrency: int = attrs.field(default=5, validator=_at_least(1))
+    concurrency: int = attrs.field(default=5, validator=at_least(1))
     """Deliveries (one per destination domain) in flight at once."""
     allow_unauthenticated: bool = False
     """Relay for clients that did not authenticate (a local sender is still needed)."""
@@ -226,7 +157,7 @@ class RelayConfig:
     """Relay for anyone to anywhere; only behind a firewall, never on the Internet."""
     local_sender_requires_auth: bool = False
     """A local sender writing to a local recipient must authenticate (mail-io's rule)."""
-    port: int = attrs.field(default=25, validator=_at_least(1))
+    port: int = attrs.field(default=25, validator=at_least(1))
     """Port of remote MX hosts (25; tests point it elsewhere)."""
     smart_host: str | None = attrs.field(default=None, converter=_smart_host)
     """``"host:port"``: send everything through this server instead of MX hosts."""
@@ -239,57 +170,18 @@ class RelayConfig:
     The smart host's certificate is always checked."""
     tls_ca_file: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
     """Extra CA bundle to trust for the smart host and verified MX connections."""
-    connect_timeout: float = attrs.field(default=30.0, validator=_positive)
-    command_timeout: float = attrs.field(default=300.0, validator=_positive)
+    connect_timeout: float = attrs.field(default=30.0, validator=positive)
+    command_timeout: float = attrs.field(default=300.0, validator=positive)
     """Seconds for most replies (RFC 5321 §4.5.3.2 says 5 minutes)."""
-    data_timeout: float = attrs.field(default=600.0, validator=_positive)
+    data_timeout: float = attrs.field(default=600.0, validator=positive)
     """Seconds for the reply after the body (RFC 5321 §4.5.3.2.6 says 10 minutes)."""
-    scan_interval: float = attrs.field(default=30.0, validator=_positive)
+    scan_interval: float = attrs.field(default=30.0, validator=positive)
     """Seconds between spool scans, so ``mailio-trio queue flush`` from another
     process is noticed without signalling the server."""
 
     def __attrs_post_init__(self) -> None:
         if self.enabled and self.spool_dir is None:
             raise ConfigError("relay.spool_dir = None: required when relay.enabled is true")
-
-
-# --- TOML, the listen addresses and maildir delivery -----------------------
-# Added for `mailio-trio serve`; the generic table <-> attrs conversion lives in
-# _config_toml.py so new sections (tls, relay) need no loader code of their own.
-
-
-def show(value: object) -> str:
-    """Render ``value`` as it would be written in TOML, for one-line error messages."""
-    from mailio_trio._config_toml import format_value
-
-    return format_value(value)
-
-
-def parse_listen(value: str) -> tuple[str, int]:
-    """Split ``HOST:PORT`` (``[::1]:25`` for IPv6); raises ``ValueError`` with the reason."""
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError("must be HOST:PORT with a port from 0 to 65535, e.g. 127.0.0.1:2525")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not host:
-        raise ValueError("must name a host, e.g. 127.0.0.1:2525 or [::1]:2525")
-    return host, int(port)
-
-
-def _listen(instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
-    if not value:
-        raise ConfigError("server.listen = []: must list at least one HOST:PORT")
-    for item in value:
-        try:
-            parse_listen(item)
-        except ValueError as exc:
-            raise ConfigError(f"server.listen = {show(item)}: {exc}") from None
-
-
-def _strings(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        return (value,)
-    return tuple(value)
 
 
 def _maildir_template(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -371,7 +263,7 @@ class MaildirConfig:
     """Directory under which every mailbox lives; nothing is ever written outside it."""
     path: str = attrs.field(default="%d/%n", validator=_maildir_template)
     """Mailbox path under ``root``: ``%d`` domain, ``%n`` local part, ``%%`` a percent sign."""
-    mailboxes: tuple[str, ...] = attrs.field(default=(), converter=_strings, validator=_mailboxes)
+    mailboxes: tuple[str, ...] = attrs.field(default=(), converter=strings, validator=_mailboxes)
     """Known mailboxes (``user@domain``); when set, other local users get ``550 5.1.1``."""
     any_domain: bool = False
     """Deliver for every domain, not only the local ones (``serve --capture --maildir``)."""
@@ -384,9 +276,9 @@ class MaildirConfig:
 
 
 def _nameservers(value: Any) -> tuple[str, ...]:
-    import ipaddress
-
-    return _each(value, "dns.nameservers", ipaddress.ip_address, "IPv4 or IPv6 addresses")
+    return each(
+        value, "dns.nameservers", __import__("ipaddress").ip_address, "IPv4 or IPv6 addresses"
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -402,128 +294,12 @@ class DnsConfig:
 
     nameservers: tuple[str, ...] = attrs.field(default=(), converter=_nameservers)
     """Addresses of recursive resolvers; empty means the system's ``/etc/resolv.conf``."""
-    port: int = attrs.field(default=53, validator=_at_least(1))
-    timeout: float = attrs.field(default=5.0, validator=_positive)
+    port: int = attrs.field(default=53, validator=at_least(1))
+    timeout: float = attrs.field(default=5.0, validator=positive)
     """Seconds one lookup may take, retries included (dnspython's ``lifetime``)."""
-    cache_size: int = attrs.field(default=10_000, validator=_at_least(0))
+    cache_size: int = attrs.field(default=10_000, validator=at_least(0))
     """Answers kept (each until its TTL runs out); 0 turns the cache off."""
 
     def __attrs_post_init__(self) -> None:
         if self.port > 65535:
             raise ConfigError(f"dns.port = {self.port!r}: must be a port number 1..65535")
-
-
-def _hostname() -> str:
-    return socket.getfqdn() or "localhost"
-
-
-def _domains(value: Any) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = (value,)
-    return tuple(d.strip().lower().rstrip(".") for d in value)
-
-
-def _tls(value: Any) -> TLSConfig:
-    from mailio_trio._config_toml import build_section
-    from mailio_trio.tls import TLSConfig  # tls.py imports ConfigError from here
-
-    return value if isinstance(value, TLSConfig) else build_section(TLSConfig, value, "tls")
-
-
-def _auth(value: Any) -> AuthConfig:
-    from mailio_trio._config_toml import build_section
-    from mailio_trio.plugins.auth import AuthConfig  # it imports ConfigError from here
-
-    return value if isinstance(value, AuthConfig) else build_section(AuthConfig, value, "auth")
-
-
-@attrs.frozen(kw_only=True)
-class Config:
-    """The server's configuration.
-
-    Example:
-      >>> Config(hostname="mx.example.com", domains=["example.com"]).domains
-      ('example.com',)
-    """
-
-    hostname: str = attrs.field(factory=_hostname)
-    """Our name in the greeting, EHLO reply and ``Received:``."""
-    greeting: str = "mailio_trio ESMTP"
-    domains: tuple[str, ...] = attrs.field(default=(), converter=_domains)
-    """Local domains; empty means the domain part of ``hostname``."""
-    limits: Limits = attrs.field(factory=Limits)
-    strict_helo: bool = True
-    """Refuse HELO/EHLO names that are not a domain or address literal."""
-    smtputf8: bool = True
-    eight_bit_mime: bool = True
-    pipelining: bool = True
-    enhanced_status_codes: bool = True
-    spool_dir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
-    """Where DATA bodies are streamed while handlers run; ``None`` is the system temp dir."""
-    dns: DnsConfig | None = None
-    """The resolver for reverse DNS at connect, DNSBL and other lookups; ``None``: no
-    lookups by the server itself (reverse DNS off; plugins that need DNS say so)."""
-    plugins: Mapping[str, Any] = attrs.field(factory=dict)
-    """Per-handler configuration by ``"command/name"``; ``False`` disables a handler."""
-    listen: tuple[str, ...] = attrs.field(
-        default=("127.0.0.1:2525",), converter=_strings, validator=_listen
-    )
-    """``HOST:PORT`` addresses ``mailio-trio serve`` listens on (``Server.serve`` takes its own)."""
-    maildir: MaildirConfig = attrs.field(factory=MaildirConfig)
-    tls: TLSConfig = attrs.field(factory=lambda: _tls({}), converter=_tls)
-    """Certificate for STARTTLS and SMTPS; a ``TLSConfig`` or its table (see ``tls.py``)."""
-    auth: AuthConfig = attrs.field(factory=lambda: _auth({}), converter=_auth)
-    """Where AUTH may be used, and the ``[auth.users]`` table (see ``plugins/auth.py``)."""
-    relay: RelayConfig = attrs.field(factory=RelayConfig)
-    worker_parent_check: float = attrs.field(default=1.0, validator=_positive)
-    """Seconds between a ``--workers`` child's checks that its parent still lives,
-    where the kernel cannot tell it (Linux's ``PR_SET_PDEATHSIG`` needs no polling).
-    One ``getppid()`` a second costs nothing and leaves an orphan serving for a second."""
-
-    def __attrs_post_init__(self) -> None:
-        if not self.domains:
-            host = self.hostname.lower().rstrip(".")
-            parent = host.split(".", 1)[1] if host.count(".") >= 2 else host
-            object.__setattr__(self, "domains", (parent,))
-
-    def is_local_domain(self, domain: str) -> bool:
-        return domain.lower().rstrip(".") in self.domains
-
-    @classmethod
-    def from_mapping(cls, table: Mapping[str, Any]) -> Config:
-        """Build from a TOML-shaped table: ``[server]``, ``[limits]``, ``[maildir]``, ``[plugins]``.
-
-        Raises:
-          ConfigError: One line naming the key, the value and what is allowed.
-        """
-        from mailio_trio._config_toml import config_from_table
-
-        return config_from_table(cls, table)
-
-    @classmethod
-    def from_toml(cls, path: str | os.PathLike[str]) -> Config:
-        """Load a TOML file (see ``docs/configuration.md``).
-
-        Raises:
-          ConfigError: Unreadable file, TOML syntax, or a bad value; the line
-            starts with the file name.
-        """
-        from mailio_trio._config_toml import load_toml
-
-        table = load_toml(path)
-        try:
-            return cls.from_mapping(table)
-        except ConfigError as exc:
-            raise ConfigError(f"{os.fspath(path)}: {exc}") from None
-
-    def to_table(self) -> dict[str, Any]:
-        """This configuration as a TOML-shaped table; ``from_mapping`` reads it back."""
-        from mailio_trio._config_toml import config_to_table
-
-        return config_to_table(self)
-
-    def to_toml(self) -> str:
-        """This configuration as TOML text (``mailio-trio config show``)."""
-        from mailio_trio._config_toml import dumps
-
-        return dumps(self.to_table())

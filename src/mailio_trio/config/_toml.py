@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import difflib
 import enum
-import json
-import math
 import os
 import re
 import tomllib
@@ -26,52 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from mailio_trio.config import ConfigError
+from mailio_trio.config._validators import ConfigError, callable_name, format_value, toml_key
 
 if TYPE_CHECKING:
-    from mailio_trio.config import Config
+    from mailio_trio.config._config import Config
 
 SERVER = "server"
 PLUGINS = "plugins"
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+\Z")
 _PLUGIN_KEY = re.compile(r"[a-z0-9_-]+/[A-Za-z0-9_.-]+\Z")
-
-
-def format_value(value: object) -> str:
-    """One value in TOML syntax (strings double-quoted), for messages and ``show``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, enum.Enum):
-        return format_value(value.value)
-    if isinstance(value, Path):
-        return format_value(str(value))
-    if isinstance(value, str):
-        # JSON string escapes (\", \\, \n, \uXXXX) are all valid TOML basic-string escapes.
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(format_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        inner = ", ".join(f"{_key(str(k))} = {format_value(v)}" for k, v in value.items())
-        return "{" + inner + "}"
-    if callable(value):
-        return format_value(_callable_name(value))
-    return json.dumps(str(value))
-
-
-def _callable_name(value: Any) -> str:
-    return f"{getattr(value, '__module__', '?')}:{getattr(value, '__qualname__', '?')}"
-
-
-def _key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else json.dumps(key, ensure_ascii=False)
 
 
 def load_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -178,7 +138,7 @@ def _plugins(table: Any) -> dict[str, Any]:
     for key, value in table.items():
         if not _PLUGIN_KEY.match(key):
             raise ConfigError(
-                f'plugins.{_key(key)}: a plugin key is "command/name", e.g. "rcpt/dnsbl"'
+                f'plugins.{toml_key(key)}: a plugin key is "command/name", e.g. "rcpt/dnsbl"'
             )
         if not isinstance(value, bool | Mapping):
             raise ConfigError(
@@ -226,7 +186,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items() if v is not None}
     if callable(value):
-        return _callable_name(value)
+        return callable_name(value)
     return value
 
 
@@ -254,10 +214,10 @@ def dumps(table: Mapping[str, Any], prefix: str = "") -> str:
         if isinstance(value, Mapping):
             subtables.append((key, value))
         else:
-            lines.append(f"{_key(key)} = {format_value(value)}")
+            lines.append(f"{toml_key(key)} = {format_value(value)}")
     out = "\n".join(lines) + ("\n" if lines else "")
     for key, value in subtables:
-        name = f"{prefix}.{_key(key)}" if prefix else _key(key)
+        name = f"{prefix}.{toml_key(key)}" if prefix else toml_key(key)
         body = dumps(value, name)
         has_plain = any(not isinstance(v, Mapping) for v in value.values())
         if has_plain or not value:

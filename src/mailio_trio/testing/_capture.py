@@ -1,45 +1,25 @@
-"""A real SMTP server for tests: in-process, on loopback, keeping what it accepts.
-
-Like ``trio.testing``, this module is public: applications use it (and the
-pytest fixtures over it, ``mailio_trio.pytest_plugin``) to test the mail
-they send — over a real socket, with the real protocol, and with faults
-injected on cue (:meth:`RunningServer.fail_next` and friends) to drive their
-retry paths.
-
-Example::
-
-    async def test_signup_mail(nursery):
-        running = await start_capturing_server(nursery)
-        await send_signup_mail(host=running.host, port=running.port)
-        [captured] = await running.wait_for(1)
-        assert captured.message["Subject"] == "Welcome"
-
-Synchronous code gets the same server on its own thread with
-:func:`serve_in_thread`.
-"""
+"""The capturing server: in-process, on loopback, keeping what it accepts."""
 
 from __future__ import annotations
 
 import email.parser
 import email.policy
-import math
 import threading
-from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
-from mailio_trio._faults import Fault, FaultKind, Faults, Stage
-from mailio_trio._threaded import DEFAULT_WAIT, ThreadedServer, serve_in_thread
 from mailio_trio.chain import CORE, Handler, Request, Response
 from mailio_trio.config import Config
-from mailio_trio.protocol import Reply
 from mailio_trio.server import Server
+from mailio_trio.testing._faults import Faults, Stage
+from mailio_trio.testing._raw import open_raw_connection
+from mailio_trio.testing._threaded import DEFAULT_WAIT
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import Mapping
     from email.message import EmailMessage
 
     from mailio_trio.message import Envelope
@@ -47,17 +27,9 @@ if TYPE_CHECKING:
 __all__ = [
     "CaptureOptions",
     "CapturedMessage",
-    "Fault",
-    "FaultKind",
-    "Faults",
     "Outbox",
-    "RawConnection",
     "RunningServer",
-    "Stage",
     "TLSMaterial",
-    "ThreadedServer",
-    "open_raw_connection",
-    "serve_in_thread",
     "start_capturing_server",
 ]
 
@@ -429,80 +401,3 @@ async def start_capturing_server(
     return RunningServer(
         server=server, host=bound_host, port=port, outbox=outbox, faults=faults, tls=tls
     )
-
-
-@attrs.define(eq=False)
-class RawConnection:
-    """Bytes to a server and replies back, for tests that need exact control."""
-
-    stream: trio.abc.Stream
-    _buffer: bytearray = attrs.field(factory=bytearray)
-
-    async def send(self, data: bytes) -> None:
-        await self.stream.send_all(data)
-
-    async def _fill(self) -> bool:
-        chunk = await self.stream.receive_some(65536)
-        self._buffer += chunk
-        return bool(chunk)
-
-    async def read_reply(self) -> Reply:
-        """Read one (possibly multi-line) reply; raises ``EOFError`` if the server closed."""
-        lines: list[str] = []
-        while True:
-            while (end := self._buffer.find(b"\r\n")) < 0:
-                if not await self._fill():
-                    raise EOFError(f"connection closed; partial reply {bytes(self._buffer)!r}")
-            line = bytes(self._buffer[:end]).decode("utf-8")
-            del self._buffer[: end + 2]
-            lines.append(line[4:])
-            if line[3:4] != "-":
-                break
-        code = int(line[:3])
-        enhanced = None
-        first = lines[0].split(" ", 1)
-        if code // 100 in (2, 4, 5) and len(first[0].split(".")) == 3 and first[0][:1].isdigit():
-            enhanced = first[0]
-            lines = [ln.split(" ", 1)[1] if " " in ln else "" for ln in lines]
-        return Reply(code, "\n".join(lines), enhanced)
-
-    async def command(self, line: str | bytes) -> Reply:
-        """Send one command line (CRLF added) and read its reply."""
-        data = line.encode("utf-8") if isinstance(line, str) else line
-        await self.send(data + b"\r\n")
-        return await self.read_reply()
-
-    async def at_eof(self, timeout: float = math.inf) -> bool:  # noqa: ASYNC109  # reads like the question it answers
-        """True once the server has closed the connection (after any unread replies)."""
-        with trio.move_on_after(timeout):
-            try:
-                while await self._fill():
-                    pass
-            except trio.BrokenResourceError:
-                pass
-            return True
-        return False
-
-    async def start_tls(self, context: ssl.SSLContext, server_hostname: str) -> None:
-        """Handshake on this connection (after the server's ``220`` to STARTTLS).
-
-        Raises:
-          AssertionError: The server sent bytes after its ``220`` before TLS.
-        """
-        assert not self._buffer, f"plaintext after STARTTLS's reply: {bytes(self._buffer)!r}"
-        tls = trio.SSLStream(self.stream, context, server_hostname=server_hostname)
-        await tls.do_handshake()
-        self.stream = tls
-
-    async def aclose(self) -> None:
-        await self.stream.aclose()
-
-
-@asynccontextmanager
-async def open_raw_connection(host: str, port: int) -> AsyncIterator[RawConnection]:
-    stream = await trio.open_tcp_stream(host, port)
-    conn = RawConnection(stream)
-    try:
-        yield conn
-    finally:
-        await trio.aclose_forcefully(stream)

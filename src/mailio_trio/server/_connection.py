@@ -1,6 +1,6 @@
 """The byte side of a session: replies out, command lines in, the idle timer.
 
-:class:`Connection` is what :class:`~mailio_trio.session.Session` stands on:
+:class:`Connection` is what :class:`~mailio_trio.server._session.Session` stands on:
 it queues replies and sends them in one write when the client's input is
 drained (RFC 2920 pipelining), splits command lines, and runs the idle timer.
 Plain TCP sessions read and write their socket directly (``os.read`` /
@@ -23,11 +23,18 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from mailio_trio._session_parts import ClientInfo, ConnectionLost, ServerContext
-from mailio_trio.protocol import ClientProtocolError, LineSplitter, Need, OverlongLine, Reply
+from mailio_trio.protocol import (
+    ClientProtocolError,
+    ConnectionLost,
+    LineSplitter,
+    Need,
+    OverlongLine,
+    Reply,
+)
 
 if TYPE_CHECKING:
     from mailio_trio.config import Config
+    from mailio_trio.server._context import ClientInfo, ServerContext
 
 transcript = logging.getLogger("mailio_trio.transcript")
 

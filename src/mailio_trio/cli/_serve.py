@@ -1,7 +1,5 @@
-"""The ``mailio-trio`` command: ``serve``, ``send``, ``config check``, ``config show``.
+"""``mailio-trio serve``: the effective configuration, the listeners, signals, workers.
 
-Errors an operator can fix are one line on stderr, never a traceback: a bad
-flag or configuration value exits with 2, a port that cannot be bound with 1.
 Configuration is layered: the CLI's defaults, then the ``--config`` TOML file,
 then flags — a flag always wins.
 """
@@ -10,42 +8,36 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import email.policy
-import functools
-import json
-import logging
 import os
 import signal
 import sys
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
+import attrs
 import trio
 
-from mailio_trio import __version__, _cli_queue, workers
-from mailio_trio._cli_tls import (
-    add_passwd_command,
-    add_tls_arguments,
-    apply_tls_arguments,
-    reload_tls,
-    run_passwd,
-    start_smtps,
+from mailio_trio.cli._args import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    PROG,
+    Parser,
+    host_port,
+    listen_arg,
+    positive_float,
+    positive_int,
 )
+from mailio_trio.cli._capture import add_capture_arguments, install_capture
+from mailio_trio.cli._logging import setup_logging
+from mailio_trio.cli._tls import add_tls_arguments, apply_tls_arguments, reload_tls, start_smtps
+from mailio_trio.cli._workers import add_workers_arguments
 from mailio_trio.config import Config, ConfigError, parse_listen, show
-from mailio_trio.plugins.capture import add_capture_arguments, install_capture
-from mailio_trio.server import Server
+from mailio_trio.server import Server, workers
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["build_parser", "effective_config", "main"]
-
-PROG = "mailio-trio"
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+__all__ = ["add_parser", "effective_config", "run", "server_flags"]
 
 # What `mailio-trio serve` runs with when neither a file nor a flag says
 # otherwise: a loopback-only server that keeps mail for "localhost" in ./mail.
@@ -55,49 +47,14 @@ CLI_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (argparse prints the whole usage first)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
-
-
-def _listen_arg(value: str) -> str:
-    try:
-        parse_listen(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{value!r} {exc}") from None
-    return value
-
-
-def _host_port(value: str) -> tuple[str, int]:
-    return parse_listen(_listen_arg(value))
-
-
-def _positive_int(value: str) -> int:
-    if not value.isdigit() or int(value) <= 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must be a whole number greater than 0")
-    return int(value)
-
-
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not number > 0 or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"{value!r} must be a number of seconds greater than 0")
-    return number
-
-
-def _server_flags() -> _Parser:
-    flags = _Parser(add_help=False)
+def server_flags() -> Parser:
+    flags = Parser(add_help=False)
     group = flags.add_argument_group("server options (a flag overrides the config file)")
     group.add_argument("--config", metavar="FILE", help="TOML configuration file")
     group.add_argument(
         "--listen",
         metavar="HOST:PORT",
-        type=_listen_arg,
+        type=listen_arg,
         action="append",
         help="address to listen on, repeatable (default 127.0.0.1:2525; port 0 picks one)",
     )
@@ -107,8 +64,8 @@ def _server_flags() -> _Parser:
     group.add_argument("--hostname", help="our name in the greeting and Received: lines")
     group.add_argument("--maildir", metavar="ROOT", help="maildir root (default ./mail)")
     group.add_argument("--spool", metavar="DIR", help="spool directory (default ./spool)")
-    group.add_argument("--max-message-size", type=_positive_int, metavar="BYTES")
-    group.add_argument("--idle-timeout", type=_positive_float, metavar="SECONDS")
+    group.add_argument("--max-message-size", type=positive_int, metavar="BYTES")
+    group.add_argument("--idle-timeout", type=positive_float, metavar="SECONDS")
     _add_relay_flags(group)
     return flags
 
@@ -169,73 +126,18 @@ def _add_relay_flags(group: argparse._ArgumentGroup) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        description="A Trio SMTP server with a plugin handler chain.",
-        epilog="Run `mailio-trio COMMAND --help` for a command's options.",
-    )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_parser(commands: Any) -> None:  # argparse._SubParsersAction is private
     serve = commands.add_parser(
         "serve",
-        parents=[_server_flags()],
+        parents=[server_flags()],
         help="run the SMTP server",
         description="Receive mail for the local domains into maildirs until Ctrl-C / SIGTERM.",
     )
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"])
     add_capture_arguments(serve)
-    workers.add_arguments(serve)
-    add_tls_arguments(serve, _host_port)
-
-    send = commands.add_parser(
-        "send",
-        help="submit one message to an SMTP server",
-        description="Send one message; the body comes from --body, --file or stdin.",
-    )
-    send.add_argument(
-        "--server",
-        metavar="HOST:PORT",
-        type=_listen_arg,
-        default="127.0.0.1:2525",
-        help="where to send (default 127.0.0.1:2525)",
-    )
-    send.add_argument("--from", dest="sender", required=True, metavar="ADDRESS")
-    send.add_argument("--to", dest="recipients", required=True, action="append", metavar="ADDRESS")
-    send.add_argument("--subject", default="", help="the Subject: header")
-    body = send.add_mutually_exclusive_group()
-    body.add_argument("--body", help="the message text")
-    body.add_argument("--file", metavar="PATH", help="read the message text from PATH")
-    send.add_argument("--timeout", type=_positive_float, default=30.0, metavar="SECONDS")
-    send.add_argument(
-        "--starttls", action="store_true", help="require STARTTLS and check the certificate"
-    )
-    send.add_argument("--cafile", metavar="PEM", help="trust this CA bundle for --starttls")
-    send.add_argument(
-        "--user",
-        metavar="NAME",
-        help=f"AUTH as NAME (needs --starttls); the password comes from ${PASSWORD_ENV} "
-        "or, with --password-stdin, the first line of stdin — never from a flag",
-    )
-    send.add_argument(
-        "--password-stdin", action="store_true", help="read the --user password from stdin"
-    )
-
-    config = commands.add_parser("config", help="check or show configuration")
-    config_commands = config.add_subparsers(dest="config_command", required=True, metavar="ACTION")
-    check = config_commands.add_parser("check", help="validate a TOML configuration file")
-    check.add_argument("file", metavar="FILE")
-    config_commands.add_parser(
-        "show",
-        parents=[_server_flags()],
-        help="print the effective configuration as TOML",
-        description="Print what `serve` with the same options would run with.",
-    )
-    add_passwd_command(commands)
-    _cli_queue.add_parser(commands)
-    return parser
+    add_workers_arguments(serve)
+    add_tls_arguments(serve, host_port)
 
 
 # --- configuration -----------------------------------------------------------
@@ -302,7 +204,7 @@ def effective_config(args: argparse.Namespace) -> Config:
     """
     table: dict[str, Any] = dict(CLI_DEFAULTS)
     if args.config:
-        from mailio_trio._config_toml import load_toml
+        from mailio_trio.config._toml import load_toml
 
         file_table = load_toml(args.config)
         try:
@@ -332,32 +234,7 @@ def _prepare_directory(key: str, path: Path) -> Path:
     return path.absolute()
 
 
-# --- serve -------------------------------------------------------------------
-
-
-class _JSONFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key in ("session", "transaction", "handler"):
-            if hasattr(record, key):
-                entry[key] = getattr(record, key)
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
-
-
-def _setup_logging(level: str, fmt: str) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JSONFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
+# --- running -------------------------------------------------------------------
 
 
 class _CannotListen(Exception):
@@ -425,10 +302,8 @@ async def _serve(
             nursery.cancel_scope.cancel()
 
 
-def _cmd_serve(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     config = effective_config(args)
-    import attrs
-
     maildir = config.maildir
     if args.capture or args.print_messages or args.discard:
         # A development or benchmark sink takes mail for any domain; it stores
@@ -446,7 +321,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         config = attrs.evolve(config, relay=attrs.evolve(config.relay, spool_dir=relay_spool))
     if args.workers > 1:
         _check_workers(args, config)
-    _setup_logging(args.log_level, args.log_format)
+    setup_logging(args.log_level, args.log_format)
     with contextlib.ExitStack() as stack:  # holds a --tls-self-signed certificate's directory
         config = apply_tls_arguments(args, config, stack)
 
@@ -493,131 +368,3 @@ def _serve_workers(args: argparse.Namespace, config: Config, build: Callable[[],
         raise _CannotListen(f"cannot listen: {exc.strerror or exc}") from None
     print(f"{PROG}: stopped", flush=True)
     return code
-
-
-# --- send ----------------------------------------------------------------------
-
-# A password on the command line is visible to every user (ps, /proc): the
-# environment or stdin only, as `docker login --password-stdin` does.
-PASSWORD_ENV = "MAILIO_PASSWORD"
-
-
-def _send_password(args: argparse.Namespace) -> str | None:
-    if args.cafile is not None and not args.starttls:
-        raise ConfigError(f"--cafile {args.cafile}: needs --starttls")
-    if args.user is not None and not args.starttls:
-        raise ConfigError(f"--user {args.user}: needs --starttls (a password never goes in clear)")
-    if args.user is None:
-        if args.password_stdin:
-            raise ConfigError("--password-stdin: needs --user")
-        return None
-    if args.password_stdin:
-        if args.body is None and (args.file is None or args.file == "-"):
-            raise ConfigError(
-                "--password-stdin: stdin would carry both the password and the message; "
-                "give the message with --body or --file"
-            )
-        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
-    password = os.environ.get(PASSWORD_ENV)
-    if password is None:
-        raise ConfigError(f"--user {args.user}: set ${PASSWORD_ENV} or use --password-stdin")
-    return password
-
-
-def _one_line(reply: object) -> str:
-    return " ".join(str(reply).split())
-
-
-def _cmd_send(args: argparse.Namespace) -> int:
-    from mailio_trio import client
-
-    password = _send_password(args)
-    if args.body is not None:
-        text = args.body
-    elif args.file is not None and args.file != "-":
-        try:
-            text = Path(args.file).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"--file {args.file}: cannot read: {exc}") from None
-    else:
-        text = sys.stdin.read()
-    message = EmailMessage()
-    message["From"] = args.sender
-    message["To"] = ", ".join(args.recipients)
-    message["Subject"] = args.subject
-    message["Date"] = formatdate(localtime=True)
-    message["Message-ID"] = make_msgid(domain=args.sender.rpartition("@")[2] or None)
-    message.set_content(text)
-    host, port = parse_listen(args.server)
-    context = None
-    if args.cafile is not None:
-        import ssl
-
-        try:
-            context = ssl.create_default_context(cafile=args.cafile)
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"--cafile {args.cafile}: cannot load: {exc}") from None
-    try:
-        result = trio.run(
-            functools.partial(
-                client.send,
-                host,
-                port,
-                args.sender,
-                args.recipients,
-                message.as_bytes(policy=email.policy.SMTP),
-                # Plain by default, as before; --starttls insists on verified TLS.
-                tls=client.TLSMode.REQUIRE if args.starttls else client.TLSMode.NEVER,
-                ssl_context=context,
-                username=args.user,
-                password=password,
-                connect_timeout=args.timeout,
-                command_timeout=args.timeout,
-                data_timeout=args.timeout,
-            )
-        )
-    except client.SMTPReplyError as exc:
-        print(f"{PROG}: {args.server} refused the message: {_one_line(exc.reply)}", file=sys.stderr)
-        return EXIT_FAILURE
-    except client.SMTPError as exc:
-        print(f"{PROG}: cannot send via {args.server}: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    if result.accepted:
-        print(f"{PROG}: sent to {', '.join(result.accepted)} via {args.server}")
-    if result.refused:
-        reasons = "; ".join(f"{r}: {_one_line(reply)}" for r, reply in result.refused.items())
-        print(f"{PROG}: refused: {reasons}", file=sys.stderr)
-        return EXIT_FAILURE
-    return EXIT_OK
-
-
-# --- config ----------------------------------------------------------------------
-
-
-def _cmd_config(args: argparse.Namespace) -> int:
-    if args.config_command == "check":
-        from mailio_trio.tls import build_server_context
-
-        config = Config.from_toml(args.file)
-        build_server_context(config.tls)  # the certificate files must load, not only be named
-        print(f"{args.file}: OK")
-        return EXIT_OK
-    sys.stdout.write(effective_config(args).to_toml())
-    return EXIT_OK
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    commands = {
-        "serve": _cmd_serve,
-        "send": _cmd_send,
-        "config": _cmd_config,
-        "passwd": run_passwd,
-        "queue": _cli_queue.run,
-    }
-    try:
-        return commands[args.command](args)
-    except ConfigError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
-        return EXIT_USAGE

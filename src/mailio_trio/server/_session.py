@@ -10,7 +10,7 @@ first. Waiting for a command is the only place the idle timer runs, and it
 counts from the end of the last command, not the last byte, so a client
 dripping one byte a second is cut off like a silent one. That byte side —
 reply queue, line input, idle timer, direct socket I/O — is
-``mailio_trio._session_io.Connection``, which :class:`Session` extends
+``mailio_trio.server._connection.Connection``, which :class:`Session` extends
 with the SMTP side: handler chains, DATA, STARTTLS and the command loop.
 """
 
@@ -27,21 +27,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from mailio_trio._ratelog import AbuseKind
-from mailio_trio._session_io import LINE_TOO_LONG, Connection
-from mailio_trio._session_parts import (
-    ClientInfo,
-    Close,
-    ConnectionLost,
-    Counters,
-    NullSpool,
-    ServerContext,
-    SessionLog,
-    Spool,
-    TLSInfo,
-    data_problem,
-    tls_info,
-)
+from mailio_trio.abuse import AbuseKind
 from mailio_trio.chain import (
     Decision,
     Handler,
@@ -57,13 +43,26 @@ from mailio_trio.message import Envelope, Message
 from mailio_trio.protocol import (
     ClientProtocolError,
     Command,
+    ConnectionLost,
     DataReader,
     LineSplitter,
     OverlongLine,
     Reply,
     Verb,
+    data_problem,
     parse_command,
 )
+from mailio_trio.server._connection import LINE_TOO_LONG, Connection
+from mailio_trio.server._context import (
+    ClientInfo,
+    Close,
+    Counters,
+    ServerContext,
+    SessionLog,
+    TLSInfo,
+    tls_info,
+)
+from mailio_trio.server._spool import NullSpool, Spool
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable

@@ -1,21 +1,18 @@
-"""The pieces of a session that hold no protocol logic: who the client is,
-what the server shares with its sessions, tagged logging, and the DATA spool.
+"""A session's context: who the client is, what the server shares with its
+sessions, what the session has done, and its tagged logging.
 
-Kept apart from ``session.py`` so that module reads as the protocol loop it is.
+Values with no protocol logic, kept apart from ``_session.py`` so that module
+reads as the command loop it is.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from mailio_trio._ratelog import RateLimitedLog
-from mailio_trio.protocol import BareLineEndings, DataReader, Reply
+from mailio_trio.abuse import RateLimitedLog
 
 if TYPE_CHECKING:
     import ssl
@@ -26,25 +23,18 @@ if TYPE_CHECKING:
     from mailio_trio.chain import Chain
     from mailio_trio.config import Config
     from mailio_trio.dns import Resolver
-    from mailio_trio.session import Session
+    from mailio_trio.protocol import Reply
+    from mailio_trio.server._session import Session
 
 __all__ = [
     "ClientInfo",
     "Close",
-    "ConnectionLost",
     "Counters",
-    "NullSpool",
     "ServerContext",
     "SessionLog",
-    "Spool",
     "TLSInfo",
-    "data_problem",
     "tls_info",
 ]
-
-
-class ConnectionLost(Exception):
-    """The client went away (EOF or a broken stream) while we waited for it."""
 
 
 class Close(Exception):
@@ -134,52 +124,3 @@ def tls_info(stream: trio.SSLStream[Any]) -> TLSInfo:
         cipher=cipher[0] if cipher else None,
         peer_certificate=stream.getpeercert() or None,
     )
-
-
-class Spool:
-    """A DATA body being written to disk; blocking writes of large blocks to the page cache.
-
-    Durability is not this file's job: queue handlers that keep the message
-    (maildir, relay spool) write and fsync their own copies before ``250``.
-    """
-
-    def __init__(self, directory: Path | None) -> None:
-        fd, name = tempfile.mkstemp(prefix="mailio-", suffix=".eml", dir=directory)
-        self.path = Path(name)
-        self.file: BinaryIO = os.fdopen(fd, "wb", buffering=256 * 1024)
-
-    def write(self, data: bytes) -> None:
-        self.file.write(data)
-
-    def close(self) -> None:
-        self.file.close()
-
-    def discard(self) -> None:
-        self.file.close()
-        self.path.unlink(missing_ok=True)
-
-
-class NullSpool:
-    """The discard mode's spool: the body is read and dropped (like aiosmtpd's Sink)."""
-
-    # Queue handlers see an empty file; it is never unlinked (see Session.deliver).
-    path = Path(os.devnull)
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-    def discard(self) -> None:
-        pass
-
-
-def data_problem(reader: DataReader, policy: BareLineEndings, line_limit: int) -> Reply | None:
-    if reader.size_exceeded:
-        return Reply(552, "Message size exceeds fixed maximum message size", "5.3.4")
-    if reader.bare_line_ending_seen and policy is BareLineEndings.REJECT:
-        return Reply(550, "Bare CR or LF in message; lines must end with CRLF", "5.5.2")
-    if reader.line_too_long:
-        return Reply(550, f"Message has a line longer than {line_limit} octets", "5.6.0")
-    return None

@@ -8,7 +8,7 @@ called — without opening a socket to itself. No MAIL/RCPT/DATA handler runs:
 the application is trusted as an authenticated submitter is, and the
 envelope is whatever it says.
 
-A socket-less :class:`~mailio_trio.session.Session` carries the message:
+A socket-less :class:`~mailio_trio.server._session.Session` carries the message:
 its stream refuses all I/O (a queue handler that tries to talk to "the
 client" fails, and the submission gets ``451 4.3.0``), its client is the
 local host, and the ``Received:`` line is the session's own.
@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from mailio_trio._session_parts import Close
 from mailio_trio.message import Envelope, Message
 from mailio_trio.protocol import (
     ClientProtocolError,
@@ -36,12 +35,13 @@ from mailio_trio.protocol import (
     parse_mail_from,
     parse_rcpt_to,
 )
-from mailio_trio.session import ClientInfo, Session
+from mailio_trio.server._context import Close
+from mailio_trio.server._session import ClientInfo, Session
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from mailio_trio.session import ServerContext
+    from mailio_trio.server._session import ServerContext
 
 __all__ = ["ApiUser", "SubmissionRefused", "submit"]
 

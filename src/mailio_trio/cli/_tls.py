@@ -1,24 +1,15 @@
-"""The CLI's TLS and AUTH parts: ``serve`` flags, SMTPS listeners, SIGHUP reload, ``passwd``.
-
-Kept apart from ``cli.py`` so the command's other parts can change freely:
-``cli.py`` calls :func:`add_tls_arguments`, :func:`apply_tls_arguments`,
-:func:`start_smtps`, :func:`reload_tls` and :func:`add_passwd_command` /
-:func:`run_passwd`, and nothing else here.
-"""
+"""``serve``'s TLS flags, its SMTPS listeners and the SIGHUP certificate reload."""
 
 from __future__ import annotations
 
-import getpass
 import logging
-import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 
 from mailio_trio.config import Config, ConfigError
-from mailio_trio.passwords import hash_password
 from mailio_trio.tls import SelfSignedError, build_server_context, make_self_signed
 
 if TYPE_CHECKING:
@@ -31,11 +22,9 @@ if TYPE_CHECKING:
     from mailio_trio.server import Server
 
 __all__ = [
-    "add_passwd_command",
     "add_tls_arguments",
     "apply_tls_arguments",
     "reload_tls",
-    "run_passwd",
     "start_smtps",
 ]
 
@@ -128,40 +117,3 @@ def reload_tls(server: Server) -> None:
         server.reload_tls()
     except ConfigError as exc:
         logger.error("SIGHUP: TLS reload failed, keeping the current certificate: %s", exc)
-
-
-def add_passwd_command(commands: Any) -> None:
-    """Add ``passwd USER`` to the CLI's subcommands (``parser.add_subparsers()``)."""
-    passwd = commands.add_parser(
-        "passwd",
-        help="hash a password for the [auth.users] table",
-        description=(
-            "Read a password from stdin (without echo on a terminal) and print the "
-            'line USER = "<hash>" to paste under [auth.users].'
-        ),
-    )
-    passwd.add_argument("user", metavar="USER")
-
-
-def run_passwd(args: argparse.Namespace) -> int:
-    """``mailio-trio passwd USER``: prints the line and returns 0.
-
-    Raises:
-      ConfigError: A user name TOML cannot carry, an empty password, or two
-        different entries on a terminal (the CLI's one line and exit 2).
-    """
-    user: str = args.user
-    # TOML bare keys are A-Za-z0-9_-; anything else must be quoted, which we do for it.
-    if not user or any(c in user for c in '"\\\r\n') or not user.isprintable():
-        raise ConfigError(f"passwd USER = {user!r}: not a usable user name")
-    if sys.stdin.isatty():
-        password = getpass.getpass("Password: ")
-        if getpass.getpass("Again: ") != password:
-            raise ConfigError("passwords differ; nothing printed")
-    else:
-        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
-    if not password:
-        raise ConfigError("passwd: empty password refused")
-    key = user if all(c.isascii() and (c.isalnum() or c in "-_") for c in user) else f'"{user}"'
-    print(f'{key} = "{hash_password(password)}"')
-    return 0

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from mailio_trio._ratelog import AbuseKind
-from mailio_trio._session_parts import tls_info
+from mailio_trio.abuse import AbuseKind
 from mailio_trio.chain import Chain, Handler, HandlerFunc, handler_decorator
-from mailio_trio.client_limits import Admission, PerIpLimiter
 from mailio_trio.config import Config
 from mailio_trio.protocol import Reply
-from mailio_trio.session import ClientInfo, ServerContext, Session
+from mailio_trio.server._admission import Admission, PerIpLimiter
+from mailio_trio.server._context import tls_info
+from mailio_trio.server._session import ClientInfo, ServerContext, Session
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -194,7 +194,7 @@ class Server:
           SubmissionRefused: A queue handler refused it; ``.reply`` says how.
           ValueError: An address that MAIL or RCPT would refuse, or no recipient.
         """
-        from mailio_trio._submit import submit
+        from mailio_trio.server._submit import submit
 
         return await submit(self._context, message, sender=sender, recipients=recipients)
 

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Behaviour", "DnsServer", "Query", "Transport", "Zone"]
 
-logger = logging.getLogger("mailio_trio.testing_dns")
+logger = logging.getLogger("mailio_trio.testing.dns")
 
 # RFC 1035 §4.2.1: without EDNS, a UDP message is at most 512 octets.
 UDP_LIMIT = 512

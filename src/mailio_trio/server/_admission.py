@@ -16,50 +16,25 @@ from __future__ import annotations
 
 import collections
 import enum
-import functools
-import ipaddress
 from typing import TYPE_CHECKING
 
 import attrs
 
-if TYPE_CHECKING:
-    from collections.abc import Iterable
+from mailio_trio.networks import Network, in_networks, parse_networks
 
+if TYPE_CHECKING:
     from mailio_trio.config import Limits
 
-__all__ = ["Admission", "PerIpLimiter", "in_networks", "parse_networks"]
+__all__ = ["Admission", "PerIpLimiter"]
 
 RATE_WINDOW = 60.0
 """Seconds over which ``connection_rate_per_ip`` counts (a rate "per minute")."""
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Admission(enum.Enum):
     ADMITTED = "admitted"
     TOO_MANY_CONCURRENT = "too many concurrent connections from this address"
     TOO_FAST = "too many connections from this address in the last minute"
-
-
-@functools.lru_cache(maxsize=64)
-def parse_networks(values: tuple[str, ...]) -> tuple[Network, ...]:
-    """CIDRs (or single addresses) as networks; raises ``ValueError`` naming the bad one.
-
-    Cached: dnsbl, pregreet and the limits ask per connection or per RCPT for
-    the same configured tuples, which only a new configuration changes.
-    """
-    return tuple(ipaddress.ip_network(str(v).strip(), strict=False) for v in values)
-
-
-def in_networks(ip: str, networks: Iterable[Network]) -> bool:
-    """Whether ``ip`` is in any of ``networks`` (an IPv4-mapped IPv6 address counts as IPv4)."""
-    try:
-        address = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in net for net in networks)
 
 
 @attrs.define(eq=False)

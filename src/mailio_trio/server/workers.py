@@ -17,17 +17,14 @@ On Linux each child gets its own socket bound with ``SO_REUSEPORT``, so the
 kernel spreads new connections over the workers instead of waking them all
 for each one; elsewhere the children share one inherited socket.
 
-The CLI hook (``add_arguments`` / ``serve``) is self-contained so ``cli.py``
-only has to call it::
+``mailio-trio serve --workers N`` calls :func:`serve`; its flags are in
+``mailio_trio.cli``::
 
-    workers.add_arguments(serve_parser)
-    ...
-    return workers.serve(config, listen, workers=args.workers, discard=args.discard)
+    return workers.serve(config, listen, workers=args.workers, make_server=build)
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import ctypes
 import os
@@ -38,43 +35,20 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from mailio_trio.server import Server
+from mailio_trio.server._server import Server
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from mailio_trio.config import Config
 
-__all__ = ["add_arguments", "open_sockets", "serve", "workers_count"]
+__all__ = ["open_sockets", "serve"]
 
 # The listen backlog: a burst of new clients waits in the kernel, not refused.
 BACKLOG = 1024
 
 # <linux/prctl.h>: deliver a signal to this process when its parent exits.
 _PR_SET_PDEATHSIG = 1
-
-
-def workers_count(value: str) -> int:
-    """argparse type for ``--workers``: a whole number >= 1, one-line error otherwise."""
-    if not value.isdigit() or int(value) < 1:
-        raise argparse.ArgumentTypeError(f"--workers {value!r}: must be a whole number >= 1")
-    return int(value)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add ``--workers`` and ``--discard`` to the ``serve`` sub-command."""
-    parser.add_argument(
-        "--workers",
-        type=workers_count,
-        default=1,
-        metavar="N",
-        help="serve from N processes sharing the listening port (default 1)",
-    )
-    parser.add_argument(
-        "--discard",
-        action="store_true",
-        help="accept every message, read DATA in full and store nothing (benchmarks)",
-    )
 
 
 def open_sockets(listen: Sequence[tuple[str, int]], copies: int) -> list[list[socket.socket]]:

@@ -24,7 +24,6 @@ import trio
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from mailio_trio._faults import Faults, Stage
     from mailio_trio.config import Config
     from mailio_trio.testing import (
         CapturedMessage,
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
         RunningServer,
         TLSMaterial,
     )
+    from mailio_trio.testing._faults import Faults, Stage
 
 __all__ = ["ThreadedServer", "serve_in_thread"]
 

@@ -1,0 +1,144 @@
+"""``Config``: the whole server's configuration, one attrs tree.
+
+Sections typed on :class:`Config` live in this package (``mailio_trio.config``);
+an optional plugin's own table lives in the plugin and is reached through
+``Config.plugins["command/name"]`` (see ``docs/configuration.md``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from mailio_trio.config._auth import AuthConfig
+from mailio_trio.config._sections import DnsConfig, Limits, MaildirConfig, RelayConfig
+from mailio_trio.config._tls import TLSConfig
+from mailio_trio.config._toml import (
+    build_section,
+    config_from_table,
+    config_to_table,
+    dumps,
+    load_toml,
+)
+from mailio_trio.config._validators import ConfigError, parse_listen, positive, show, strings
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+__all__ = ["Config"]
+
+
+def _listen(instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    if not value:
+        raise ConfigError("server.listen = []: must list at least one HOST:PORT")
+    for item in value:
+        try:
+            parse_listen(item)
+        except ValueError as exc:
+            raise ConfigError(f"server.listen = {show(item)}: {exc}") from None
+
+
+def _hostname() -> str:
+    return socket.getfqdn() or "localhost"
+
+
+def _domains(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = (value,)
+    return tuple(d.strip().lower().rstrip(".") for d in value)
+
+
+def _tls(value: Any) -> TLSConfig:
+    return value if isinstance(value, TLSConfig) else build_section(TLSConfig, value, "tls")
+
+
+def _auth(value: Any) -> AuthConfig:
+    return value if isinstance(value, AuthConfig) else build_section(AuthConfig, value, "auth")
+
+
+@attrs.frozen(kw_only=True)
+class Config:
+    """The server's configuration.
+
+    Example:
+      >>> Config(hostname="mx.example.com", domains=["example.com"]).domains
+      ('example.com',)
+    """
+
+    hostname: str = attrs.field(factory=_hostname)
+    """Our name in the greeting, EHLO reply and ``Received:``."""
+    greeting: str = "mailio_trio ESMTP"
+    domains: tuple[str, ...] = attrs.field(default=(), converter=_domains)
+    """Local domains; empty means the domain part of ``hostname``."""
+    limits: Limits = attrs.field(factory=Limits)
+    strict_helo: bool = True
+    """Refuse HELO/EHLO names that are not a domain or address literal."""
+    smtputf8: bool = True
+    eight_bit_mime: bool = True
+    pipelining: bool = True
+    enhanced_status_codes: bool = True
+    spool_dir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
+    """Where DATA bodies are streamed while handlers run; ``None`` is the system temp dir."""
+    dns: DnsConfig | None = None
+    """The resolver for reverse DNS at connect, DNSBL and other lookups; ``None``: no
+    lookups by the server itself (reverse DNS off; plugins that need DNS say so)."""
+    plugins: Mapping[str, Any] = attrs.field(factory=dict)
+    """Per-handler configuration by ``"command/name"``; ``False`` disables a handler."""
+    listen: tuple[str, ...] = attrs.field(
+        default=("127.0.0.1:2525",), converter=strings, validator=_listen
+    )
+    """``HOST:PORT`` addresses ``mailio-trio serve`` listens on (``Server.serve`` takes its own)."""
+    maildir: MaildirConfig = attrs.field(factory=MaildirConfig)
+    tls: TLSConfig = attrs.field(factory=lambda: _tls({}), converter=_tls)
+    """Certificate for STARTTLS and SMTPS; a ``TLSConfig`` or its table (see ``tls.py``)."""
+    auth: AuthConfig = attrs.field(factory=lambda: _auth({}), converter=_auth)
+    """Where AUTH may be used, and the ``[auth.users]`` table (see ``plugins/auth.py``)."""
+    relay: RelayConfig = attrs.field(factory=RelayConfig)
+    worker_parent_check: float = attrs.field(default=1.0, validator=positive)
+    """Seconds between a ``--workers`` child's checks that its parent still lives,
+    where the kernel cannot tell it (Linux's ``PR_SET_PDEATHSIG`` needs no polling).
+    One ``getppid()`` a second costs nothing and leaves an orphan serving for a second."""
+
+    def __attrs_post_init__(self) -> None:
+        if not self.domains:
+            host = self.hostname.lower().rstrip(".")
+            parent = host.split(".", 1)[1] if host.count(".") >= 2 else host
+            object.__setattr__(self, "domains", (parent,))
+
+    def is_local_domain(self, domain: str) -> bool:
+        return domain.lower().rstrip(".") in self.domains
+
+    @classmethod
+    def from_mapping(cls, table: Mapping[str, Any]) -> Config:
+        """Build from a TOML-shaped table: ``[server]``, ``[limits]``, ``[maildir]``, ``[plugins]``.
+
+        Raises:
+          ConfigError: One line naming the key, the value and what is allowed.
+        """
+        return config_from_table(cls, table)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str]) -> Config:
+        """Load a TOML file (see ``docs/configuration.md``).
+
+        Raises:
+          ConfigError: Unreadable file, TOML syntax, or a bad value; the line
+            starts with the file name.
+        """
+        table = load_toml(path)
+        try:
+            return cls.from_mapping(table)
+        except ConfigError as exc:
+            raise ConfigError(f"{os.fspath(path)}: {exc}") from None
+
+    def to_table(self) -> dict[str, Any]:
+        """This configuration as a TOML-shaped table; ``from_mapping`` reads it back."""
+        return config_to_table(self)
+
+    def to_toml(self) -> str:
+        """This configuration as TOML text (``mailio-trio config show``)."""
+        return dumps(self.to_table())
