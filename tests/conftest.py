@@ -14,7 +14,8 @@ import trustme
 
 from mailio_trio.server import _session as session
 
-# pytester runs pytest as a user would (tests/test_pytest_plugin.py, tests/test_sample_app.py).
+# pytester runs pytest as a user would (tests/testing/test_pytest_plugin.py and
+# tests/testing/test_sample_app.py).
 # The mailio fixtures come from the pytest11 entry point, not from here.
 pytest_plugins = ["pytester"]
 

@@ -79,10 +79,10 @@ def imports(tree: ast.Module) -> list[tuple[str, bool]]:
 
     def visit(node: ast.AST, type_only: bool) -> None:
         if isinstance(node, ast.If) and _is_type_checking(node.test):
-            for child in node.body:
-                visit(child, True)
-            for child in node.orelse:
-                visit(child, type_only)
+            for stmt in node.body:
+                visit(stmt, True)
+            for stmt in node.orelse:
+                visit(stmt, type_only)
             return
         if isinstance(node, ast.Import):
             found.extend((alias.name, type_only) for alias in node.names)
@@ -112,7 +112,8 @@ def upward_imports(path: Path) -> tuple[list[str], list[str]]:
     own = _layer(name)
     assert own is not None
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    runtime, type_only = [], []
+    runtime: list[str] = []
+    type_only: list[str] = []
     for target, only_types in imports(tree):
         layer = _layer(target)
         if layer is not None and layer > own:
@@ -132,9 +133,7 @@ def test_no_upward_import_at_run_time(path: Path) -> None:
 
 
 def test_type_only_upward_imports_are_the_listed_ones() -> None:
-    seen = {
-        (_module_name(path), target) for path in MODULES for target in upward_imports(path)[1]
-    }
+    seen = {(_module_name(path), target) for path in MODULES for target in upward_imports(path)[1]}
     assert seen == TYPE_ONLY_UPWARD
 
 

@@ -5,7 +5,7 @@ once the port is bound (a :class:`threading.Event` set by the server thread,
 never a sleep) and, on exit, shuts the server down, joins the thread and
 re-raises anything the server died of. Trio closes its own descriptors when
 ``trio.run`` returns, so nothing is left behind: no thread, no socket, no
-listening port (``tests/test_threaded_server.py`` measures all three).
+listening port (``tests/testing/test_threaded_server.py`` measures all three).
 
 Calls from the test thread touch only thread-safe state: the outbox (a
 :class:`threading.Condition`) and the fault table (a :class:`threading.Lock`);

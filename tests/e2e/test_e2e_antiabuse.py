@@ -12,8 +12,8 @@ from contextlib import AsyncExitStack
 import pytest
 import trio
 import trio.testing
-
 from hostile_clients import connect_from
+
 from mailio_trio import Config, DnsConfig, Limits, Server
 from mailio_trio.config import ConfigError
 from mailio_trio.testing import RawConnection, RunningServer, start_capturing_server

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 import trio
+from serve_process import LISTENING
 
 from mailio_trio import Config
 from mailio_trio.chain import Handler, Request, Response
@@ -32,7 +33,6 @@ from mailio_trio.config import Limits
 from mailio_trio.relay.spool import RecipientStatus, Spool
 from mailio_trio.testing import RunningServer, start_capturing_server
 from mailio_trio.testing.dns import DnsServer, Zone
-from serve_process import LISTENING
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

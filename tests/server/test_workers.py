@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 import trio
+from serve_process import serving
 
 from mailio_trio import Config, Limits, Server
 from mailio_trio.cli._workers import add_workers_arguments
 from mailio_trio.server.workers import _serve_sockets, open_sockets
 from mailio_trio.testing import open_raw_connection
-from serve_process import serving
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -12,7 +12,6 @@ import random
 from typing import TYPE_CHECKING
 
 import trio
-
 from hostile_clients import (
     WAIT,
     connect_from,

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 import trio
-
 from hostile_clients import (
     MB,
     MEMORY_BOUND,
@@ -45,6 +44,7 @@ from hostile_clients import (
     start,
     wait_idle,
 )
+
 from mailio_trio import Config, Server
 from mailio_trio.passwords import hash_password
 from mailio_trio.plugins.auth import AuthConfig

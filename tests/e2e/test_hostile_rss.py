@@ -1,6 +1,6 @@
 """Megabyte attacks against the real ``mailio-trio serve`` process: its peak RSS stays put.
 
-The in-process tests (tests/test_e2e_hostile.py) trace Python allocations; this
+The in-process tests (tests/e2e/test_e2e_hostile.py) trace Python allocations; this
 one reads the kernel's own account of the server process (``VmHWM``, the peak
 resident set, in /proc), which also sees buffers outside Python's allocator.
 Not an e2e module: the subprocess ignores the in-process I/O path switch, so
@@ -17,7 +17,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from serve_process import serving
 
 MB = 1024 * 1024

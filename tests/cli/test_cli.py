@@ -15,7 +15,6 @@ import sys
 from typing import TYPE_CHECKING
 
 import pytest
-
 from serve_process import serving
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Hostile and polite SMTP clients for the hostile-client tests (tests/test_e2e_hostile*.py).
+"""Hostile and polite SMTP clients for the hostile-client tests (tests/e2e/test_e2e_hostile*.py).
 
 Clients bind to chosen 127.0.0.x addresses (all of 127/8 is loopback) to act as
 different hosts. Memory is measured with :mod:`tracemalloc`: the server runs in

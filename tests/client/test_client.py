@@ -10,6 +10,7 @@ import trio
 import trustme
 from hypothesis import given
 from hypothesis import strategies as st
+from smtp_peers import PeerHandler, run_aiosmtpd
 
 from mailio_trio import Config, Limits, Server
 from mailio_trio.chain import Handler, Request, Response
@@ -25,7 +26,6 @@ from mailio_trio.client import (
 )
 from mailio_trio.protocol import dot_stuff
 from mailio_trio.testing import start_capturing_server
-from smtp_peers import PeerHandler, run_aiosmtpd
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import attrs
 import pytest
 import trio
+from smtp_peers import Peer, run_aiosmtpd
 
 from mailio_trio import Config, Server
 from mailio_trio.chain import Handler, Request, Response
@@ -30,7 +31,6 @@ from mailio_trio.relay.spool import Spool
 from mailio_trio.server import _session as session
 from mailio_trio.testing import RawConnection, open_raw_connection
 from mailio_trio.testing.dns import DnsServer, Zone
-from smtp_peers import Peer, run_aiosmtpd
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import pytest
 
-SAMPLE = Path(__file__).parent.parent / "docs" / "examples" / "sample_app"
+SAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "sample_app"
 
 INI = """
 [pytest]

@@ -13,6 +13,7 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
 import pytest
+from smtp_peers import PeerHandler, free_port_on, run_aiosmtpd, status_blocks
 
 from mailio_trio import ApiUser, Config, Server, SubmissionRefused
 from mailio_trio.chain import Handler
@@ -21,8 +22,6 @@ from mailio_trio.config import DnsConfig, MaildirConfig, RelayConfig
 from mailio_trio.relay.spool import Spool
 from mailio_trio.testing import RunningServer, start_capturing_server
 from mailio_trio.testing.dns import DnsServer, Zone
-from smtp_peers import PeerHandler, run_aiosmtpd
-from test_e2e_relay import free_port_on, status_blocks
 
 if TYPE_CHECKING:
     from pathlib import Path

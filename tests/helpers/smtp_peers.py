@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from contextlib import asynccontextmanager
+from email.message import Message
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -136,3 +137,35 @@ async def run_aiosmtpd(
     finally:
         await trio.to_thread.run_sync(controller.stop)
         sock.close()
+
+
+# What the relay tests send, and how they read the reports (tests/e2e/test_e2e_relay*.py).
+BODY = b"Subject: relayed\r\nFrom: a@example.com\r\n\r\n.dot line\r\nbody\r\n"
+
+
+def free_port_on(*hosts: str) -> int:
+    """A port free on every host given (the relay uses one remote port for all MX hosts)."""
+    for _ in range(50):
+        probe = socket.socket()
+        probe.bind((hosts[0], 0))
+        port = int(probe.getsockname()[1])
+        probe.close()
+        ok = True
+        for host in hosts:
+            s = socket.socket()
+            try:
+                s.bind((host, port))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+        if ok:
+            return port
+    raise RuntimeError("no common free port")
+
+
+def status_blocks(part: Message) -> list[Message]:
+    """The header blocks of a message/delivery-status part (RFC 3464 §2.1)."""
+    blocks = part.get_payload()
+    assert isinstance(blocks, list)
+    return [b for b in blocks if isinstance(b, Message)]

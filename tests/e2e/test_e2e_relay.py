@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import email
 import email.policy
-import socket
 from contextlib import asynccontextmanager
-from email.message import Message
 from typing import TYPE_CHECKING
 
 import pytest
+from smtp_peers import BODY, Peer, PeerHandler, free_port_on, run_aiosmtpd, status_blocks
 
 from mailio_trio import Config, Server
 from mailio_trio.client import send
@@ -18,7 +17,6 @@ from mailio_trio.config import DnsConfig, RelayConfig
 from mailio_trio.relay.spool import Spool
 from mailio_trio.testing import RunningServer, start_capturing_server
 from mailio_trio.testing.dns import DnsServer, Zone
-from smtp_peers import Peer, PeerHandler, run_aiosmtpd
 
 if TYPE_CHECKING:
     import ssl
@@ -29,29 +27,6 @@ if TYPE_CHECKING:
     import trustme
 
     from mailio_trio.chain import Request, Response
-
-BODY = b"Subject: relayed\r\nFrom: a@example.com\r\n\r\n.dot line\r\nbody\r\n"
-
-
-def free_port_on(*hosts: str) -> int:
-    """A port free on every host given (the relay uses one remote port for all MX hosts)."""
-    for _ in range(50):
-        probe = socket.socket()
-        probe.bind((hosts[0], 0))
-        port = int(probe.getsockname()[1])
-        probe.close()
-        ok = True
-        for host in hosts:
-            s = socket.socket()
-            try:
-                s.bind((host, port))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-        if ok:
-            return port
-    raise RuntimeError("no common free port")
 
 
 @asynccontextmanager
@@ -77,13 +52,6 @@ async def relay_setup(
     )
     running = await start_capturing_server(nursery, config)
     yield running
-
-
-def status_blocks(part: Message) -> list[Message]:
-    """The header blocks of a message/delivery-status part (RFC 3464 §2.1)."""
-    blocks = part.get_payload()
-    assert isinstance(blocks, list)
-    return [b for b in blocks if isinstance(b, Message)]
 
 
 async def wait_received(peer: Peer, count: int) -> None:

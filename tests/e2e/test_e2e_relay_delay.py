@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 import trio
+from smtp_peers import BODY, PeerHandler, free_port_on, run_aiosmtpd, status_blocks
 
 from mailio_trio import Config
 from mailio_trio.client import send
@@ -26,8 +27,6 @@ from mailio_trio.config import DnsConfig, RelayConfig
 from mailio_trio.relay.spool import Spool
 from mailio_trio.testing import RunningServer, start_capturing_server
 from mailio_trio.testing.dns import DnsServer, Zone
-from smtp_peers import PeerHandler, run_aiosmtpd
-from test_e2e_relay import BODY, free_port_on, status_blocks
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
