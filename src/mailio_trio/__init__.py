@@ -1,5 +1,15 @@
 """mailio_trio: a Trio SMTP server whose every command runs through a chain of handlers."""
 
+# General layout (docs/architecture.md has the whole map and the life of a command):
+#
+# protocol/ is the sans-I/O SMTP core for both roles; config/ is a leaf holding
+# Config and every section; client, dns, tls, message, networks and abuse sit on
+# those; mailauth/ checks and signs email authentication; chain.py is the handler
+# chain; plugins/ (one module per plugin) and relay/ (spool, schedule, delivery,
+# bounces) build on the chain; server/ runs listeners, sessions and connections
+# and registers the plugins; cli/ and testing/ sit on top. Imports point one way,
+# down this list (tests/test_layering.py). This module only re-exports the public API.
+
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
