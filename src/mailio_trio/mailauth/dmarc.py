@@ -207,7 +207,7 @@ def _action(value: str) -> Action:
 
 @attrs.frozen(kw_only=True)
 class DmarcConfig:
-    """What to do with each disposition; the lead's plugin owns the keys.
+    """What to do with each disposition (a plugin's config table maps onto it).
 
     Args:
       on_reject: For mail whose domain asks ``p=reject``: refuse with ``550 5.7.1``.
@@ -242,8 +242,12 @@ class DmarcResult:
       action: What :class:`DmarcConfig` says to do with that disposition.
       from_domain: The RFC 5322.From domain (``header.from``), when there is one.
       policy_domain: Where the record was found (author or organizational domain).
-      requested: ``p``/``sp`` before ``pct`` sampling; ``None`` without a record.
-      reason: Why, in words (for logs and the A-R ``reason``).
+      requested: On ``fail``, the ``p`` or ``sp`` that applied before ``pct``
+        sampling; ``None`` otherwise.
+      record: The record found, if any.
+      spf_aligned: SPF passed for an aligned domain.
+      dkim_aligned: Some DKIM signature passed for an aligned ``d=``.
+      reason: Why, in words, for logs (DNS errors included).
     """
 
     result: DmarcStatus
