@@ -1,7 +1,7 @@
 """DMARC (RFC 7489): the record, the author domain, alignment, and evaluation over real DNS.
 
 Evaluation tests publish the ``_dmarc`` TXT records on the loopback DNS server
-(``mailio_trio.testing_dns``), so every lookup is a real UDP packet.
+(``mailio_trio.testing.dns``), so every lookup is a real UDP packet.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from mailio_trio.mailauth.dmarc import (
 )
 from mailio_trio.mailauth.results import format_header
 from mailio_trio.protocol import Reply
-from mailio_trio.testing_dns import DnsServer, Zone
+from mailio_trio.testing.dns import DnsServer, Zone
 
 
 @pytest.mark.parametrize("module", [dmarc, _dmarc_record, _domains, _header_from])
