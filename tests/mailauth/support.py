@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import attrs
+import pytest
+import trio
 
 if TYPE_CHECKING:
     from mailio_trio.dns import DnsResolver
@@ -40,3 +46,51 @@ class Dns:
     zone: Zone
     resolver: DnsResolver
     port: int
+
+
+# -- Mail::DKIM, the independent implementation -----------------------------------
+
+HERE = Path(__file__).parent
+
+
+def require_perl_dkim() -> None:
+    """Skip unless Debian's Mail::DKIM and Net::DNS are installed; fail instead in CI.
+
+    ``.ci/run`` installs them and sets ``MAILIO_REQUIRE_PERL_DKIM=1``.
+    """
+    probe = ["perl", "-MMail::DKIM::Verifier", "-MMail::DKIM::ARC::Verifier", "-MNet::DNS", "-e1"]
+    found = (
+        shutil.which("perl") is not None
+        and subprocess.run(probe, capture_output=True).returncode == 0
+    )
+    if found:
+        return
+    if os.environ.get("MAILIO_REQUIRE_PERL_DKIM") == "1":
+        pytest.fail("Mail::DKIM is required (MAILIO_REQUIRE_PERL_DKIM=1) but not installed")
+    pytest.skip(
+        "Mail::DKIM not installed (Debian: apt-get install libmail-dkim-perl libnet-dns-perl)"
+    )
+
+
+def perl_has_ed25519() -> bool:
+    """Whether this Mail::DKIM knows RFC 8463 (Debian bookworm's 1.20230212 does not)."""
+    probe = ["perl", "-MMail::DKIM::Algorithm::ed25519_sha256", "-e1"]
+    return (
+        shutil.which("perl") is not None
+        and subprocess.run(probe, capture_output=True).returncode == 0
+    )
+
+
+async def run_perl(script: str, *args: str | int | Path, stdin: bytes) -> str:
+    """Run one of the Perl scripts beside this file; its stdout, or a failure with its stderr."""
+    with trio.fail_after(60):
+        done = await trio.run_process(
+            ["perl", str(HERE / script), *map(str, args)],
+            stdin=stdin,
+            capture_stdout=True,
+            capture_stderr=True,
+            check=False,
+        )
+    if done.returncode != 0:
+        pytest.fail(f"{script} exited {done.returncode}: {done.stderr.decode(errors='replace')}")
+    return done.stdout.decode("utf-8", "replace")
