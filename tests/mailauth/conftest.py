@@ -15,7 +15,7 @@ from mailio_trio.dns import DnsConfig, DnsResolver
 from mailio_trio.mailauth.dkim import DkimAlgorithm, DkimSigningKey, generate_key
 from mailio_trio.testing_dns import DnsServer, Zone
 
-from .support import Dns, Keys
+from .support import Dns, Keys, require_perl_dkim
 
 if TYPE_CHECKING:
     import trio
@@ -48,3 +48,9 @@ async def dns(nursery: trio.Nursery, keys: Keys) -> Dns:
     host, port = await nursery.start(server.serve)
     resolver = DnsResolver(DnsConfig(nameservers=[host], port=port, timeout=0.5, cache_size=0))
     return Dns(server=server, zone=zone, resolver=resolver, port=port)
+
+
+@pytest.fixture
+def perl_dkim() -> None:
+    """Skip without Mail::DKIM (fail instead when ``MAILIO_REQUIRE_PERL_DKIM=1``)."""
+    require_perl_dkim()

@@ -25,7 +25,7 @@ from mailio_trio.mailauth.dkim import (
     write_private_key,
 )
 
-from .support import MESSAGE, perl_has_ed25519, require_perl_dkim, run_perl
+from .support import MESSAGE, perl_has_ed25519, run_perl
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -33,11 +33,6 @@ if TYPE_CHECKING:
     from .support import Dns, Keys
 
 pytestmark = pytest.mark.usefixtures("perl_dkim")
-
-
-@pytest.fixture
-def perl_dkim() -> None:
-    require_perl_dkim()
 
 
 needs_perl_ed25519 = pytest.mark.skipif(
