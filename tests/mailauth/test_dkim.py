@@ -378,3 +378,40 @@ def test_private_key_file_is_owner_only(tmp_path: Path) -> None:
     path.chmod(0o644)
     write_private_key(path, pem, overwrite=True)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+async def test_header_block_past_the_limit_still_verifies_what_it_holds(
+    keys: Keys, dns: Dns, tmp_path: Path
+) -> None:
+    """Without the blank line in reach, the topmost fields are used and dkimpy parses all."""
+    padding = b"".join(b"X-Padding-%d: %s\r\n" % (i, b"x" * 60) for i in range(100))
+    message = padding + MESSAGE
+    header = sign_for_domain(
+        message, config=DkimSignConfig(keys=(keys.ed25519,)), domain="example.com"
+    )
+    path = tmp_path / "padded.eml"
+    path.write_bytes(header + message)
+    config = DkimVerifyConfig(max_header_bytes=len(header) + 1000)
+    with trio.fail_after(10):
+        [from_file] = await verify(path, resolver=dns.resolver, config=config)
+        [from_bytes] = await verify(header + message, resolver=dns.resolver, config=config)
+    assert from_file.result is from_bytes.result is DkimVerdict.PASS
+
+
+async def test_a_folded_line_before_any_field_is_permerror(keys: Keys, dns: Dns) -> None:
+    header = sign_for_domain(
+        MESSAGE, config=DkimSignConfig(keys=(keys.ed25519,)), domain="example.com"
+    )
+    with trio.fail_after(10):
+        [result] = await verify(b" folded\r\n" + header + MESSAGE, resolver=dns.resolver)
+    assert result.result is DkimVerdict.PERMERROR
+    assert "does not parse" in result.reason
+
+
+async def test_lf_spool_file_verifies(keys: Keys, dns: Dns, tmp_path: Path) -> None:
+    header = sign_for_domain(MESSAGE, config=DkimSignConfig(keys=(keys.rsa,)), domain="example.com")
+    path = tmp_path / "lf.eml"
+    path.write_bytes((header + MESSAGE).replace(b"\r\n", b"\n"))
+    with trio.fail_after(10):
+        [result] = await verify(path, resolver=dns.resolver)
+    assert result.result is DkimVerdict.PASS, result.reason

@@ -21,7 +21,7 @@ import enum
 import logging
 import os
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import dkim
@@ -31,13 +31,14 @@ import trio
 from mailio_trio.dns import DNSNotFound, DNSTemporaryError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, MutableMapping
+    from collections.abc import Callable, Iterable, MutableMapping
 
     from mailio_trio.dns import Resolver
 
 MessageSource = bytes | os.PathLike[str]
 """A whole message as bytes, or the path of a file holding one (a spool file)."""
 
+_D = TypeVar("_D", "dkim.DKIM", "dkim.ARC")
 _CHUNK = 64 * 1024
 # The end of the header block; dkimpy accepts LF as well as CRLF line ends.
 _BLANK_LINE = re.compile(rb"\n\r?\n")
@@ -154,26 +155,27 @@ def dkimpy_logger() -> logging.LoggerAdapter[logging.Logger]:
 # -- the header block ----------------------------------------------------------
 
 
-def _cut(data: bytes, limit: int) -> bytes:
-    """The header block within the first ``limit`` octets of ``data``.
+def _cut(data: bytes, limit: int) -> tuple[bytes, int | None]:
+    """The header block within the first ``limit`` octets of ``data``, and the body's offset.
 
     Without a blank line in reach, keep only the fields that start and end before the
-    limit: a field cut in two is dropped rather than parsed half.
+    limit (a field cut in two is dropped rather than parsed half); the body's offset
+    is then unknown (``None``).
     """
     match = _BLANK_LINE.search(data, 0, limit)
     if match is not None:
-        return data[: match.start() + 1]
+        return data[: match.start() + 1], match.end()
     if len(data) <= limit:
-        return data  # a message of headers only
+        return data, len(data)  # a message of headers only
     block = data[:limit]
     end = len(block) - 1
     while (end := block.rfind(b"\n", 0, end)) >= 0:
         if end + 1 < len(block) and block[end + 1 : end + 2] not in (b" ", b"\t"):
-            return block[: end + 1]
-    return b""
+            return block[: end + 1], None
+    return b"", None
 
 
-def _read_head(path: os.PathLike[str], limit: int) -> bytes:
+def _read_head(path: os.PathLike[str], limit: int) -> tuple[bytes, int | None]:
     data = b""
     with open(path, "rb") as file:
         while len(data) < limit + 2 and (chunk := file.read(_CHUNK)):
@@ -183,8 +185,8 @@ def _read_head(path: os.PathLike[str], limit: int) -> bytes:
     return _cut(data, limit)
 
 
-async def header_block(source: MessageSource, limit: int) -> bytes:
-    """The message's header fields (no body), at most ``limit`` octets of them.
+async def header_block(source: MessageSource, limit: int) -> tuple[bytes, int | None]:
+    """The message's header fields, at most ``limit`` octets of them, and where the body starts.
 
     A path is read in a worker thread and only as far as the blank line (or the limit).
     """
@@ -202,7 +204,11 @@ def header_fields(block: bytes) -> list[tuple[bytes, bytes]]:
     Raises:
       dkim.MessageFormatError: A line that is neither a field nor a continuation.
     """
-    headers, _ = dkim.rfc822_parse(block + b"\r\n")
+    try:
+        headers, _ = dkim.rfc822_parse(block + b"\r\n")
+    except IndexError:
+        # dkimpy's parser trips over a continuation line before any field.
+        raise dkim.MessageFormatError("a folded line before the first header field") from None
     return [(bytes(name), bytes(value)) for name, value in headers]
 
 
@@ -215,9 +221,45 @@ def parse_tags(value: bytes) -> dict[bytes, bytes] | None:
     return tags
 
 
-def load_message(source: MessageSource) -> bytes:
-    """The whole message (call it in a worker thread: a path is read here)."""
+def _load_message(source: MessageSource) -> bytes:
     if isinstance(source, bytes):
         return source
     with open(source, "rb") as file:
         return file.read()
+
+
+def _load_body(source: MessageSource, offset: int) -> bytes:
+    """The body from ``offset``, with CRLF line ends as dkimpy's own parser leaves it."""
+    if isinstance(source, bytes):
+        body = source[offset:]
+    else:
+        with open(source, "rb") as file:
+            file.seek(offset)
+            body = file.read()
+    if body.count(b"\n") != body.count(b"\r\n"):
+        body = re.sub(rb"\r?\n", b"\r\n", body)  # what rfc822_parse's split and join do
+    return body
+
+
+def dkimpy_message(
+    factory: Callable[..., _D],
+    source: MessageSource,
+    fields: list[tuple[bytes, bytes]],
+    body_offset: int | None,
+    *,
+    min_rsa_bits: int,
+) -> _D:
+    """A dkimpy ``DKIM`` or ``ARC`` holding the message; call it in a worker thread.
+
+    Memory: dkimpy's own parser holds the message, its lines and its body at once.
+    With the header fields already parsed and the body's offset known, it is handed
+    the fields and the body alone (read from the file from that offset), so a spool
+    file is in memory once. Only when the header block was longer than the limit is
+    the whole message read and parsed by dkimpy.
+    """
+    if body_offset is None:
+        return factory(_load_message(source), logger=dkimpy_logger(), minkey=min_rsa_bits)
+    message = factory(None, logger=dkimpy_logger(), minkey=min_rsa_bits)
+    message.headers = [[name, value] for name, value in fields]
+    message.body = _load_body(source, body_offset)
+    return message

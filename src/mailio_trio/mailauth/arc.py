@@ -35,10 +35,10 @@ from mailio_trio.mailauth._keys import (
     MessageSource,
     ServedKeys,
     dkimpy_logger,
+    dkimpy_message,
     header_block,
     header_fields,
     key_name,
-    load_message,
     parse_tags,
     prefetch_keys,
 )
@@ -123,11 +123,15 @@ def _chain(fields: list[tuple[bytes, bytes]]) -> _Chain | str:
 
 
 def _verify_in_thread(
-    source: MessageSource, keys: dict[str, KeyLookup], min_rsa_bits: int
+    source: MessageSource,
+    fields: list[tuple[bytes, bytes]],
+    body_offset: int | None,
+    keys: dict[str, KeyLookup],
+    min_rsa_bits: int,
 ) -> tuple[ArcVerdict, str]:
     """Run in a worker thread: dkimpy checks every set, newest first."""
     try:
-        verifier = dkim.ARC(load_message(source), logger=dkimpy_logger(), minkey=min_rsa_bits)
+        verifier = dkimpy_message(dkim.ARC, source, fields, body_offset, min_rsa_bits=min_rsa_bits)
         cv, _, reason = verifier.verify(dnsfunc=ServedKeys(keys))
     except Exception as exc:  # hostile input: whatever dkimpy raises, the chain does not verify
         return ArcVerdict.FAIL, f"cannot verify: {type(exc).__name__}: {exc}"
@@ -155,7 +159,7 @@ async def verify_arc(
       ``none`` without ARC header fields, else ``pass`` or ``fail`` with the last instance.
     """
     config = config or DkimVerifyConfig()
-    block = await header_block(source, config.max_header_bytes)
+    block, body_offset = await header_block(source, config.max_header_bytes)
     if b"arc-" not in block.lower():
         return ArcResult(result=ArcVerdict.NONE, reason="no ARC header fields")
     try:
@@ -169,7 +173,7 @@ async def verify_arc(
         return ArcResult(result=ArcVerdict.FAIL, reason=chain)
     keys = await prefetch_keys(chain.keys, resolver=resolver, within=config.dns_timeout)
     verdict, reason = await trio.to_thread.run_sync(
-        _verify_in_thread, source, keys, config.min_rsa_bits
+        _verify_in_thread, source, fields, body_offset, keys, config.min_rsa_bits
     )
     temporary = verdict is ArcVerdict.FAIL and any(
         k.status is KeyStatus.TEMPORARY for k in keys.values()

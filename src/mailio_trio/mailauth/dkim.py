@@ -51,10 +51,10 @@ from mailio_trio.mailauth._keys import (
     MessageSource,
     ServedKeys,
     dkimpy_logger,
+    dkimpy_message,
     header_block,
     header_fields,
     key_name,
-    load_message,
     parse_tags,
     prefetch_keys,
 )
@@ -226,14 +226,18 @@ def _check_key(plan: _Plan, record: bytes, min_rsa_bits: int) -> str | None:
 
 
 def _verify_in_thread(
-    source: MessageSource, plans: list[_Plan], keys: dict[str, KeyLookup], min_rsa_bits: int
+    source: MessageSource,
+    fields: list[tuple[bytes, bytes]],
+    body_offset: int | None,
+    plans: list[_Plan],
+    keys: dict[str, KeyLookup],
+    min_rsa_bits: int,
 ) -> list[DkimResult]:
     """Run in a worker thread: load the message once, verify each pending signature."""
     served = ServedKeys(keys)
     results: list[DkimResult] = []
     try:
-        # One parsed copy for all signatures: ours is dropped as soon as dkimpy has its own.
-        verifier = dkim.DKIM(load_message(source), logger=dkimpy_logger(), minkey=min_rsa_bits)
+        verifier = dkimpy_message(dkim.DKIM, source, fields, body_offset, min_rsa_bits=min_rsa_bits)
     except dkim.DKIMException as exc:
         reason = f"message does not parse: {exc}"
         return [
@@ -289,8 +293,8 @@ async def verify(
     """Verify the message's DKIM signatures, the topmost ``config.max_signatures`` of them.
 
     Args:
-      source: The message as bytes, or the path of its spool file (then read twice
-        from disk, the header block here and the whole in the thread, never held twice).
+      source: The message as bytes, or the path of its spool file (then read from
+        disk twice, the header block here and the body in the thread; held once).
       resolver: Where the keys are looked up, all at once under ``config.dns_timeout``.
       config: Limits; the defaults when ``None``.
 
@@ -303,7 +307,7 @@ async def verify(
       waited for (it only hashes and checks signatures).
     """
     config = config or DkimVerifyConfig()
-    block = await header_block(source, config.max_header_bytes)
+    block, body_offset = await header_block(source, config.max_header_bytes)
     if b"dkim-signature" not in block.lower():
         return []
     try:
@@ -324,7 +328,7 @@ async def verify(
         results = [p.result for p in plans]
     else:
         results = await trio.to_thread.run_sync(
-            _verify_in_thread, source, plans, keys, config.min_rsa_bits
+            _verify_in_thread, source, fields, body_offset, plans, keys, config.min_rsa_bits
         )
     return _short_b(results)
 
