@@ -344,6 +344,13 @@ def test_signing_refuses_unusable_keys(keys: Keys) -> None:
         )
     with pytest.raises(ValueError, match="PEM"):
         sign(MESSAGE, domain="example.com", selector="x", private_key_pem="not a key")
+    with pytest.raises(ValueError, match="cannot sign"):
+        sign(
+            b" folded\r\nFrom: a@b.test\r\n\r\n",
+            domain="b.test",
+            selector="x",
+            private_key_pem=keys.rsa.private_key_pem,
+        )
     with pytest.raises(ValueError, match="no From"):
         sign(
             b"To: a@b.test\r\n\r\nhi\r\n",

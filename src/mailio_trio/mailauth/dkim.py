@@ -432,13 +432,16 @@ def sign_keys(message: bytes, keys: Sequence[DkimSigningKey]) -> bytes:
     CPU-bound (RSA, hashing the body): call it through ``trio.to_thread.run_sync``.
 
     Raises:
-      ValueError: A key is not usable, or the message has no From.
+      ValueError: A key is not usable, or the message has no From or does not parse.
     """
     if not keys:
         return b""
-    signer = dkim.DKIM(message, logger=dkimpy_logger())
-    include = _headers_to_sign(name for name, _ in signer.headers)
-    return b"".join(_sign_with(signer, include, key) for key in keys)
+    try:
+        signer = dkim.DKIM(message, logger=dkimpy_logger())
+        include = _headers_to_sign(name for name, _ in signer.headers)
+        return b"".join(_sign_with(signer, include, key) for key in keys)
+    except (dkim.DKIMException, IndexError) as exc:  # IndexError: a folded first line
+        raise ValueError(f"cannot sign: {exc or type(exc).__name__}") from None
 
 
 def sign(
