@@ -76,6 +76,7 @@ __all__ = [
     "generate_key",
     "sign",
     "sign_for_domain",
+    "sign_keys",
     "verify",
     "write_private_key",
 ]
