@@ -464,6 +464,9 @@ async def check_host(
     Returns:
       The result; DNS trouble and broken records are results too, never raised.
 
+    Raises:
+      ValueError: ``ip`` is not an IP address (a caller's bug, not the peer's).
+
     Cancellation:
       The check ends by :attr:`SpfConfig.timeout` with ``temperror``; an outer
       cancel scope cancels it like any Trio call.
