@@ -116,6 +116,10 @@ class Resolver(Protocol):
         """The IPv4 addresses of ``name``."""
         ...
 
+    async def aaaa(self, name: str) -> list[str]:
+        """The IPv6 addresses of ``name`` (SPF asks for exactly one family, RFC 7208 §5)."""
+        ...
+
     async def ptr(self, ip: str) -> list[str]:
         """The names in the PTR records of address ``ip``, without the trailing dot."""
         ...
