@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from mailio_trio.config._auth import AuthConfig
+from mailio_trio.config._dkim import DkimConfig
 from mailio_trio.config._sections import DnsConfig, Limits, MaildirConfig, RelayConfig
 from mailio_trio.config._tls import TLSConfig
 from mailio_trio.config._toml import (
@@ -60,6 +61,10 @@ def _auth(value: Any) -> AuthConfig:
     return value if isinstance(value, AuthConfig) else build_section(AuthConfig, value, "auth")
 
 
+def _dkim(value: Any) -> DkimConfig:
+    return value if isinstance(value, DkimConfig) else build_section(DkimConfig, value, "dkim")
+
+
 @attrs.frozen(kw_only=True)
 class Config:
     """The server's configuration.
@@ -98,6 +103,8 @@ class Config:
     auth: AuthConfig = attrs.field(factory=lambda: _auth({}), converter=_auth)
     """Where AUTH may be used, and the ``[auth.users]`` table (see ``plugins/auth.py``)."""
     relay: RelayConfig = attrs.field(factory=RelayConfig)
+    dkim: DkimConfig = attrs.field(factory=lambda: _dkim({}), converter=_dkim)
+    """DKIM keys of local domains: the relay signs (and ARC-seals) what it sends."""
     worker_parent_check: float = attrs.field(default=1.0, validator=positive)
     """Seconds between a ``--workers`` child's checks that its parent still lives,
     where the kernel cannot tell it (Linux's ``PR_SET_PDEATHSIG`` needs no polling).
