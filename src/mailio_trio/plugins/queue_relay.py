@@ -15,6 +15,9 @@ or the client goes away, the rollback step removes the entry — the worker
 never saw it.
 
 Registered by the server when ``relay.enabled`` is true, with its worker.
+With ``[dkim.keys]``, the entry's message starts with our DKIM signature(s),
+or an ARC set for others' mail a local domain forwards (``_dkim_signing.py``);
+they are written with it, so every attempt sends the same signed bytes.
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from typing import TYPE_CHECKING
 from mailio_trio.chain import Chain, Handler, Request, Response
 
 if TYPE_CHECKING:
+    from mailio_trio.plugins._dkim_signing import RelaySigner
     from mailio_trio.relay.worker import RelayWorker
 
 
-def make_handler(worker: RelayWorker) -> Handler:
+def make_handler(worker: RelayWorker, signer: RelaySigner | None = None) -> Handler:
     async def relay(req: Request, res: Response) -> None:
         message = req.message
         assert message is not None
@@ -50,12 +54,14 @@ def make_handler(worker: RelayWorker) -> Handler:
 
         req.on_rollback(roll_back)  # before the thread starts: see maildir.deliver
         try:
+            headers = b"" if signer is None else await signer.headers_for(req, res, message)
             entry = await worker.spool.prepare(
                 message.path,
                 sender,
                 remote,
                 smtputf8=envelope.smtputf8,
                 body_8bit=envelope.body == "8BITMIME" or None,
+                headers=headers,
             )
         except OSError as exc:
             res.log.error("cannot spool message for relaying: %s", exc)
@@ -72,8 +78,9 @@ def make_handler(worker: RelayWorker) -> Handler:
         req.on_accept(worker.wake)
         res.accept(250, f"OK: queued as {entry.id}", "2.0.0")
 
-    return Handler(command="queue", name="relay", func=relay)
+    # After queue/mailauth when it runs: an ARC set copies its results.
+    return Handler(command="queue", name="relay", func=relay, after=("mailauth",), if_present=True)
 
 
-def register(chain: Chain, worker: RelayWorker) -> None:
-    chain.add(make_handler(worker))
+def register(chain: Chain, worker: RelayWorker, signer: RelaySigner | None = None) -> None:
+    chain.add(make_handler(worker, signer))

@@ -266,8 +266,14 @@ class Spool:
         smtputf8: bool = False,
         body_8bit: bool | None = None,
         now: float | None = None,
+        headers: bytes = b"",
     ) -> Entry:
         """Write an entry's files and fsync them, all in ``tmp/`` (``queue/relay``'s phase one).
+
+        ``headers`` (complete header fields, CRLF-terminated) are written in front
+        of ``source``'s bytes and fsync'd with them: the DKIM-Signature (and ARC
+        set) computed at spool time is then part of the durable entry, so every
+        attempt, before or after a restart, sends the same signed bytes.
 
         Nothing is in ``queue/`` yet: the worker does not see the entry, and a
         restart (``open``) clears ``tmp/``, so a crash before
@@ -293,6 +299,7 @@ class Spool:
         )
 
         def copy(f: Any) -> None:
+            f.write(headers)
             with source.open("rb") as src:
                 shutil.copyfileobj(src, f, 256 * 1024)
 

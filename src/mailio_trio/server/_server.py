@@ -127,8 +127,10 @@ class Server:
     def _start_relay(self) -> None:
         from mailio_trio.dns import DnsResolver
         from mailio_trio.plugins import queue_relay
+        from mailio_trio.plugins._dkim_signing import load_signer
         from mailio_trio.relay.worker import RelayWorker
 
+        signer = load_signer(self.config)  # reads [dkim.keys] once; ConfigError now, not later
         resolver = self.resolver or DnsResolver()
 
         async def submit_bounce(data: bytes, sender: str, recipients: list[str]) -> None:
@@ -137,7 +139,7 @@ class Server:
             await self.send_mail(data, sender=sender, recipients=recipients)
 
         self.relay = RelayWorker(self.config, resolver, submit=submit_bounce)
-        queue_relay.register(self.chain, self.relay)
+        queue_relay.register(self.chain, self.relay, signer)
 
     async def _run_relay(self, *, task_status: trio.TaskStatus[None]) -> None:
         assert self.relay is not None
