@@ -1,4 +1,4 @@
-"""The ``mailio-trio`` command: ``serve``, ``send``, ``queue``, ``config``, ``passwd``.
+"""The ``mailio-trio`` command: ``serve``, ``send``, ``queue``, ``config``, ``passwd``, ``dkim``.
 
 Errors an operator can fix are one line on stderr, never a traceback: a bad
 flag or configuration value exits with 2, a port that cannot be bound with 1.
@@ -11,7 +11,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mailio_trio import __version__
-from mailio_trio.cli import _config, _passwd, _queue, _send, _serve
+from mailio_trio.cli import _config, _dkim, _passwd, _queue, _send, _serve
 from mailio_trio.cli._args import EXIT_USAGE, PROG, Parser
 from mailio_trio.config import ConfigError
 
@@ -33,6 +33,7 @@ _COMMANDS: dict[str, _Command] = {
     "config": _config,
     "passwd": _passwd,
     "queue": _queue,
+    "dkim": _dkim,
 }
 
 
