@@ -217,7 +217,9 @@ def _load_key(domain: str, index: int, entry: DkimKey) -> DkimSigningKey:
             )
         algorithm = DkimAlgorithm.RSA_SHA256
     else:
-        raise ConfigError(f"{where}: a {type(key).__name__}; DKIM signs with RSA or Ed25519")
+        raise ConfigError(
+            f"{where}: not an RSA or Ed25519 key (DKIM has no other, {type(key).__name__})"
+        )
     return DkimSigningKey(
         domain=domain,
         selector=entry.selector,
