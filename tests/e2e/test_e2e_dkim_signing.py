@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
     from smtp_peers import Peer
 
+    from mailio_trio.chain import Request, Response
+
 
 def _mailauth_support() -> ModuleType:
     """tests/mailauth/support.py (the Perl runner) by path: tests/ is not a package."""
@@ -263,6 +265,41 @@ async def test_others_mail_forwarded_for_a_local_domain_is_arc_sealed(
     assert (tags["i"], tags["cv"], tags["d"], tags["s"]) == ("1", "none", "example.com", "rsa")
     assert field_values(content, "ARC-Authentication-Results")[0].startswith("i=1; mx.example.com")
     assert (arc.result, arc.domain) == (ArcVerdict.PASS, "example.com")
+
+
+async def test_the_arc_set_copies_queue_mailauth_results(
+    nursery: trio.Nursery, tmp_path: Path, key_files: KeyFiles
+) -> None:
+    """``queue/mailauth`` (another module) runs first when registered; its
+    Authentication-Results value is what the ARC set vouches for."""
+    from mailio_trio import Server
+    from mailio_trio.chain import Handler
+
+    @attrs.frozen
+    class Results:
+        header_value: str
+
+    async def mailauth(req: Request, res: Response) -> None:
+        res.set(Results("mx.example.com; spf=pass smtp.mailfrom=sender.test"))
+        res.accept()
+
+    dns = DnsServer(zone_for(key_files))
+    dns_host, dns_port = await nursery.start(dns.serve)
+    port = free_port_on("127.0.0.2")
+    config = config_for(
+        tmp_path, (dns_host, dns_port), port, both(key_files), relay={"open_relay": True}
+    )
+    server = Server(config)
+    server.add_handler(Handler(command="queue", name="mailauth", func=mailauth))  # after relay's
+    async with run_aiosmtpd("127.0.0.2", port=port) as peer:
+        running = await start_capturing_server(nursery, server=server)
+        await send(
+            running.host, running.port, "x@sender.test", ["list@example.com", "bob@remote.test"],
+            MESSAGE,
+        )  # fmt: skip
+        [received] = await peer.handler.wait_for(1)
+    [aar] = field_values(received.content, "ARC-Authentication-Results")
+    assert " ".join(aar.split()) == "i=1; mx.example.com; spf=pass smtp.mailfrom=sender.test"
 
 
 async def test_the_signature_is_spooled_with_the_message_and_survives_a_restart(
