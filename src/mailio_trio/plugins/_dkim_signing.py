@@ -102,11 +102,11 @@ class RelaySigner:
         arc_domain = self._arc_domain(envelope)
         if arc_domain is None:
             return b""
-        results = res.get("queue/mailauth")
-        text = getattr(results, "header_value", None)
-        return await trio.to_thread.run_sync(
-            self._arc_set, path, arc_domain, text if isinstance(text, str) else None, res.log
-        )
+        # queue/mailauth's verdict, when it ran; an empty value (it skipped a trusted
+        # client) is no results either.
+        text = getattr(res.get("queue/mailauth"), "header_value", None)
+        results = text if isinstance(text, str) and text.strip() else None
+        return await trio.to_thread.run_sync(self._arc_set, path, arc_domain, results, res.log)
 
     def _sign_sync(
         self, path: Path, sender_domain: str | None, log: logging.LoggerAdapter[logging.Logger]
