@@ -16,7 +16,8 @@ from mailio_trio import session
 
 # pytester runs pytest as a user would (tests/test_pytest_plugin.py, tests/test_sample_app.py).
 # The mailio fixtures come from the pytest11 entry point, not from here.
-pytest_plugins = ["pytester"]
+# trio_deadline: every Trio test fails after a real-time deadline instead of hanging.
+pytest_plugins = ["pytester", "trio_deadline"]
 
 
 @pytest.fixture(scope="session")
