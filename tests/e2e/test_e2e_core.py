@@ -266,12 +266,14 @@ async def test_connection_limit_refuses_with_421(nursery: trio.Nursery) -> None:
 
 async def test_idle_timeout_closes_with_421(nursery: trio.Nursery) -> None:
     running = await start(nursery, idle_timeout=0.2)
-    async with running.open_raw() as conn:
-        await conn.read_reply()
-        await conn.command("EHLO c.test")
-        reply = await conn.read_reply()
-        assert (reply.code, reply.enhanced) == (421, "4.4.2")
-        assert await conn.at_eof()
+    # Its own bound: an idle timer that never fires must fail this test, not hang it.
+    with trio.fail_after(10):
+        async with running.open_raw() as conn:
+            await conn.read_reply()
+            await conn.command("EHLO c.test")
+            reply = await conn.read_reply()
+            assert (reply.code, reply.enhanced) == (421, "4.4.2")
+            assert await conn.at_eof()
 
 
 async def test_graceful_shutdown_lets_data_finish(nursery: trio.Nursery) -> None:
