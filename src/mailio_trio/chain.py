@@ -265,6 +265,9 @@ class Decision:
     END = "end"
 
 
+_SUCCESS: dict[str, tuple[int, str]] = {"auth": (235, "2.7.0")}
+"""Commands whose success reply is not 250: what a 2xx ``accept`` of them becomes."""
+
 _LEADING_ENHANCED = re.compile(r"([245]\.\d{1,3}\.\d{1,3}) ")
 
 
@@ -476,6 +479,12 @@ class Response:
         if code is not None and not 200 <= code < 400:
             raise ValueError(f"accept takes a 2xx or 3xx code, not {code}")
         reply = None if code is None else make_reply(code, text or "OK", enhanced)
+        if reply is not None and reply.code // 100 == 2:
+            success = _SUCCESS.get(self.handler.command)
+            if success is not None and reply.code != success[0]:
+                # mail-io's handlers accept AUTH with "250 OK"; its success code is the
+                # protocol's (RFC 4954 §6: 235 2.7.0), or smtplib's login fails.
+                reply = make_reply(success[0], reply.text, success[1])
         self._decide(Decision.ACCEPT, reply)
 
     def reject(self, code: int, text: str, enhanced: str | None = None) -> None:
