@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from mailio_trio.session import Session
 
 __all__ = [
+    "VERBOSE",
     "ClientInfo",
     "Close",
     "ConnectionLost",
@@ -109,8 +110,17 @@ class ServerContext:
     """Rate limit for per-connection anti-abuse log lines (``limits.abuse_log_*``)."""
 
 
+VERBOSE = 15
+"""mail-io's ``verbose`` level, between DEBUG (10) and INFO (20): ``res.log.verbose``."""
+logging.addLevelName(VERBOSE, "VERBOSE")
+
+
 class SessionLog(logging.LoggerAdapter[logging.Logger]):
-    """Prefixes every line with ``[session.transaction command/handler]``."""
+    """Prefixes every line with ``[session.transaction command/handler]``.
+
+    Has mail-io's level names too: ``verbose`` (:data:`VERBOSE`) and ``warn``,
+    an alias of ``warning`` (``LoggerAdapter.warn`` is deprecated, then gone).
+    """
 
     def __init__(self, log: logging.Logger, session: Session, tag: str = "") -> None:
         super().__init__(log, {})
@@ -125,6 +135,16 @@ class SessionLog(logging.LoggerAdapter[logging.Logger]):
         kwargs["extra"] = {**extra, **kwargs.get("extra", {})}
         tag = f" {self.tag}" if self.tag else ""
         return f"[{s.id}.{s.transaction}{tag}] {msg}", kwargs
+
+    def verbose(self, msg: object, *args: object, **kwargs: Any) -> None:
+        """Log at :data:`VERBOSE` (mail-io's level between debug and info)."""
+        kwargs.setdefault("stacklevel", 2)  # the caller's line, not this one
+        self.log(VERBOSE, msg, *args, **kwargs)
+
+    def warn(self, msg: object, *args: object, **kwargs: Any) -> None:
+        """``warning`` under mail-io's name, without a deprecation warning."""
+        kwargs.setdefault("stacklevel", 2)
+        self.log(logging.WARNING, msg, *args, **kwargs)
 
 
 def tls_info(stream: trio.SSLStream[Any]) -> TLSInfo:

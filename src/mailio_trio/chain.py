@@ -23,17 +23,18 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 import attrs
 
 from mailio_trio import _transaction
+from mailio_trio._session_parts import VERBOSE
 from mailio_trio.protocol import Address, Command, MailFrom, RcptTo, Reply
 
 if TYPE_CHECKING:
-    import logging
-
+    from mailio_trio._session_parts import SessionLog
     from mailio_trio.message import Message
     from mailio_trio.session import Session
 
 __all__ = [
     "CORE",
     "NEVER_WAITS",
+    "VERBOSE",
     "Chain",
     "ChainError",
     "Decision",
@@ -453,11 +454,14 @@ class Response:
     decision: str | None = None
     reply: Reply | None = None
     decided_twice: bool = False
-    _log: logging.LoggerAdapter[logging.Logger] | None = None
+    _log: SessionLog | None = None
 
     @property
-    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+    def log(self) -> SessionLog:
         """This handler's logger, its lines tagged with the session and handler.
+
+        mail-io's levels are there: ``debug``, ``verbose`` (:data:`VERBOSE`),
+        ``info``, ``warn``/``warning``, ``error``.
 
         Built on first use: most handler calls never log, and a Response is
         made per handler per command.

@@ -130,7 +130,7 @@ class Session(Connection):
             self._log = SessionLog(logger, self)
         return self._log
 
-    def handler_log(self, handler: Handler) -> logging.LoggerAdapter[logging.Logger]:
+    def handler_log(self, handler: Handler) -> SessionLog:
         """A logger whose lines carry this session and ``handler`` (``res.log``)."""
         return SessionLog(logger, self, handler.key)
 
