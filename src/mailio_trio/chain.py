@@ -157,7 +157,9 @@ def order_handlers(handlers: Iterable[Handler], *, known: Iterable[str] = ()) ->
 
     Args:
       handlers: In registration order.
-      known: Names that may be referred to although absent (disabled plugins).
+      known: Names that may be referred to although absent (disabled or not
+        configured built-in plugins): an order against them binds once they
+        are registered.
 
     Raises:
       ChainError: A duplicate name, a reference to an unknown name, or a cycle.
@@ -171,6 +173,9 @@ def order_handlers(handlers: Iterable[Handler], *, known: Iterable[str] = ()) ->
     absent_ok = set(known)
     edges: dict[str, set[str]] = {h.name: set() for h in items}  # name -> names that follow it
     for h in items:
+        if CORE in h.before and h.name != CORE:
+            # Named here: the sort below only sees *some* handler displaced to the front.
+            raise ChainError(f"{h.key!r} asks to run before {h.command}/core")
         for other in (*h.before, *h.after):
             if other not in index and other not in absent_ok and not h.if_present:
                 raise ChainError(
@@ -219,6 +224,7 @@ class Chain:
     _ordered: dict[str, tuple[Handler, ...]] = attrs.field(factory=dict, init=False)
     _plans: dict[str, tuple[Step, ...]] = attrs.field(factory=dict, init=False)
     _disabled: dict[str, set[str]] = attrs.field(factory=dict, init=False)
+    _known: dict[str, set[str]] = attrs.field(factory=dict, init=False)
     _extensions: list[Callable[[Session], str | None]] = attrs.field(factory=list, init=False)
 
     def add(self, handler: Handler) -> None:
@@ -231,7 +237,7 @@ class Chain:
             self._disabled.setdefault(handler.command, set()).add(handler.name)
             return
         candidate = [*self._registered.get(handler.command, ()), handler]
-        ordered = order_handlers(candidate, known=self._disabled.get(handler.command, ()))
+        ordered = order_handlers(candidate, known=self.nameable(handler.command))
         self._registered[handler.command] = candidate
         self._ordered[handler.command] = tuple(ordered)
         self._plans[handler.command] = self.plan_of(ordered)
@@ -249,6 +255,23 @@ class Chain:
 
     def disabled(self, command: str) -> frozenset[str]:
         return frozenset(self._disabled.get(command, ()))
+
+    def know(self, keys: Iterable[str]) -> None:
+        """Declare built-in plugins (``"rcpt/dnsbl"``) that handlers may order against.
+
+        mail-io's plugins are always there, so its handlers say ``before:
+        'dnsbl'``; here a plugin may be off. An order against a known plugin
+        binds whenever it is registered and is ignored while it is not, as
+        ``Handler.if_present`` does for one handler; a name that no plugin
+        has is still a :class:`ChainError`.
+        """
+        for key in keys:
+            command, _, name = key.partition("/")
+            self._known.setdefault(command, set()).add(name)
+
+    def nameable(self, command: str) -> frozenset[str]:
+        """Names of ``command`` that may be ordered against although absent."""
+        return frozenset(self._disabled.get(command, ())) | self._known.get(command, set())
 
     def add_extension(self, fn: Callable[[Session], str | None]) -> None:
         """Register an EHLO keyword source: ``fn(session)`` returns a line or ``None``."""

@@ -152,7 +152,7 @@ class Session(Connection):
         own = [*self._own.get(handler.command, ()), handler]
         chain = self.context.chain
         ordered = order_handlers(
-            [*chain.handlers(handler.command), *own], known=chain.disabled(handler.command)
+            [*chain.handlers(handler.command), *own], known=chain.nameable(handler.command)
         )
         if self._plans is None:
             self._plans = {}
