@@ -540,7 +540,14 @@ class Response:
         self._session.values[self.handler.key] = value
 
     def get(self, key: str) -> Any:
-        """Read a value stored by ``"command/name"``, or a command's core by ``"command"``."""
-        if "/" not in key:
-            key = f"{key}/{CORE}"
-        return self._session.values.get(key)
+        """Read what ``res.set`` stored, as mail-io's ``res.get``.
+
+        ``"command/name"`` is that handler's value (``None`` if none);
+        ``"command"`` is a new dict of handler name → value for every handler
+        of that command that stored one (``res.get("queue")["spamd"]``).
+        """
+        values = self._session.values
+        if "/" in key:
+            return values.get(key)
+        prefix = f"{key}/"
+        return {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}
