@@ -5,7 +5,9 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from mailio_trio._submit import ApiUser as ApiUser
+from mailio_trio._submit import RecipientOutcome as RecipientOutcome
 from mailio_trio._submit import SubmissionRefused as SubmissionRefused
+from mailio_trio._submit import SubmissionResult as SubmissionResult
 from mailio_trio.chain import Chain as Chain
 from mailio_trio.chain import ChainError as ChainError
 from mailio_trio.chain import Handler as Handler
@@ -41,11 +43,13 @@ __all__ = [
     "Handler",
     "Limits",
     "Message",
+    "RecipientOutcome",
     "Reply",
     "Request",
     "Response",
     "Server",
     "Session",
     "SubmissionRefused",
+    "SubmissionResult",
     "__version__",
 ]
