@@ -195,6 +195,9 @@ class NullSpool:
         pass
 
 
+TOO_MANY_HOPS = Reply(554, "Too many hops: mail loop detected (RFC 5321 section 6.3)", "5.4.6")
+
+
 def data_problem(reader: DataReader, policy: BareLineEndings, line_limit: int) -> Reply | None:
     if reader.size_exceeded:
         return Reply(552, "Message size exceeds fixed maximum message size", "5.3.4")
@@ -202,4 +205,8 @@ def data_problem(reader: DataReader, policy: BareLineEndings, line_limit: int) -
         return Reply(550, "Bare CR or LF in message; lines must end with CRLF", "5.5.2")
     if reader.line_too_long:
         return Reply(550, f"Message has a line longer than {line_limit} octets", "5.6.0")
+    if reader.too_many_hops:
+        # RFC 5321 §6.3 (mail loops); RFC 3463 X.4.6 "Routing loop detected".
+        # Postfix says "554 5.4.0 Error: too many hops".
+        return TOO_MANY_HOPS
     return None

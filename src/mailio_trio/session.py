@@ -209,6 +209,7 @@ class Session(Connection):
             max_size=limits.message_size,
             line_limit=limits.text_line_length,
             bare_line_endings=limits.bare_line_endings,
+            max_hops=limits.max_hops,
         )
         idle = self._idle_scope
         if idle is None:
@@ -231,7 +232,9 @@ class Session(Connection):
                 if (
                     chunk
                     and (body := reader.feed(chunk))
-                    and not (reader.line_too_long or reader.bare_line_ending_seen)
+                    and not (
+                        reader.line_too_long or reader.bare_line_ending_seen or reader.too_many_hops
+                    )
                 ):
                     spool.write(body)
                 if reader.done:
