@@ -70,6 +70,10 @@ class Limits:
     """Octets; advertised with SIZE and enforced while streaming."""
     max_connections: int = attrs.field(default=100, validator=at_least(1))
     max_recipients: int = attrs.field(default=100, validator=at_least(1))
+    max_hops: int = attrs.field(default=50, validator=at_least(1))
+    """``Received:`` headers that make a message a loop (RFC 5321 §6.3): one that arrives
+    with this many is refused after DATA (``554 5.4.6``), and the relay bounces rather
+    than sends one that carries this many, ours included. Postfix's limit is 50."""
     # Per client address (Postfix's anvil); addresses in per_ip_exempt are not counted.
     connections_per_ip: int = attrs.field(default=50, validator=at_least(0))
     """Concurrent connections one address may hold; more get ``421 4.7.0``; 0: no limit.

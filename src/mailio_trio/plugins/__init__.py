@@ -60,7 +60,8 @@ CORE_PLUGINS = (
 
 
 def register_core(chain: Chain) -> None:
-    """Register every core plugin's handlers on ``chain``."""
+    """Register every core plugin's handlers on ``chain``; declare :data:`KNOWN_PLUGINS`."""
+    chain.know(KNOWN_PLUGINS)
     for plugin in CORE_PLUGINS:
         plugin.register(chain)
 
@@ -75,6 +76,24 @@ OPTIONAL_PLUGINS: dict[str, str] = {
     "rcpt/dnsbl": "mailio_trio.plugins.dnsbl",
     "queue/spamd": "mailio_trio.plugins.spamd",
 }
+
+KNOWN_PLUGINS: frozenset[str] = frozenset(
+    [
+        *OPTIONAL_PLUGINS,
+        # Registered from their own config sections (see register_configured and
+        # Server._start_relay), not from Config.plugins.
+        "rcpt/relay",
+        "rcpt/local",
+        "queue/maildir",
+        "queue/relay",
+    ]
+)
+"""Every built-in plugin a handler may order against, whether it is on or off here.
+
+mail-io's README orders ``before: 'dnsbl'`` because its dnsbl is always
+there; such an order binds when the plugin is registered, is ignored while it
+is not (see :meth:`Chain.know <mailio_trio.chain.Chain.know>`).
+"""
 
 DEFAULT_ON: dict[str, Callable[[Config, bool], bool]] = {
     # Reverse DNS is on wherever a resolver is configured (mail-io looked it up always).

@@ -27,6 +27,7 @@ import enum
 import re
 
 from mailio_trio.protocol.errors import ProtocolUsageError
+from mailio_trio.protocol.hops import HopCounter
 from mailio_trio.protocol.replies import Reply
 
 __all__ = ["BareLineEndings", "DataReader", "crlf_line_endings", "data_problem", "dot_stuff"]
@@ -71,6 +72,9 @@ class DataReader:
       bare_line_endings: Both modes write bare CR/LF as CRLF; ``REJECT``
         also sets ``bare_line_ending_seen`` so the session can refuse the
         message after the terminator (``NORMALISE`` never sets it).
+      max_hops: ``Received:`` header lines (RFC 5321 §6.3, see
+        :mod:`~mailio_trio.protocol.hops`) at which ``too_many_hops`` is set,
+        so the session can refuse a looping message; 0 means unlimited.
 
     Attributes:
       done: The terminator has been consumed.
@@ -78,6 +82,8 @@ class DataReader:
       size_exceeded: ``size`` went over ``max_size``.
       line_too_long: Some line was longer than ``line_limit``.
       bare_line_ending_seen: In ``REJECT`` mode, some line ended in a bare CR or LF.
+      hops: ``Received:`` lines in the header block so far.
+      too_many_hops: ``hops`` reached ``max_hops``.
     """
 
     def __init__(
@@ -86,8 +92,12 @@ class DataReader:
         max_size: int,
         line_limit: int = DEFAULT_TEXT_LINE_LIMIT,
         bare_line_endings: BareLineEndings = BareLineEndings.NORMALISE,
+        max_hops: int = 0,
     ) -> None:
         self.max_size = max_size
+        self.max_hops = max_hops
+        self.too_many_hops = False
+        self._hops = HopCounter()
         self.line_limit = line_limit
         self.bare_line_endings = bare_line_endings
         self.done = False
@@ -208,6 +218,10 @@ class DataReader:
         if not (crlf_dot_free and text is region) and b"\n." in text:
             text = _STUFFED_DOT.sub(b"\n", text)
 
+        if not self._hops.done:  # the header block only: one attribute test per chunk after
+            self._hops.feed(text)
+            if self.max_hops and self._hops.hops >= self.max_hops:
+                self.too_many_hops = True
         self.size += len(text)
         if self.max_size and self.size > self.max_size:
             self.size_exceeded = True
@@ -241,6 +255,10 @@ class DataReader:
                 # The line from ``start`` has no LF within the limit: too long.
                 return text.find(b"\n", start) - start + 1
         return 0
+
+    @property
+    def hops(self) -> int:
+        return self._hops.hops
 
     def take_trailing(self) -> bytes:
         """Return and forget the octets received after the terminator.
@@ -289,6 +307,9 @@ def dot_stuff(body: bytes) -> bytes:
     return body.replace(b"\n.", b"\n..") + b".\r\n"
 
 
+TOO_MANY_HOPS = Reply(554, "Too many hops: mail loop detected (RFC 5321 section 6.3)", "5.4.6")
+
+
 def data_problem(reader: DataReader, policy: BareLineEndings, line_limit: int) -> Reply | None:
     """The refusal a finished DATA body earns (size, bare line endings, line length), if any."""
     if reader.size_exceeded:
@@ -297,4 +318,8 @@ def data_problem(reader: DataReader, policy: BareLineEndings, line_limit: int) -
         return Reply(550, "Bare CR or LF in message; lines must end with CRLF", "5.5.2")
     if reader.line_too_long:
         return Reply(550, f"Message has a line longer than {line_limit} octets", "5.6.0")
+    if reader.too_many_hops:
+        # RFC 5321 §6.3 (mail loops); RFC 3463 X.4.6 "Routing loop detected".
+        # Postfix says "554 5.4.0 Error: too many hops".
+        return TOO_MANY_HOPS
     return None

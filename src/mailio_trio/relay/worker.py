@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from mailio_trio.protocol.hops import count_hops
 from mailio_trio.relay import schedule
 from mailio_trio.relay.bounce import build_delay_dsn, build_dsn, delay_recipients, should_bounce
 from mailio_trio.relay.deliver import MxResolver, deliver_group
@@ -31,6 +32,7 @@ from mailio_trio.relay.spool import Entry, ErrorInfo, RecipientStatus, Spool
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from pathlib import Path
 
     from mailio_trio.config import Config
 
@@ -120,6 +122,8 @@ class RelayWorker:
         entry = await self.spool.load(entry_id)
         if entry is None:
             return
+        if entry.pending() and await self._looping(entry):
+            return
         groups: dict[str, list[str]] = defaultdict(list)
         for state in entry.pending():
             groups[state.address.rpartition("@")[2].lower()].append(state.address)
@@ -153,6 +157,27 @@ class RelayWorker:
             for domain, recipients in groups.items():
                 nursery.start_soon(one_group, domain, recipients)
         await self._finish(entry.id)
+
+    async def _looping(self, entry: Entry) -> bool:
+        """Fail and bounce ``entry`` if its message is at ``limits.max_hops`` (a mail loop).
+
+        Counted from the stored file's header block (our own ``Received:`` line
+        included), read only as far as that block goes: a message we send with
+        this many hops would be refused as a loop by the next server anyway.
+        """
+        limit = self.config.limits.max_hops
+        hops = await trio.to_thread.run_sync(_hops_in, self.spool.message_path(entry.id))
+        if hops < limit:
+            return False
+        logger.warning(
+            "%s: %d Received: headers (limit %d): mail loop, not relayed", entry.id, hops, limit
+        )
+        error = ErrorInfo(554, "5.4.6", f"Too many hops ({hops}, limit {limit}): mail loop")
+        for state in entry.pending():
+            state.status, state.error = RecipientStatus.FAILED, error
+        await self.spool.save(entry)
+        await self._finish(entry.id)
+        return True
 
     async def _finish(self, entry_id: str) -> None:
         entry = await self.spool.load(entry_id)
@@ -246,3 +271,8 @@ class RelayWorker:
                 return
             logger.info("%s: delay warning sent to %s", entry.id, entry.sender)
         entry.delay_warned = True
+
+
+def _hops_in(path: Path) -> int:
+    with path.open("rb") as f:
+        return count_hops(iter(lambda: f.read(64 * 1024), b""))

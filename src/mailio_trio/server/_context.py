@@ -7,7 +7,6 @@ reads as the command loop it is.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -16,7 +15,7 @@ from mailio_trio.abuse import RateLimitedLog
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Callable, MutableMapping
+    from collections.abc import Callable
 
     import trio
 
@@ -31,7 +30,6 @@ __all__ = [
     "Close",
     "Counters",
     "ServerContext",
-    "SessionLog",
     "TLSInfo",
     "tls_info",
 ]
@@ -97,24 +95,6 @@ class ServerContext:
         ),
     )
     """Rate limit for per-connection anti-abuse log lines (``limits.abuse_log_*``)."""
-
-
-class SessionLog(logging.LoggerAdapter[logging.Logger]):
-    """Prefixes every line with ``[session.transaction command/handler]``."""
-
-    def __init__(self, log: logging.Logger, session: Session, tag: str = "") -> None:
-        super().__init__(log, {})
-        self.session = session
-        self.tag = tag
-
-    def process(
-        self, msg: Any, kwargs: MutableMapping[str, Any]
-    ) -> tuple[Any, MutableMapping[str, Any]]:
-        s = self.session
-        extra = {"session": s.id, "transaction": s.transaction, "handler": self.tag}
-        kwargs["extra"] = {**extra, **kwargs.get("extra", {})}
-        tag = f" {self.tag}" if self.tag else ""
-        return f"[{s.id}.{s.transaction}{tag}] {msg}", kwargs
 
 
 def tls_info(stream: trio.SSLStream[Any]) -> TLSInfo:

@@ -28,6 +28,7 @@ from mailio_trio.protocol import Reply
 from mailio_trio.server._admission import Admission, PerIpLimiter
 from mailio_trio.server._context import tls_info
 from mailio_trio.server._session import ClientInfo, ServerContext, Session
+from mailio_trio.server._submit import SubmissionRefused
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 
     from mailio_trio.dns import Resolver
     from mailio_trio.relay.worker import RelayWorker
+    from mailio_trio.server._submit import SubmissionResult
 
 __all__ = ["Address", "Server", "ServerStatistics"]
 
@@ -134,7 +136,15 @@ class Server:
         async def submit_bounce(data: bytes, sender: str, recipients: list[str]) -> None:
             # Through our own queue chain: a local sender's DSN lands in its maildir
             # instead of being relayed to ourselves; a remote one is spooled.
-            await self.send_mail(data, sender=sender, recipients=recipients)
+            try:
+                await self.send_mail(data, sender=sender, recipients=recipients)
+            except SubmissionRefused as exc:
+                if not exc.refused or any(o.reply.code < 500 for o in exc.refused):
+                    raise  # the worker keeps the entry and tries again later
+                # A DSN whose recipient our own policy refuses for good (no such
+                # mailbox, relaying off) has nowhere to go: drop it, as MTAs drop
+                # a double bounce, rather than retry it until the spool expires.
+                logger.warning("DSN to %s dropped: %s", ", ".join(recipients), exc.reply)
 
         self.relay = RelayWorker(self.config, resolver, submit=submit_bounce)
         queue_relay.register(self.chain, self.relay)
@@ -173,30 +183,43 @@ class Server:
         *,
         sender: str | None = None,
         recipients: Sequence[str] | None = None,
-    ) -> Reply:
+        partial: bool = False,
+    ) -> SubmissionResult:
         """Submit ``message`` through this server itself (mail-io's ``sendMail``).
 
-        It runs the ``queue`` chain as a message from an authenticated user
-        would (``session.user`` is an ``ApiUser``): local recipients are
-        delivered, remote ones relayed, your queue handlers see it. No socket
-        is opened and no MAIL/RCPT/DATA handler runs (see ``_submit.py``).
+        Each recipient meets the ``rcpt`` chain as over SMTP (relay policy,
+        local mailboxes, your rcpt handlers), then the message runs the
+        ``queue`` chain as one from an authenticated user would
+        (``session.user`` is an ``ApiUser``, which may relay with any sender):
+        local recipients are delivered, remote ones relayed, your queue
+        handlers see it. No socket is opened; no MAIL/DATA handler runs (see
+        ``_submit.py``). Every refused recipient is logged at INFO.
 
         Args:
           message: An ``EmailMessage`` (the envelope defaults to its
             From/Sender and To/Cc/Bcc headers; Bcc is removed) or bytes.
           sender: The reverse-path, ``""`` for the null sender; required for bytes.
           recipients: Forward-paths; required for bytes.
+          partial: Deliver to the accepted recipients even if others were
+            refused (the result's ``refused`` lists them). By default one
+            refused recipient refuses the whole submission.
 
         Returns:
-          The accepting reply (``250 2.0.0 OK: queued as ...``).
+          Each recipient's outcome and the queue chain's reply
+          (``250 2.0.0 OK: queued as ...``), which speaks for the accepted only.
 
         Raises:
-          SubmissionRefused: A queue handler refused it; ``.reply`` says how.
+          SubmissionRefused: Nothing was delivered: a recipient was refused
+            (unless ``partial``; with it, when every one was), or a queue
+            handler refused the message. ``.reply`` says why, ``.recipients``
+            gives every recipient's outcome.
           ValueError: An address that MAIL or RCPT would refuse, or no recipient.
         """
         from mailio_trio.server._submit import submit
 
-        return await submit(self._context, message, sender=sender, recipients=recipients)
+        return await submit(
+            self._context, message, sender=sender, recipients=recipients, partial=partial
+        )
 
     @property
     def sessions(self) -> frozenset[Session]:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
+from mailio_trio._handler_log import SessionLog
 from mailio_trio.abuse import AbuseKind
 from mailio_trio.chain import (
     Decision,
@@ -58,7 +59,6 @@ from mailio_trio.server._context import (
     Close,
     Counters,
     ServerContext,
-    SessionLog,
     TLSInfo,
     tls_info,
 )
@@ -129,7 +129,7 @@ class Session(Connection):
             self._log = SessionLog(logger, self)
         return self._log
 
-    def handler_log(self, handler: Handler) -> logging.LoggerAdapter[logging.Logger]:
+    def handler_log(self, handler: Handler) -> SessionLog:
         """A logger whose lines carry this session and ``handler`` (``res.log``)."""
         return SessionLog(logger, self, handler.key)
 
@@ -151,7 +151,7 @@ class Session(Connection):
         own = [*self._own.get(handler.command, ()), handler]
         chain = self.context.chain
         ordered = order_handlers(
-            [*chain.handlers(handler.command), *own], known=chain.disabled(handler.command)
+            [*chain.handlers(handler.command), *own], known=chain.nameable(handler.command)
         )
         if self._plans is None:
             self._plans = {}
@@ -208,6 +208,7 @@ class Session(Connection):
             max_size=limits.message_size,
             line_limit=limits.text_line_length,
             bare_line_endings=limits.bare_line_endings,
+            max_hops=limits.max_hops,
         )
         idle = self._idle_scope
         if idle is None:
@@ -230,7 +231,9 @@ class Session(Connection):
                 if (
                     chunk
                     and (body := reader.feed(chunk))
-                    and not (reader.line_too_long or reader.bare_line_ending_seen)
+                    and not (
+                        reader.line_too_long or reader.bare_line_ending_seen or reader.too_many_hops
+                    )
                 ):
                     spool.write(body)
                 if reader.done:
