@@ -25,7 +25,7 @@ logging.addLevelName(VERBOSE, "VERBOSE")
 class SessionLog(logging.LoggerAdapter[logging.Logger]):
     """Prefixes every line with ``[session.transaction command/handler]``.
 
-    Has mail-io's level names too: ``verbose`` (:data:`VERBOSE`) and ``warn``,
+    Has mail-io's level names too: ``verbose`` (``VERBOSE`` = 15) and ``warn``,
     an alias of ``warning`` (``LoggerAdapter.warn`` is deprecated, then gone).
     """
 
@@ -44,7 +44,7 @@ class SessionLog(logging.LoggerAdapter[logging.Logger]):
         return f"[{s.id}.{s.transaction}{tag}] {msg}", kwargs
 
     def verbose(self, msg: object, *args: object, **kwargs: Any) -> None:
-        """Log at :data:`VERBOSE` (mail-io's level between debug and info)."""
+        """Log at ``VERBOSE`` (mail-io's level between debug and info)."""
         kwargs.setdefault("stacklevel", 2)  # the caller's line, not this one
         self.log(VERBOSE, msg, *args, **kwargs)
 

@@ -483,7 +483,7 @@ class Response:
     def log(self) -> SessionLog:
         """This handler's logger, its lines tagged with the session and handler.
 
-        mail-io's levels are there: ``debug``, ``verbose`` (:data:`VERBOSE`),
+        mail-io's levels are there: ``debug``, ``verbose`` (``VERBOSE`` = 15),
         ``info``, ``warn``/``warning``, ``error``.
 
         Built on first use: most handler calls never log, and a Response is

@@ -73,7 +73,7 @@ class DataReader:
         also sets ``bare_line_ending_seen`` so the session can refuse the
         message after the terminator (``NORMALISE`` never sets it).
       max_hops: ``Received:`` header lines (RFC 5321 §6.3, see
-        :mod:`~mailio_trio.protocol.hops`) at which ``too_many_hops`` is set,
+        ``mailio_trio.protocol.hops``) at which ``too_many_hops`` is set,
         so the session can refuse a looping message; 0 means unlimited.
 
     Attributes:

@@ -88,7 +88,7 @@ class SubmissionResult:
     """What :meth:`Server.send_mail` did, recipient by recipient.
 
     ``reply`` is the ``queue`` chain's (``250 2.0.0 OK: queued as ...``): it
-    speaks for :attr:`accepted` only. :attr:`refused` is empty unless the
+    speaks for ``accepted`` only. ``refused`` is empty unless the
     caller passed ``partial=True``.
     """
 
