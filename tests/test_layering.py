@@ -52,7 +52,7 @@ TYPE_ONLY_UPWARD: set[tuple[str, str]] = {
     ("mailio_trio._handler_log", "mailio_trio.server._session"),
     *(
         (f"mailio_trio.plugins.{plugin}", "mailio_trio.server._session")
-        for plugin in ("auth", "dnsbl", "ehlo", "helo", "mail", "rcpt", "starttls")
+        for plugin in ("auth", "dnsbl", "ehlo", "helo", "mail", "rcpt", "spf", "starttls")
     ),
 }
 

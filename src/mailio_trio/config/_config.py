@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from mailio_trio.config._auth import AuthConfig
+from mailio_trio.config._mailauth import MailauthConfig
 from mailio_trio.config._sections import DnsConfig, Limits, MaildirConfig, RelayConfig
 from mailio_trio.config._tls import TLSConfig
 from mailio_trio.config._toml import (
@@ -98,6 +99,8 @@ class Config:
     auth: AuthConfig = attrs.field(factory=lambda: _auth({}), converter=_auth)
     """Where AUTH may be used, and the ``[auth.users]`` table (see ``plugins/auth.py``)."""
     relay: RelayConfig = attrs.field(factory=RelayConfig)
+    mailauth: MailauthConfig = attrs.field(factory=MailauthConfig)
+    """Email authentication on receipt: authserv-id and trusted networks (``[mailauth]``)."""
     worker_parent_check: float = attrs.field(default=1.0, validator=positive)
     """Seconds between a ``--workers`` child's checks that its parent still lives,
     where the kernel cannot tell it (Linux's ``PR_SET_PDEATHSIG`` needs no polling).

@@ -72,8 +72,10 @@ OPTIONAL_PLUGINS: dict[str, str] = {
     "connect/rdns": "mailio_trio.plugins.rdns",
     "connect/pregreet": "mailio_trio.plugins.pregreet",
     "mail/limits": "mailio_trio.plugins.limits",
+    "mail/spf": "mailio_trio.plugins.spf",
     "rcpt/limits": "mailio_trio.plugins.limits",
     "rcpt/dnsbl": "mailio_trio.plugins.dnsbl",
+    "queue/mailauth": "mailio_trio.plugins.mailauth",
     "queue/spamd": "mailio_trio.plugins.spamd",
 }
 
@@ -101,6 +103,9 @@ DEFAULT_ON: dict[str, Callable[[Config, bool], bool]] = {
     # Per-connection limits live in Config.limits; the handlers cost nothing when unset.
     "mail/limits": lambda config, has_resolver: True,
     "rcpt/limits": lambda config, has_resolver: True,
+    # Email authentication is recorded wherever the server looks anything up.
+    "mail/spf": lambda config, has_resolver: has_resolver,
+    "queue/mailauth": lambda config, has_resolver: has_resolver,
 }
 
 
