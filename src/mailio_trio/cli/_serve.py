@@ -37,7 +37,7 @@ from mailio_trio.server import Server, workers
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["add_parser", "effective_config", "run", "server_flags"]
+__all__ = ["add_parser", "checked_file", "effective_config", "run", "server_flags"]
 
 # What `mailio-trio serve` runs with when neither a file nor a flag says
 # otherwise: a loopback-only server that keeps mail for "localhost" in ./mail.
@@ -196,6 +196,29 @@ def _flags_table(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return {name: table for name, table in tables.items() if table}
 
 
+def checked_file(path: str) -> tuple[dict[str, Any], Config]:
+    """The ``--config`` file's table, and the configuration ``serve`` builds from it alone.
+
+    The file is read over the CLI's defaults, as ``serve`` reads it.
+
+    ``config check`` calls this too, so a file it passes is one ``serve`` starts with.
+
+    Raises:
+      ConfigError: One line starting with the file name.
+    """
+    from mailio_trio.config._toml import load_toml
+    from mailio_trio.plugins import builtin_keys, check_plugins
+
+    table = load_toml(path)
+    try:
+        # The defaults are valid: whatever is refused here is the file's.
+        config = Config.from_mapping(_merge(CLI_DEFAULTS, table))
+        check_plugins(config.plugins, builtin_keys())  # the CLI registers no handlers of its own
+    except ConfigError as exc:  # named with the file, as Config.from_toml does
+        raise ConfigError(f"{path}: {exc}") from None
+    return table, config
+
+
 def effective_config(args: argparse.Namespace) -> Config:
     """Defaults < ``--config`` file < flags.
 
@@ -204,14 +227,7 @@ def effective_config(args: argparse.Namespace) -> Config:
     """
     table: dict[str, Any] = dict(CLI_DEFAULTS)
     if args.config:
-        from mailio_trio.config._toml import load_toml
-
-        file_table = load_toml(args.config)
-        try:
-            Config.from_mapping(file_table)  # the file alone must be valid
-        except ConfigError as exc:  # named with the file, as Config.from_toml does
-            raise ConfigError(f"{args.config}: {exc}") from None
-        table = _merge(table, file_table)
+        table = _merge(table, checked_file(args.config)[0])
     table = _merge(table, _flags_table(args))
     relay = table.get("relay", {})
     if relay.get("enabled") and relay.get("spool_dir") is None:

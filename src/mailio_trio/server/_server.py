@@ -23,7 +23,7 @@ import trio
 
 from mailio_trio.abuse import AbuseKind
 from mailio_trio.chain import Chain, Handler, HandlerFunc, handler_decorator
-from mailio_trio.config import Config
+from mailio_trio.config import Config, ConfigError
 from mailio_trio.protocol import Reply
 from mailio_trio.server._admission import Admission, PerIpLimiter
 from mailio_trio.server._context import tls_info
@@ -271,8 +271,20 @@ class Server:
         task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve on listeners already open (``SO_REUSEPORT`` workers); ``tls_listeners``
-        speak implicit TLS. Returns the bound addresses, plain ones first."""
+        speak implicit TLS. Returns the bound addresses, plain ones first.
+
+        Raises:
+          ConfigError: A ``config.plugins`` key names no handler, built-in or
+            registered by now (checked here, once the application's handlers are known).
+        """
+        from mailio_trio.plugins import builtin_keys, check_plugins
+
         everything = [*listeners, *tls_listeners]
+        try:
+            check_plugins(self.config.plugins, builtin_keys() | self.chain.keys())
+        except ConfigError:
+            _close_listeners(everything)
+            raise
         addresses: list[Address] = [lst.socket.getsockname()[:2] for lst in everything]
         accept_scope = trio.CancelScope()
         self._accept_scopes.add(accept_scope)
