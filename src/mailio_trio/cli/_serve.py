@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import sys
 from pathlib import Path
@@ -31,8 +30,9 @@ from mailio_trio.cli._capture import add_capture_arguments, install_capture
 from mailio_trio.cli._logging import setup_logging
 from mailio_trio.cli._tls import add_tls_arguments, apply_tls_arguments, reload_tls, start_smtps
 from mailio_trio.cli._workers import add_workers_arguments
-from mailio_trio.config import Config, ConfigError, parse_listen, show
+from mailio_trio.config import Config, ConfigError, parse_listen
 from mailio_trio.server import Server, workers
+from mailio_trio.server._spool import prepare_directory
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -237,19 +237,6 @@ def effective_config(args: argparse.Namespace) -> Config:
     return Config.from_mapping(table)
 
 
-def _prepare_directory(key: str, path: Path) -> Path:
-    """Create ``path`` if needed and check we can write there; one-line error otherwise."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(
-            f"{key} = {show(str(path))}: cannot create the directory: {exc.strerror or exc}"
-        ) from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"{key} = {show(str(path))}: the directory is not writable")
-    return path.absolute()
-
-
 # --- running -------------------------------------------------------------------
 
 
@@ -327,13 +314,13 @@ def run(args: argparse.Namespace) -> int:
         keep = args.maildir is not None and not args.discard
         maildir = attrs.evolve(maildir, enabled=keep, any_domain=True)
     if maildir.enabled:
-        maildir = attrs.evolve(maildir, root=_prepare_directory("maildir.root", maildir.root))
+        maildir = attrs.evolve(maildir, root=prepare_directory("maildir.root", maildir.root))
     spool = config.spool_dir
     if spool is not None:
-        spool = _prepare_directory("server.spool_dir", spool)
+        spool = prepare_directory("server.spool_dir", spool)
     config = attrs.evolve(config, maildir=maildir, spool_dir=spool)
     if config.relay.enabled and config.relay.spool_dir is not None:
-        relay_spool = _prepare_directory("relay.spool_dir", config.relay.spool_dir)
+        relay_spool = prepare_directory("relay.spool_dir", config.relay.spool_dir)
         config = attrs.evolve(config, relay=attrs.evolve(config.relay, spool_dir=relay_spool))
     if args.workers > 1:
         _check_workers(args, config)

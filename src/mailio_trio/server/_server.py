@@ -28,6 +28,7 @@ from mailio_trio.protocol import Reply
 from mailio_trio.server._admission import Admission, PerIpLimiter
 from mailio_trio.server._context import tls_info
 from mailio_trio.server._session import ClientInfo, ServerContext, Session
+from mailio_trio.server._spool import prepare_directory
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -104,6 +105,8 @@ class Server:
         from mailio_trio.plugins import register_configured, register_core
         from mailio_trio.tls import build_server_context
 
+        if self.config.spool_dir is not None:
+            prepare_directory("server.spool_dir", self.config.spool_dir)
         if self.resolver is None and self.config.dns is not None:
             from mailio_trio.dns import DnsResolver
 
