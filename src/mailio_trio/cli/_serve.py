@@ -229,11 +229,7 @@ def effective_config(args: argparse.Namespace) -> Config:
     if args.config:
         table = _merge(table, checked_file(args.config)[0])
     table = _merge(table, _flags_table(args))
-    relay = table.get("relay", {})
-    if relay.get("enabled") and relay.get("spool_dir") is None:
-        # `serve --relay` needs a durable queue; keep it beside the DATA spool.
-        server_spool = table.get("server", {}).get("spool_dir") or "spool"
-        table = _merge(table, {"relay": {"spool_dir": str(Path(server_spool) / "relay")}})
+    # relay.spool_dir defaults to <spool_dir>/relay in Config itself, for files and flags alike.
     return Config.from_mapping(table)
 
 

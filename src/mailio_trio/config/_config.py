@@ -140,6 +140,15 @@ class Config:
             host = self.hostname.lower().rstrip(".")
             parent = host.split(".", 1)[1] if host.count(".") >= 2 else host
             object.__setattr__(self, "domains", (parent,))
+        if self.relay.enabled and self.relay.spool_dir is None:
+            # The rule `serve --relay` always had, here so files and code get it too.
+            if self.spool_dir is None:
+                raise ConfigError(
+                    "relay.spool_dir: required when relaying; set it, or set "
+                    "server.spool_dir (the relay spool is then its relay/ directory)"
+                )
+            relay = attrs.evolve(self.relay, spool_dir=self.spool_dir / "relay")
+            object.__setattr__(self, "relay", relay)
 
     def is_local_domain(self, domain: str) -> bool:
         return domain.lower().rstrip(".") in self.domains
