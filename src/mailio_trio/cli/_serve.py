@@ -269,28 +269,39 @@ def _where_mail_goes(config: Config) -> str:
     return f"mail for {domains} goes to {mailboxes}"
 
 
+async def _open_listeners(
+    addresses: Sequence[tuple[str, int]], kind: str = ""
+) -> list[trio.SocketListener]:
+    """Bind every address, or none: a port that cannot be bound is one line (exit 1)."""
+    listeners: list[trio.SocketListener] = []
+    for host, port in addresses:
+        try:
+            listeners += await trio.open_tcp_listeners(port, host=host)
+        except OSError as exc:
+            for listener in listeners:
+                await listener.aclose()
+            where = _show_address(host, port)
+            raise _CannotListen(f"cannot listen on {where}{kind}: {exc.strerror or exc}") from None
+    return listeners
+
+
 async def _serve(
     server: Server, config: Config, smtps_listen: Sequence[tuple[str, int]] = ()
 ) -> None:
-    listeners: list[trio.SocketListener] = []
+    listeners = await _open_listeners([parse_listen(item) for item in config.listen])
     try:
-        for item in config.listen:
-            host, port = parse_listen(item)
-            listeners += await trio.open_tcp_listeners(port, host=host)
-    except OSError as exc:
+        tls_listeners = await _open_listeners(smtps_listen, " (SMTPS)")
+    except _CannotListen:
         for listener in listeners:
             await listener.aclose()
-        raise _CannotListen(f"cannot listen on {item}: {exc.strerror or exc}") from None
+        raise
     # Signals are caught before the "listening" line, so a supervisor (or a
     # test) that signals as soon as it reads the line gets a clean shutdown.
     signals_wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     with trio.open_signal_receiver(*signals_wanted) as signals:
         async with trio.open_nursery() as nursery:
             bound: list[tuple[str, int]] = await nursery.start(server.serve_listeners, listeners)
-            try:
-                smtps = await start_smtps(nursery, server, smtps_listen)
-            except OSError as exc:
-                raise _CannotListen(f"cannot listen for SMTPS: {exc.strerror or exc}") from None
+            smtps = await start_smtps(nursery, server, tls_listeners)
             where = ", ".join(
                 [_show_address(h, p) for h, p in bound]
                 + [f"{_show_address(h, p)} (SMTPS)" for h, p in smtps]
