@@ -100,6 +100,7 @@ class Server:
     """The relay worker when ``relay.enabled``; run by :meth:`serve_listeners`."""
     _relay_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
     _per_ip: PerIpLimiter = attrs.field(init=False)
+    _warned_no_keeper: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         from mailio_trio.plugins import register_configured, register_core
@@ -288,6 +289,7 @@ class Server:
         except ConfigError:
             _close_listeners(everything)
             raise
+        self._warn_if_nothing_keeps_mail()
         addresses: list[Address] = [lst.socket.getsockname()[:2] for lst in everything]
         accept_scope = trio.CancelScope()
         self._accept_scopes.add(accept_scope)
@@ -315,6 +317,25 @@ class Server:
             if not self._serving:
                 self._context.abuse_log.flush()  # counts not yet summarised
                 self._stopped.set()
+
+    def _warn_if_nothing_keeps_mail(self) -> None:
+        """Say so at start when ``250`` would be answered for mail nothing keeps.
+
+        ``queue/core`` alone accepts every message and stores nothing (the
+        library's ``Config`` has maildir off): quietly losing mail is the worst
+        failure a mail server has. Once per server, and not with ``discard``,
+        which is asked for. Per-session ``queue`` handlers are not seen here.
+        """
+        if self._warned_no_keeper or self.discard:
+            return
+        if any(h.name != "core" for h in self.chain.handlers("queue")):
+            return
+        self._warned_no_keeper = True
+        logger.warning(
+            "accepted mail is not kept: no queue handler stores it, yet every message "
+            "is answered 250; enable maildir (Config(maildir={'enabled': True, 'root': "
+            "'mail'})) or relay, or register a queue handler before serving"
+        )
 
     async def _accept_loop(
         self, listener: trio.SocketListener, connections: trio.Nursery, tls: bool
