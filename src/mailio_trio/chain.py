@@ -273,6 +273,12 @@ class Chain:
         """Names of ``command`` that may be ordered against although absent."""
         return frozenset(self._disabled.get(command, ())) | self._known.get(command, set())
 
+    def keys(self) -> frozenset[str]:
+        """Every ``"command/name"`` added, registered or disabled by ``plugins``."""
+        registered = {h.key for handlers in self._registered.values() for h in handlers}
+        disabled = {f"{c}/{n}" for c, names in self._disabled.items() for n in names}
+        return frozenset(registered | disabled)
+
     def add_extension(self, fn: Callable[[Session], str | None]) -> None:
         """Register an EHLO keyword source: ``fn(session)`` returns a line or ``None``."""
         self._extensions.append(fn)

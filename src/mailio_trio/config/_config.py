@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = ["Config"]
+
+T = TypeVar("T")
 
 
 def _listen(instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
@@ -53,12 +55,46 @@ def _domains(value: Any) -> tuple[str, ...]:
     return tuple(d.strip().lower().rstrip(".") for d in value)
 
 
+def _section(cls: type[T], value: Any, where: str) -> T:
+    """A section field's value: its class, or its table built as ``[where]`` in TOML.
+
+    Every section of :class:`Config` takes a plain mapping (``maildir={"root": d}``)
+    through the same builder as a file, so a wrong key or type is the file's one
+    line at construction, not an ``AttributeError`` deep in plugin registration.
+    Each field names its own converter below (the attrs mypy plugin needs named ones).
+    """
+    if isinstance(value, cls):
+        return value
+    built: T = build_section(cls, value, where)
+    return built
+
+
+def _limits(value: Any) -> Limits:
+    return _section(Limits, value, "limits")
+
+
+def _dns(value: Any) -> DnsConfig | None:
+    return None if value is None else _section(DnsConfig, value, "dns")
+
+
+def _maildir(value: Any) -> MaildirConfig:
+    return _section(MaildirConfig, value, "maildir")
+
+
+def _relay(value: Any) -> RelayConfig:
+    return _section(RelayConfig, value, "relay")
+
+
+def _mailauth(value: Any) -> MailauthConfig:
+    return _section(MailauthConfig, value, "mailauth")
+
+
 def _tls(value: Any) -> TLSConfig:
-    return value if isinstance(value, TLSConfig) else build_section(TLSConfig, value, "tls")
+    return _section(TLSConfig, value, "tls")
 
 
 def _auth(value: Any) -> AuthConfig:
-    return value if isinstance(value, AuthConfig) else build_section(AuthConfig, value, "auth")
+    return _section(AuthConfig, value, "auth")
 
 
 @attrs.frozen(kw_only=True)
@@ -75,7 +111,7 @@ class Config:
     greeting: str = "mailio_trio ESMTP"
     domains: tuple[str, ...] = attrs.field(default=(), converter=_domains)
     """Local domains; empty means the domain part of ``hostname``."""
-    limits: Limits = attrs.field(factory=Limits)
+    limits: Limits = attrs.field(factory=Limits, converter=_limits)
     strict_helo: bool = True
     """Refuse HELO/EHLO names that are not a domain or address literal."""
     smtputf8: bool = True
@@ -84,7 +120,7 @@ class Config:
     enhanced_status_codes: bool = True
     spool_dir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
     """Where DATA bodies are streamed while handlers run; ``None`` is the system temp dir."""
-    dns: DnsConfig | None = None
+    dns: DnsConfig | None = attrs.field(default=None, converter=_dns)
     """The resolver for reverse DNS at connect, DNSBL and other lookups; ``None``: no
     lookups by the server itself (reverse DNS off; plugins that need DNS say so)."""
     plugins: Mapping[str, Any] = attrs.field(factory=dict)
@@ -93,13 +129,13 @@ class Config:
         default=("127.0.0.1:2525",), converter=strings, validator=_listen
     )
     """``HOST:PORT`` addresses ``mailio-trio serve`` listens on (``Server.serve`` takes its own)."""
-    maildir: MaildirConfig = attrs.field(factory=MaildirConfig)
+    maildir: MaildirConfig = attrs.field(factory=MaildirConfig, converter=_maildir)
     tls: TLSConfig = attrs.field(factory=lambda: _tls({}), converter=_tls)
     """Certificate for STARTTLS and SMTPS; a ``TLSConfig`` or its table (see ``tls.py``)."""
     auth: AuthConfig = attrs.field(factory=lambda: _auth({}), converter=_auth)
     """Where AUTH may be used, and the ``[auth.users]`` table (see ``plugins/auth.py``)."""
-    relay: RelayConfig = attrs.field(factory=RelayConfig)
-    mailauth: MailauthConfig = attrs.field(factory=MailauthConfig)
+    relay: RelayConfig = attrs.field(factory=RelayConfig, converter=_relay)
+    mailauth: MailauthConfig = attrs.field(factory=MailauthConfig, converter=_mailauth)
     """Email authentication on receipt: authserv-id and trusted networks (``[mailauth]``)."""
     worker_parent_check: float = attrs.field(default=1.0, validator=positive)
     """Seconds between a ``--workers`` child's checks that its parent still lives,
@@ -111,6 +147,15 @@ class Config:
             host = self.hostname.lower().rstrip(".")
             parent = host.split(".", 1)[1] if host.count(".") >= 2 else host
             object.__setattr__(self, "domains", (parent,))
+        if self.relay.enabled and self.relay.spool_dir is None:
+            # The rule `serve --relay` always had, here so files and code get it too.
+            if self.spool_dir is None:
+                raise ConfigError(
+                    "relay.spool_dir: required when relaying; set it, or set "
+                    "server.spool_dir (the relay spool is then its relay/ directory)"
+                )
+            relay = attrs.evolve(self.relay, spool_dir=self.spool_dir / "relay")
+            object.__setattr__(self, "relay", relay)
 
     def is_local_domain(self, domain: str) -> bool:
         return domain.lower().rstrip(".") in self.domains

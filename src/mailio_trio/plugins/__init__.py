@@ -7,12 +7,21 @@ Optional plugins are switched on from configuration by
 :func:`register_configured`: a key of :data:`OPTIONAL_PLUGINS` present in
 ``Config.plugins`` (with any value but ``False``) registers that module. A few
 are on by default (:data:`DEFAULT_ON`) and are switched off with ``False``.
+
+Every key of ``Config.plugins`` must name a handler: a built-in one
+(:func:`builtin_keys`) or one the application registered.
+:func:`check_plugins` refuses any other key (a typo such as ``rcpt/dnsbll``
+would otherwise leave the blocklist silently off) and checks each optional
+plugin's table with the code that plugin registers with.
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
 import importlib
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from mailio_trio.plugins import (
     auth,
@@ -34,10 +43,11 @@ from mailio_trio.plugins import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from mailio_trio.chain import Chain
     from mailio_trio.config import Config
+    from mailio_trio.plugins._settings import Settings
 
 CORE_PLUGINS = (
     connect,
@@ -138,3 +148,69 @@ def register_configured(chain: Chain, config: Config, *, has_resolver: bool) -> 
 
         rcpt_local.register(chain)
         maildir.register(chain)
+
+
+CONDITIONAL_KEYS: dict[str, str] = {
+    # Handlers registered from a Config section rather than a [plugins] table:
+    # the key names them (false removes one); the section holds their settings.
+    "rcpt/relay": "[relay]",
+    "queue/relay": "[relay]",
+    "rcpt/local": "[maildir]",
+    "queue/maildir": "[maildir]",
+    "queue/print": "the serve --capture/--print flags",
+}
+
+_SETTINGS_HOME = {
+    **CONDITIONAL_KEYS,
+    "auth/core": "[auth]",
+    "auth/users": "[auth] users",
+    "mail/limits": "[limits]",
+    "rcpt/limits": "[limits]",
+}
+
+
+@functools.cache
+def builtin_keys() -> frozenset[str]:
+    """Every ``"command/name"`` a built-in handler registers under."""
+    from mailio_trio.chain import Chain
+
+    chain = Chain()
+    register_core(chain)
+    return chain.keys() | OPTIONAL_PLUGINS.keys() | CONDITIONAL_KEYS.keys()
+
+
+def settings_of(key: str) -> Settings | None:
+    """The optional plugin's table checker for ``key``, or ``None`` if it has no table."""
+    module_name = OPTIONAL_PLUGINS.get(key)
+    if module_name is None:
+        return None
+    settings: Settings | None = getattr(importlib.import_module(module_name), "SETTINGS", None)
+    return settings
+
+
+def check_plugins(plugins: Mapping[str, Any], known: Iterable[str]) -> None:
+    """Refuse unknown keys and bad tables in ``Config.plugins``.
+
+    Args:
+      plugins: ``Config.plugins``.
+      known: Keys that may appear: :func:`builtin_keys` and the application's handlers.
+
+    Raises:
+      ConfigError: One line naming the key and the fix (did-you-mean, or the keys allowed).
+    """
+    from mailio_trio.config import ConfigError
+    from mailio_trio.plugins._settings import plugin_key
+
+    allowed = sorted(set(known))
+    for key, value in plugins.items():
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f'did you mean "{close[0]}"?' if close else "known: " + ", ".join(allowed)
+            raise ConfigError(f"{plugin_key(key)}: unknown plugin ({hint})")
+        settings = settings_of(key)
+        if settings is not None:
+            settings.check_value(value)
+        elif isinstance(value, Mapping) and key in builtin_keys():
+            home = _SETTINGS_HOME.get(key)
+            where = f"its settings are {home}" if home else "it has no settings"
+            raise ConfigError(f"{plugin_key(key)}: takes true or false, not a table ({where})")

@@ -46,7 +46,7 @@ import trio
 
 from mailio_trio.chain import Chain, Handler, Request, Response
 from mailio_trio.mailauth.results import AuthResStripper, MethodResult, format_header
-from mailio_trio.plugins._settings import check, positive
+from mailio_trio.plugins._settings import Settings, positive
 from mailio_trio.plugins.spf import trusted_client
 
 if TYPE_CHECKING:
@@ -305,8 +305,11 @@ async def verify(req: Request, res: Response) -> None:
     res.accept()
 
 
+SETTINGS = Settings(KEY, MailauthPolicy)
+
+
 def register(chain: Chain) -> None:
-    check(chain, KEY, MailauthPolicy)
+    SETTINGS.check(chain)
     if EXTRA_MISSING is not None:
         logger.warning(
             "DKIM, ARC and DMARC are not verified (%s): pip install 'mailio-trio[mailauth]'; "

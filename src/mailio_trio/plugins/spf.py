@@ -34,7 +34,7 @@ from mailio_trio.chain import Chain, Handler, Request, Response
 from mailio_trio.config import ConfigError
 from mailio_trio.mailauth.spf import Result, SpfConfig, check_helo, check_host
 from mailio_trio.networks import in_networks, parse_networks
-from mailio_trio.plugins._settings import check, positive
+from mailio_trio.plugins._settings import Settings, positive
 
 if TYPE_CHECKING:
     from mailio_trio.server._session import Session
@@ -134,6 +134,9 @@ async def spf(req: Request, res: Response) -> None:
     res.accept()
 
 
+SETTINGS = Settings(KEY, SpfPolicy)
+
+
 def register(chain: Chain) -> None:
-    check(chain, KEY, SpfPolicy)
+    SETTINGS.check(chain)
     chain.add(Handler(command="mail", name="spf", func=spf, after=("limits",), if_present=True))

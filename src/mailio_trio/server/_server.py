@@ -23,11 +23,12 @@ import trio
 
 from mailio_trio.abuse import AbuseKind
 from mailio_trio.chain import Chain, Handler, HandlerFunc, handler_decorator
-from mailio_trio.config import Config
+from mailio_trio.config import Config, ConfigError
 from mailio_trio.protocol import Reply
 from mailio_trio.server._admission import Admission, PerIpLimiter
 from mailio_trio.server._context import tls_info
 from mailio_trio.server._session import ClientInfo, ServerContext, Session
+from mailio_trio.server._spool import prepare_directory
 from mailio_trio.server._submit import SubmissionRefused
 
 if TYPE_CHECKING:
@@ -101,11 +102,14 @@ class Server:
     """The relay worker when ``relay.enabled``; run by :meth:`serve_listeners`."""
     _relay_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
     _per_ip: PerIpLimiter = attrs.field(init=False)
+    _warned_no_keeper: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         from mailio_trio.plugins import register_configured, register_core
         from mailio_trio.tls import build_server_context
 
+        if self.config.spool_dir is not None:
+            prepare_directory("server.spool_dir", self.config.spool_dir)
         if self.resolver is None and self.config.dns is not None:
             from mailio_trio.dns import DnsResolver
 
@@ -294,8 +298,21 @@ class Server:
         task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         """Serve on listeners already open (``SO_REUSEPORT`` workers); ``tls_listeners``
-        speak implicit TLS. Returns the bound addresses, plain ones first."""
+        speak implicit TLS. Returns the bound addresses, plain ones first.
+
+        Raises:
+          ConfigError: A ``config.plugins`` key names no handler, built-in or
+            registered by now (checked here, once the application's handlers are known).
+        """
+        from mailio_trio.plugins import builtin_keys, check_plugins
+
         everything = [*listeners, *tls_listeners]
+        try:
+            check_plugins(self.config.plugins, builtin_keys() | self.chain.keys())
+        except ConfigError:
+            _close_listeners(everything)
+            raise
+        self._warn_if_nothing_keeps_mail()
         addresses: list[Address] = [lst.socket.getsockname()[:2] for lst in everything]
         accept_scope = trio.CancelScope()
         self._accept_scopes.add(accept_scope)
@@ -323,6 +340,25 @@ class Server:
             if not self._serving:
                 self._context.abuse_log.flush()  # counts not yet summarised
                 self._stopped.set()
+
+    def _warn_if_nothing_keeps_mail(self) -> None:
+        """Say so at start when ``250`` would be answered for mail nothing keeps.
+
+        ``queue/core`` alone accepts every message and stores nothing (the
+        library's ``Config`` has maildir off): quietly losing mail is the worst
+        failure a mail server has. Once per server, and not with ``discard``,
+        which is asked for. Per-session ``queue`` handlers are not seen here.
+        """
+        if self._warned_no_keeper or self.discard:
+            return
+        if any(h.name != "core" for h in self.chain.handlers("queue")):
+            return
+        self._warned_no_keeper = True
+        logger.warning(
+            "accepted mail is not kept: no queue handler stores it, yet every message "
+            "is answered 250; enable maildir (Config(maildir={'enabled': True, 'root': "
+            "'mail'})) or relay, or register a queue handler before serving"
+        )
 
     async def _accept_loop(
         self, listener: trio.SocketListener, connections: trio.Nursery, tls: bool
