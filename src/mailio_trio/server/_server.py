@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from email.message import EmailMessage
 
     from mailio_trio.dns import Resolver
+    from mailio_trio.plugins.dsn import DsnOutbox
     from mailio_trio.relay.worker import RelayWorker
     from mailio_trio.server._submit import SubmissionResult
 
@@ -100,6 +101,7 @@ class Server:
     _refused: int = attrs.field(default=0, init=False)
     relay: RelayWorker | None = attrs.field(default=None, init=False)
     """The relay worker when ``relay.enabled``; run by :meth:`serve_listeners`."""
+    _dsn_outbox: DsnOutbox | None = attrs.field(default=None, init=False)
     _relay_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
     _per_ip: PerIpLimiter = attrs.field(init=False)
     _warned_no_keeper: bool = attrs.field(default=False, init=False)
@@ -129,6 +131,25 @@ class Server:
         register_configured(self.chain, self.config, has_resolver=self.resolver is not None)
         if self.config.relay.enabled:
             self._start_relay()
+        if self.config.maildir.enabled:
+            from mailio_trio.plugins import dsn
+
+            # Delivered-at-the-mailbox reports (RFC 3461 NOTIFY=SUCCESS), sent after the 250.
+            self._dsn_outbox = dsn.DsnOutbox(self._submit_dsn)
+            dsn.register(self.chain, self._dsn_outbox)
+
+    async def _submit_dsn(self, data: bytes, sender: str, recipients: list[str]) -> None:
+        # Through our own queue chain: a local sender's DSN lands in its maildir
+        # instead of being relayed to ourselves; a remote one is spooled.
+        try:
+            await self.send_mail(data, sender=sender, recipients=recipients)
+        except SubmissionRefused as exc:
+            if not exc.refused or any(o.reply.code < 500 for o in exc.refused):
+                raise  # the worker keeps the entry and tries again later
+            # A DSN whose recipient our own policy refuses for good (no such
+            # mailbox, relaying off) has nowhere to go: drop it, as MTAs drop
+            # a double bounce, rather than retry it until the spool expires.
+            logger.warning("DSN to %s dropped: %s", ", ".join(recipients), exc.reply)
 
     def _start_relay(self) -> None:
         from mailio_trio.dns import DnsResolver
@@ -136,21 +157,7 @@ class Server:
         from mailio_trio.relay.worker import RelayWorker
 
         resolver = self.resolver or DnsResolver()
-
-        async def submit_bounce(data: bytes, sender: str, recipients: list[str]) -> None:
-            # Through our own queue chain: a local sender's DSN lands in its maildir
-            # instead of being relayed to ourselves; a remote one is spooled.
-            try:
-                await self.send_mail(data, sender=sender, recipients=recipients)
-            except SubmissionRefused as exc:
-                if not exc.refused or any(o.reply.code < 500 for o in exc.refused):
-                    raise  # the worker keeps the entry and tries again later
-                # A DSN whose recipient our own policy refuses for good (no such
-                # mailbox, relaying off) has nowhere to go: drop it, as MTAs drop
-                # a double bounce, rather than retry it until the spool expires.
-                logger.warning("DSN to %s dropped: %s", ", ".join(recipients), exc.reply)
-
-        self.relay = RelayWorker(self.config, resolver, submit=submit_bounce)
+        self.relay = RelayWorker(self.config, resolver, submit=self._submit_dsn)
         queue_relay.register(self.chain, self.relay)
 
     async def _run_relay(self, *, task_status: trio.TaskStatus[None]) -> None:
@@ -323,6 +330,8 @@ class Server:
             async with trio.open_nursery() as connections:
                 if self.relay is not None and self._relay_scope is None:
                     await connections.start(self._run_relay)
+                if self._dsn_outbox is not None and not self._dsn_outbox.running:
+                    await connections.start(self._dsn_outbox.run)
                 with accept_scope:
                     async with trio.open_nursery() as accepting:
                         for listener in listeners:
@@ -467,6 +476,8 @@ class Server:
         if self._relay_scope is not None:
             # Deliveries in flight are cut: the spool records them as still pending.
             self._relay_scope.cancel()
+        if self._dsn_outbox is not None:
+            self._dsn_outbox.stop()  # success reports are best effort (plugins/dsn.py)
         for scope in self._accept_scopes:
             scope.cancel()
         for session in list(self._context.sessions):
