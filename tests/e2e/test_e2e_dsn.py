@@ -349,3 +349,18 @@ async def test_dsn_keywords_need_ehlo(nursery: trio.Nursery, tmp_path: Path) -> 
             await conn.command("HELO client.test")
             reply = await conn.command("MAIL FROM:<alice@example.com> RET=HDRS")
     assert (reply.code, reply.enhanced) == (555, "5.5.4")
+
+
+async def test_a_rcpt_line_lengthened_by_orcpt_fits(nursery: trio.Nursery, tmp_path: Path) -> None:
+    # RFC 3461 §4: up to 500 more octets on RCPT; beyond 512 without DSN.
+    orcpt = "rfc822;" + "o" * (500 - len("rfc822;"))
+    line = f"RCPT TO:<bob@example.com> NOTIFY=SUCCESS ORCPT={orcpt}"
+    assert len(line) + 2 > 512
+    running = await start(nursery, tmp_path)
+    with trio.fail_after(WAIT):
+        async with running.open_raw() as conn:
+            await conn.read_reply()
+            await conn.command("EHLO client.test")
+            await conn.command("MAIL FROM:<alice@example.com>")
+            reply = await conn.command(line)
+    assert reply.code == 250

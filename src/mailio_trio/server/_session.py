@@ -41,6 +41,7 @@ from mailio_trio.chain import (
     order_handlers,
 )
 from mailio_trio.message import Envelope, Message
+from mailio_trio.plugins.ehlo import dsn_offered
 from mailio_trio.protocol import (
     ClientProtocolError,
     Command,
@@ -53,6 +54,7 @@ from mailio_trio.protocol import (
     data_problem,
     parse_command,
 )
+from mailio_trio.protocol.dsn import ORCPT_LIMIT
 from mailio_trio.server._connection import LINE_TOO_LONG, Connection
 from mailio_trio.server._context import (
     ClientInfo,
@@ -118,7 +120,12 @@ class Session(Connection):
     _data_timed_out: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
-        self._splitter = LineSplitter(self.context.config.limits.command_line_length)
+        config = self.context.config
+        limit = config.limits.command_line_length
+        if dsn_offered(config):
+            # RFC 3461 §4: DSN lengthens a RCPT line by up to 500 octets (NOTIFY, ORCPT).
+            limit += ORCPT_LIMIT
+        self._splitter = LineSplitter(limit)
         if FAST_SOCKET_IO and type(self.stream) is trio.SocketStream:
             self._fd = self.stream.socket.fileno()
 
