@@ -126,3 +126,11 @@ def test_without_the_extension_the_keywords_are_555() -> None:
     with pytest.raises(ClientProtocolError) as info:
         parse_rcpt_to("TO:<c@d.example> NOTIFY=NEVER")
     assert info.value.reply.code == 555
+
+
+@given(st.text(st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=40))
+def test_envid_and_orcpt_come_back_as_sent(text: str) -> None:
+    assert parse_dsn_mail({"ENVID": xtext_encode(text)}).envid == text
+    orcpt = parse_dsn_rcpt({"ORCPT": "rfc822;" + xtext_encode(text)}).orcpt
+    assert orcpt == Orcpt("rfc822", text)
+    assert parse_dsn_rcpt({"ORCPT": orcpt.encode()}).orcpt == orcpt

@@ -81,17 +81,19 @@ class DsnOutbox:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Submit queued reports until :meth:`stop` or cancellation."""
-        with trio.CancelScope() as self._scope:
-            task_status.started()
-            while True:
-                report, recipient = await self._receive.receive()
-                try:
-                    await self.submit(report, "", [recipient])
-                except Exception:
-                    logger.exception("delivery report to %s not submitted", recipient)
-                else:
-                    logger.info("delivery report sent to %s", recipient)
-        self._scope = None
+        try:
+            with trio.CancelScope() as self._scope:
+                task_status.started()
+                while True:
+                    report, recipient = await self._receive.receive()
+                    try:
+                        await self.submit(report, "", [recipient])
+                    except Exception:
+                        logger.exception("delivery report to %s not submitted", recipient)
+                    else:
+                        logger.info("delivery report sent to %s", recipient)
+        finally:
+            self._scope = None  # a later serve_listeners starts it again
 
     def stop(self) -> None:
         if self._scope is not None:
