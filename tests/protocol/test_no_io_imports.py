@@ -56,6 +56,8 @@ def test_public_names() -> None:
         "ProtocolUsageError",
         "RcptTo",
         "Reply",
+        "ReplyReader",
+        "ServerProtocolError",
         "Verb",
         "crlf_line_endings",
         "data_problem",

@@ -23,10 +23,12 @@ from mailio_trio.protocol.data import dot_stuff as dot_stuff
 from mailio_trio.protocol.errors import ClientProtocolError as ClientProtocolError
 from mailio_trio.protocol.errors import ConnectionLost as ConnectionLost
 from mailio_trio.protocol.errors import ProtocolUsageError as ProtocolUsageError
+from mailio_trio.protocol.errors import ServerProtocolError as ServerProtocolError
 from mailio_trio.protocol.lines import LineSplitter as LineSplitter
 from mailio_trio.protocol.lines import Need as Need
 from mailio_trio.protocol.lines import OverlongLine as OverlongLine
 from mailio_trio.protocol.replies import Reply as Reply
+from mailio_trio.protocol.replies import ReplyReader as ReplyReader
 
 __all__ = [
     "Address",
@@ -42,6 +44,8 @@ __all__ = [
     "ProtocolUsageError",
     "RcptTo",
     "Reply",
+    "ReplyReader",
+    "ServerProtocolError",
     "Verb",
     "crlf_line_endings",
     "data_problem",
