@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from mailio_trio.protocol import Need, Reply, ReplyReader, ServerProtocolError, crlf_line_endings
+# DotStuffer lived here first; the name stays importable from the client.
+from mailio_trio.protocol import DotStuffer, Need, Reply, ReplyReader, ServerProtocolError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Sequence
@@ -147,48 +148,6 @@ class SendResult:
     @property
     def refused(self) -> dict[str, Reply]:
         return {r: reply for r, reply in self.recipients.items() if not reply.is_positive}
-
-
-class DotStuffer:
-    """Dot-stuff a body fed in chunks (RFC 5321 §4.5.2), carrying line state across them.
-
-    Gives the same octets as :func:`mailio_trio.protocol.dot_stuff` on the
-    whole body: bare CR / LF become CRLF, a leading ``.`` is doubled, the body
-    ends with CRLF, then ``.\\r\\n``.
-    """
-
-    def __init__(self) -> None:
-        self._line_start = True
-        self._held_cr = False
-        self._empty = True
-
-    def feed(self, chunk: bytes) -> bytes:
-        if not chunk:
-            return b""
-        if self._held_cr:
-            chunk = b"\r" + chunk
-            self._held_cr = False
-        if chunk.endswith(b"\r"):
-            # It may be half of a CRLF split across chunks: decide with the next one.
-            chunk = chunk[:-1]
-            self._held_cr = True
-            if not chunk:
-                return b""
-        self._empty = False
-        chunk = crlf_line_endings(chunk)
-        if self._line_start and chunk.startswith(b"."):
-            chunk = b"." + chunk
-        self._line_start = chunk.endswith(b"\n")
-        return chunk.replace(b"\n.", b"\n..")
-
-    def finish(self) -> bytes:
-        out = b""
-        if self._held_cr:
-            out = b"\r\n"
-            self._held_cr, self._line_start, self._empty = False, True, False
-        if not self._empty and not self._line_start:
-            out += b"\r\n"
-        return out + b".\r\n"
 
 
 def _is_8bit(data: bytes) -> bool:

@@ -49,6 +49,7 @@ def test_public_names() -> None:
         "Command",
         "ConnectionLost",
         "DataReader",
+        "DotStuffer",
         "LineSplitter",
         "MailFrom",
         "Need",

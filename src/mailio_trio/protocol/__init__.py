@@ -17,6 +17,7 @@ from mailio_trio.protocol.commands import parse_mail_from as parse_mail_from
 from mailio_trio.protocol.commands import parse_rcpt_to as parse_rcpt_to
 from mailio_trio.protocol.data import BareLineEndings as BareLineEndings
 from mailio_trio.protocol.data import DataReader as DataReader
+from mailio_trio.protocol.data import DotStuffer as DotStuffer
 from mailio_trio.protocol.data import crlf_line_endings as crlf_line_endings
 from mailio_trio.protocol.data import data_problem as data_problem
 from mailio_trio.protocol.data import dot_stuff as dot_stuff
@@ -37,6 +38,7 @@ __all__ = [
     "Command",
     "ConnectionLost",
     "DataReader",
+    "DotStuffer",
     "LineSplitter",
     "MailFrom",
     "Need",
