@@ -42,7 +42,14 @@ import attrs
 import trio
 
 # DotStuffer lived here first; the name stays importable from the client.
-from mailio_trio.protocol import DotStuffer, Need, Reply, ReplyReader, ServerProtocolError
+from mailio_trio.protocol import (
+    DotStuffer,
+    Need,
+    Reply,
+    ReplyReader,
+    ServerProtocolError,
+    mail_parameters,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Sequence
@@ -342,25 +349,11 @@ class SMTPClient:
                 if isinstance(body, bytes)
                 else await trio.to_thread.run_sync(_file_is_8bit, body)
             )
-        if smtputf8 and not self.supports("SMTPUTF8"):
-            raise SMTPError(
-                553,
-                f"message needs SMTPUTF8 (non-ASCII addresses), which {self.host} does not offer",
-                "5.6.7",
-            )
-        limit = self.extensions.get("SIZE", "")
-        if limit.isdigit() and int(limit) > 0 and size > int(limit):
-            # RFC 1870 §6: do not send what the server told us it will refuse.
-            raise SMTPError(
-                552, f"message of {size} octets exceeds {self.host}'s limit of {limit}", "5.3.4"
-            )
-        params = []
-        if self.supports("SIZE"):
-            params.append(f"SIZE={size}")
-        if eight_bit and self.supports("8BITMIME"):
-            params.append("BODY=8BITMIME")
-        if smtputf8:
-            params.append("SMTPUTF8")
+        params = mail_parameters(
+            self.extensions, size, eight_bit=eight_bit, smtputf8=smtputf8, server=self.host
+        )
+        if isinstance(params, Reply):
+            raise SMTPError(params.code, params.text, params.enhanced)
         mail = " ".join([f"MAIL FROM:<{sender}>", *params])
         rcpts = [f"RCPT TO:<{r}>" for r in recipients]
         replies: dict[str, Reply] = {}

@@ -63,6 +63,7 @@ def test_public_names() -> None:
         "crlf_line_endings",
         "data_problem",
         "dot_stuff",
+        "mail_parameters",
         "parse_command",
         "parse_helo_name",
         "parse_mail_from",

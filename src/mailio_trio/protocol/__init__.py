@@ -28,6 +28,7 @@ from mailio_trio.protocol.errors import ServerProtocolError as ServerProtocolErr
 from mailio_trio.protocol.lines import LineSplitter as LineSplitter
 from mailio_trio.protocol.lines import Need as Need
 from mailio_trio.protocol.lines import OverlongLine as OverlongLine
+from mailio_trio.protocol.negotiate import mail_parameters as mail_parameters
 from mailio_trio.protocol.replies import Reply as Reply
 from mailio_trio.protocol.replies import ReplyReader as ReplyReader
 
@@ -52,6 +53,7 @@ __all__ = [
     "crlf_line_endings",
     "data_problem",
     "dot_stuff",
+    "mail_parameters",
     "parse_command",
     "parse_helo_name",
     "parse_mail_from",
