@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import re
 
+from mailio_trio.protocol.catalogue import MESSAGE_TOO_BIG
 from mailio_trio.protocol.errors import ProtocolUsageError
 from mailio_trio.protocol.replies import Reply
 
@@ -349,7 +350,7 @@ class DotStuffer:
 def data_problem(reader: DataReader, policy: BareLineEndings, line_limit: int) -> Reply | None:
     """The refusal a finished DATA body earns (size, bare line endings, line length), if any."""
     if reader.size_exceeded:
-        return Reply(552, "Message size exceeds fixed maximum message size", "5.3.4")
+        return MESSAGE_TOO_BIG
     if reader.bare_line_ending_seen and policy is BareLineEndings.REJECT:
         return Reply(550, "Bare CR or LF in message; lines must end with CRLF", "5.5.2")
     if reader.line_too_long:

@@ -35,6 +35,7 @@ from mailio_trio.protocol import (
     parse_mail_from,
     parse_rcpt_to,
 )
+from mailio_trio.protocol.catalogue import INTERNAL_ERROR, MESSAGE_TOO_BIG
 from mailio_trio.server._context import Close
 from mailio_trio.server._session import ClientInfo, Session
 
@@ -44,8 +45,6 @@ if TYPE_CHECKING:
     from mailio_trio.server._session import ServerContext
 
 __all__ = ["ApiUser", "SubmissionRefused", "submit"]
-
-_INTERNAL_ERROR = Reply(451, "Local error in processing, try again later", "4.3.0")
 
 
 @attrs.frozen
@@ -153,9 +152,7 @@ async def submit(
     envelope = _envelope(sender, recipients, data)
     config = context.config
     if len(data) > config.limits.message_size:
-        raise SubmissionRefused(
-            Reply(552, "Message size exceeds fixed maximum message size", "5.3.4")
-        )
+        raise SubmissionRefused(MESSAGE_TOO_BIG)
     session = Session(
         context,
         _NoConnection(),
@@ -177,7 +174,7 @@ async def submit(
     try:
         reply = await session.deliver(received)  # removes the file, whatever the answer
     except Close as close:  # a queue handler ended the "connection"
-        reply = close.reply or _INTERNAL_ERROR
+        reply = close.reply or INTERNAL_ERROR
         path.unlink(missing_ok=True)
     if not reply.is_positive:
         raise SubmissionRefused(reply)
