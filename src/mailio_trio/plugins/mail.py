@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_waits
 from mailio_trio.message import Envelope
 from mailio_trio.protocol import MailFrom, parse_mail_from
+from mailio_trio.protocol.catalogue import MESSAGE_TOO_BIG
 
 if TYPE_CHECKING:
     from mailio_trio.server._session import Session
@@ -40,7 +41,7 @@ async def mail(req: Request, res: Response) -> None:
         eight_bit_mime=esmtp and config.eight_bit_mime,
     )
     if parsed.size is not None and parsed.size > config.limits.message_size:
-        res.reject(552, "Message size exceeds fixed maximum message size", "5.3.4")
+        res.reject(MESSAGE_TOO_BIG.code, MESSAGE_TOO_BIG.text, MESSAGE_TOO_BIG.enhanced)
         return
     req.sender, req.mail = parsed.sender, parsed
     req.on_accept(lambda: start(session, parsed))

@@ -31,6 +31,7 @@ from mailio_trio.protocol import (
     OverlongLine,
     Reply,
 )
+from mailio_trio.protocol.catalogue import LINE_TOO_LONG
 
 if TYPE_CHECKING:
     from mailio_trio.config import Config
@@ -43,8 +44,6 @@ RECEIVE_SIZE = 64 * 1024
 # Immediate reads/writes a session may do in a row before yielding to the
 # scheduler, so one client pipelining without pause cannot starve the others.
 _FAST_IO_BUDGET = 16
-
-LINE_TOO_LONG = Reply(500, "Line too long", "5.5.6")
 
 
 class _SessionIds:

@@ -25,6 +25,7 @@ from mailio_trio.abuse import AbuseKind
 from mailio_trio.chain import Chain, Handler, HandlerFunc, handler_decorator
 from mailio_trio.config import Config, ConfigError
 from mailio_trio.protocol import Reply
+from mailio_trio.protocol.catalogue import TOO_MANY_CONNECTIONS, TOO_MANY_FROM_YOU
 from mailio_trio.server._admission import Admission, PerIpLimiter
 from mailio_trio.server._context import tls_info
 from mailio_trio.server._session import ClientInfo, ServerContext, Session
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from email.message import EmailMessage
 
     from mailio_trio.dns import Resolver
+    from mailio_trio.protocol import Reply
     from mailio_trio.relay.worker import RelayWorker
     from mailio_trio.server._submit import SubmissionResult
 
@@ -46,8 +48,6 @@ logger = logging.getLogger("mailio_trio.server")
 Address = tuple[str, int]
 """A bound ``(host, port)``."""
 
-TOO_MANY_CONNECTIONS = Reply(421, "Too many connections, try again later", "4.7.0")
-TOO_MANY_FROM_YOU = Reply(421, "Too many connections from your address, try again later", "4.7.0")
 
 # Running out of file descriptors is a passing condition: wait, then accept again,
 # as trio.serve_listeners does.
