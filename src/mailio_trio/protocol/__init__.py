@@ -2,7 +2,7 @@
 
 Nothing in this package does I/O, reads a clock or imports trio; the session
 (``mailio_trio.server``) and the client (``mailio_trio.client``) drive it.
-:mod:`mailio_trio.protocol.catalogue` holds the replies the server gives from
+``mailio_trio.protocol.catalogue`` holds the replies the server gives from
 more than one place (and tests compare against).
 """
 
