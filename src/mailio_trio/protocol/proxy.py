@@ -83,7 +83,7 @@ class ProxyError(Exception):
 
 class ProxyCommand(enum.Enum):
     LOCAL = "local"
-    """The balancer's own connection (health checks): use the socket's endpoints."""
+    """The balancer's own connection, such as a health check; the socket's endpoints stand."""
     PROXY = "proxy"
     """Relayed for a client whose endpoints the header carries."""
 
@@ -130,7 +130,7 @@ class ProxySSL:
     """What the balancer says of the client's TLS connection to it (``PP2_TYPE_SSL``)."""
 
     client: int
-    """Bit field: ``PP2_CLIENT_SSL`` (1), ``PP2_CLIENT_CERT_CONN`` (2),
+    """Bit field of ``PP2_CLIENT_SSL`` (1), ``PP2_CLIENT_CERT_CONN`` (2) and
     ``PP2_CLIENT_CERT_SESS`` (4)."""
     verify: int
     """0 when the client presented a certificate and it was verified."""
