@@ -23,9 +23,10 @@ import pytest
 import trio
 from hostile_clients import connect_from
 
-from mailio_trio import Config, Limits, Server, Session
+from mailio_trio import Config, DnsConfig, Limits, Server, Session
 from mailio_trio.protocol.proxy import ProxyCommand, TLVType
 from mailio_trio.testing import RawConnection, RunningServer, start_capturing_server
+from mailio_trio.testing.dns import DnsServer, Zone
 
 if TYPE_CHECKING:
     import ssl
@@ -112,6 +113,21 @@ async def test_v2_header_with_ipv6_client_and_tlvs(nursery: trio.Nursery) -> Non
     assert header.authority == "mx.example.com"
     assert header.ssl is not None
     assert header.ssl.version == "TLSv1.3"
+
+
+async def test_reverse_dns_looks_up_the_carried_address(nursery: trio.Nursery) -> None:
+    zone = Zone()
+    zone.ptr("192.0.2.50", "client.example")
+    zone.a("client.example", "192.0.2.50")
+    dns_host, dns_port = await nursery.start(DnsServer(zone).serve)
+    dns = DnsConfig(nameservers=[dns_host], port=dns_port, timeout=2.0)
+    running, _ = await start(nursery, proxy_config(dns=dns))
+    with trio.fail_after(WAIT):
+        async with connect_from(BALANCER, running) as conn:
+            await conn.send(enc.v2("192.0.2.50", "198.51.100.1", 4444, 25))
+            await send_message(conn)
+        await running.outbox.wait_for(1)
+    assert received(running).startswith("from a.test (client.example [192.0.2.50])")
 
 
 async def test_v2_local_is_served_as_the_balancer(nursery: trio.Nursery) -> None:
@@ -236,6 +252,21 @@ async def test_bad_header_is_cut_off_and_others_are_served(
     assert reason in lines[0]
 
 
+async def test_bare_connect_from_the_balancer_is_no_abuse_line(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="mailio_trio")
+    running, sessions = await start(nursery, proxy_config())
+    with trio.fail_after(WAIT):
+        async with connect_from(BALANCER, running):
+            pass  # a TCP health check: connect, close
+        async with connect_from(BALANCER, running) as conn:  # served after it
+            await conn.send(enc.v2(local=True))
+            assert (await conn.read_reply()).code == 220
+    assert not [r for r in caplog.records if "PROXY" in r.getMessage()]
+    assert len(sessions) == 1
+
+
 async def test_header_never_finished_is_cut_off_at_proxy_timeout(
     nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -287,7 +318,9 @@ def _haproxy_binary() -> str:
 
 
 @contextmanager
-def run_haproxy(directory: Path, backend_port: int, server_options: str) -> Iterator[int]:
+def run_haproxy(
+    directory: Path, backend_port: int, server_options: str, backend_lines: str = ""
+) -> Iterator[int]:
     """HAProxy in the foreground on a free loopback port, in front of ``backend_port``.
 
     Yields the frontend's port; HAProxy is stopped (killed if need be) on exit.
@@ -312,7 +345,7 @@ frontend smtp_in
     default_backend mailio
 
 backend mailio
-    server s1 127.0.0.1:{backend_port} {server_options}
+{backend_lines}    server s1 127.0.0.1:{backend_port} {server_options}
 """
     )
     log = (directory / "haproxy.log").open("wb")
@@ -376,3 +409,18 @@ async def test_real_haproxy_carries_the_client_address(
         assert b"7F000002" in header.unique_id
     else:
         assert header.version == 1
+
+
+async def test_real_haproxy_health_checks_are_local(nursery: trio.Nursery, tmp_path: Path) -> None:
+    running, sessions = await start(nursery, proxy_config())
+    checked = trio.Event()
+    running.server.on_session(lambda s: checked.set() if s.client.proxy is not None else None)
+    # The check waits for our greeting: a check that closes at once may reset
+    # the connection before its header is read.
+    options = "send-proxy-v2 check check-send-proxy inter 100ms"
+    check = "    option tcp-check\n    tcp-check expect string 220\n"
+    with run_haproxy(tmp_path, running.port, options, check), trio.fail_after(WAIT):
+        await checked.wait()
+    checks = [s.client.proxy for s in sessions if s.client.proxy is not None]
+    assert checks[0].command is ProxyCommand.LOCAL
+    assert sessions[0].client.address == BALANCER

@@ -61,26 +61,35 @@ async def read_proxy_header(
     most a v1 line's 107 octets.
     """
     parser = ProxyParser()
-    failure = f"not complete after {context.config.proxy_timeout:g} s"
+    failure: str | None = None
+    received = 0
     with trio.move_on_after(context.config.proxy_timeout):
         try:
             while (header := parser.header()) is Need.DATA:
-                parser.feed(bytes(await stream.receive_some(parser.bytes_wanted)))
+                data = bytes(await stream.receive_some(parser.bytes_wanted))
+                received += len(data)
+                parser.feed(data)
         except ProxyError as exc:
             failure = f"refused: {exc}"
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             failure = f"lost: {exc}"
         else:
             return Proxied(header, parser.take_trailing())
-    context.abuse_log.log(
-        AbuseKind.PROXY_HEADER,
-        logger,
-        logging.INFO,
-        "PROXY header from %s:%s %s",
-        peer[0],
-        peer[1],
-        failure,
-    )
+    if failure is not None and not received:
+        # Closed or reset before its first byte: a balancer's bare TCP health
+        # check (HAProxy's "check" without "check-send-proxy") every few
+        # seconds, not worth the anti-abuse log.
+        logger.debug("connection from %s:%s closed before a PROXY header", *peer)
+    else:
+        context.abuse_log.log(
+            AbuseKind.PROXY_HEADER,
+            logger,
+            logging.INFO,
+            "PROXY header from %s:%s %s",
+            peer[0],
+            peer[1],
+            failure or f"not complete after {context.config.proxy_timeout:g} s",
+        )
     await trio.aclose_forcefully(stream)
     return None
 
