@@ -24,7 +24,7 @@ import trio
 from hostile_clients import connect_from
 
 from mailio_trio import Config, DnsConfig, Limits, Server, Session
-from mailio_trio.protocol.proxy import ProxyCommand, TLVType
+from mailio_trio.protocol.proxy import V2_SIGNATURE, ProxyCommand, TLVType
 from mailio_trio.testing import RawConnection, RunningServer, start_capturing_server
 from mailio_trio.testing.dns import DnsServer, Zone
 
@@ -280,6 +280,21 @@ async def test_header_never_finished_is_cut_off_at_proxy_timeout(
                 await send_message(good)
             await assert_closed_unanswered(slow)
     assert any("not complete after 0.3 s" in r.getMessage() for r in caplog.records)
+
+
+async def test_connections_still_in_their_header_count_toward_max_connections(
+    nursery: trio.Nursery,
+) -> None:
+    running, _ = await start(nursery, proxy_config(limits=Limits(max_connections=2)))
+    with trio.fail_after(WAIT):
+        async with connect_from(BALANCER, running) as one, connect_from(BALANCER, running) as two:
+            await one.send(b"PROXY ")
+            await two.send(V2_SIGNATURE[:5])
+            while running.server.statistics().proxy_headers < 2:  # noqa: ASYNC110  # no event to wait on
+                await trio.sleep(0.01)
+            async with connect_from(BALANCER, running) as third:
+                reply = await third.read_reply()
+                assert (reply.code, reply.enhanced) == (421, "4.7.0")
 
 
 async def test_per_ip_limit_counts_the_carried_address(nursery: trio.Nursery) -> None:
