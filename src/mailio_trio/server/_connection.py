@@ -255,6 +255,13 @@ class Connection:
                 Reply(501, "Syntax error: line is not valid UTF-8", "5.5.2")
             ) from None
 
+    def push_input(self, data: bytes) -> None:
+        """Bytes of the client's read before the session began (after a PROXY header).
+
+        They come before anything read from the stream, on both socket paths.
+        """
+        self._splitter.feed(data)
+
     def drop_buffered_input(self) -> bytes:
         """Throw away what the client sent but we have not read (STARTTLS, CVE-2011-0411)."""
         return self._splitter.take_buffered()
