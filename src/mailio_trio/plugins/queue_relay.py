@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailio_trio.chain import Chain, Handler, Request, Response
+from mailio_trio.protocol.catalogue import INTERNAL_ERROR
 
 if TYPE_CHECKING:
     from mailio_trio.relay.worker import RelayWorker
@@ -66,7 +67,7 @@ def make_handler(worker: RelayWorker) -> Handler:
             )
         except OSError as exc:
             res.log.error("cannot spool message for relaying: %s", exc)
-            res.reject(451, "Local error in processing, try again later", "4.3.0")
+            res.reject(INTERNAL_ERROR.code, INTERNAL_ERROR.text, INTERNAL_ERROR.enhanced)
             return
         prepared.append(entry.id)
 

@@ -54,8 +54,16 @@ from mailio_trio.protocol import (
     data_problem,
     parse_command,
 )
+from mailio_trio.protocol.catalogue import (
+    DATA_TIMEOUT,
+    INTERNAL_ERROR,
+    LINE_TOO_LONG,
+    NOT_IMPLEMENTED,
+    SHUTTING_DOWN,
+    TOO_MANY_UNRECOGNIZED,
+)
 from mailio_trio.protocol.dsn import ORCPT_LIMIT
-from mailio_trio.server._connection import LINE_TOO_LONG, Connection
+from mailio_trio.server._connection import Connection
 from mailio_trio.server._context import (
     ClientInfo,
     Close,
@@ -82,13 +90,6 @@ transcript = logging.getLogger("mailio_trio.transcript")
 # most of a small command's CPU. TLS sessions keep trio.SSLStream. Tests run the
 # end-to-end suites both ways by turning this off (tests/conftest.py).
 FAST_SOCKET_IO = os.name == "posix"
-
-INTERNAL_ERROR = Reply(451, "Local error in processing, try again later", "4.3.0")
-SHUTTING_DOWN = Reply(421, "Service shutting down, closing connection", "4.3.2")
-DATA_TIMEOUT = Reply(421, "DATA timeout, closing connection", "4.4.2")
-NOT_IMPLEMENTED = Reply(502, "Command not implemented", "5.5.1")
-# The unrecognized/core handler's farewell, for lines that never parse as a command.
-TOO_MANY_UNRECOGNIZED = Reply(421, "Too many unrecognized commands, closing connection", "4.7.0")
 
 
 @attrs.define(eq=False)
