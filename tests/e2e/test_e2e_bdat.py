@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 import trio
-from hostile_clients import MB, WAIT, start, wait_idle
+from hostile_clients import MB, MEMORY_BOUND, WAIT, server_memory, start, wait_idle
 
 from mailio_trio import Config, Server
 from mailio_trio.config import MaildirConfig
@@ -377,3 +377,30 @@ async def test_maildir_stores_the_same_message_as_with_data(
     assert len(stored) == 2
     via_data, via_bdat = (stored_body(p.read_bytes()) for p in stored)
     assert via_data == via_bdat == BODY
+
+
+async def test_big_chunks_are_read_in_bounded_memory(nursery: trio.Nursery, tmp_path: Path) -> None:
+    spool = tmp_path / "s"
+    running = await start(nursery, spool)
+    line = b"m" * 78 + b"\r\n"
+    payload = memoryview(b"Subject: big\r\n\r\n" + line * (20 * MB // len(line)))  # built first
+    size = len(payload)
+    with trio.fail_after(WAIT):
+        async with running.open_raw() as conn:
+            await envelope(conn)
+            with server_memory() as peak:
+                # Stored (the capture keeps the message whole only after LAST)...
+                await conn.send(f"BDAT {size}\r\n".encode())
+                await conn.send(payload)
+                stored = await conn.read_reply()
+                # ... then, with no transaction, one refused and skipped.
+                reset = await conn.command("RSET")
+                await conn.send(f"BDAT {size}\r\n".encode())
+                await conn.send(payload)
+                refused = await conn.read_reply()
+                grown = peak()
+            assert (stored.code, reset.code, refused.code) == (250, 250, 503)
+            assert (await conn.command("NOOP")).enhanced == "2.0.0"
+    assert grown < MEMORY_BOUND, grown
+    assert len(running.outbox) == 0
+    assert spool_files(spool) == []  # RSET threw the stored chunk away

@@ -17,7 +17,7 @@ receiver must read and throw away those already pipelined, and as after
 (the state after a failed chunk is "indeterminate", RFC 3030 §2, until
 RSET or MAIL; ours is: no transaction). A size that cannot be read at all
 leaves no way to find the next command, so the session answers ``501
-5.5.4`` and closes (as Postfix does; with a readable size it discards).
+5.5.4`` and closes; with a readable size it reads the chunk and goes on.
 
 ``limits.data_timeout`` bounds the time spent reading a message's chunks,
 all of them together (the command waits between chunks are the idle
