@@ -56,6 +56,7 @@ async def test_chunking_is_advertised_and_chunks_are_stored_exactly(
             await conn.read_reply()
             ehlo = await conn.command("EHLO c.test")
             assert "CHUNKING" in ehlo.text.split("\n")
+            assert "BDAT" in (await conn.command("HELP")).text.split("\n")[0].split()
             assert (await conn.command("MAIL FROM:<a@example.org>")).code == 250
             assert (await conn.command("RCPT TO:<b@example.com>")).code == 250
             await conn.send(b"BDAT 7\r\n" + BODY[:7])
@@ -173,6 +174,8 @@ async def test_data_after_bdat_is_refused_and_rset_clears(mailio_server: Running
             reply = await conn.command("DATA")
             assert (reply.code, reply.enhanced) == (503, "5.5.1")
             reply = await conn.command("RCPT TO:<c@example.com>")
+            assert (reply.code, reply.enhanced) == (503, "5.5.1")
+            reply = await conn.command("MAIL FROM:<other@example.org>")
             assert (reply.code, reply.enhanced) == (503, "5.5.1")
             assert (await conn.command("RSET")).code == 250
             # DATA and BDAT may share a session, only not a transaction (RFC 3030 §2).
@@ -324,6 +327,7 @@ async def test_chunking_off_is_not_offered_and_chunks_still_swallowed(
         async with running.open_raw() as conn:
             await conn.read_reply()
             assert "CHUNKING" not in (await conn.command("EHLO c.test")).text
+            assert "BDAT" not in (await conn.command("HELP")).text
             await conn.command("MAIL FROM:<a@example.org>")
             await conn.command("RCPT TO:<b@example.com>")
             assert await bdat(conn, _SMUGGLED, last=True) == (502, "5.5.1")
@@ -404,3 +408,23 @@ async def test_big_chunks_are_read_in_bounded_memory(nursery: trio.Nursery, tmp_
     assert grown < MEMORY_BOUND, grown
     assert len(running.outbox) == 0
     assert spool_files(spool) == []  # RSET threw the stored chunk away
+
+
+@pytest.mark.parametrize("piece", [1, 3, 64])
+async def test_any_chunk_size_over_the_wire_stores_the_same_message(
+    mailio_server: RunningServer, piece: int
+) -> None:
+    body = b"Subject: split\r\n\r\n" + b"a\r\n.\r\nb\rc\n" * 20 + b"end\r\n"
+    chunks = [body[i : i + piece] for i in range(0, len(body), piece)]
+    with trio.fail_after(WAIT):
+        async with mailio_server.open_raw() as conn:
+            await envelope(conn)
+            # All pipelined in one write: every chunk right behind its command.
+            await conn.send(
+                b"".join(f"BDAT {len(c)}\r\n".encode() + c for c in chunks) + b"BDAT 0 LAST\r\n"
+            )
+            replies = [await conn.read_reply() for _ in range(len(chunks) + 1)]
+            assert {r.code for r in replies} == {250}
+        [captured] = await mailio_server.outbox.wait_for(1)
+    # One chunk or many: the bytes DATA would store (bare CR/LF made CRLF).
+    assert stored_body(captured.raw) == body.replace(b"\rc\n", b"\r\nc\r\n")
