@@ -35,7 +35,7 @@ from mailio_trio.config import Config, Limits, MaildirConfig
 try:
     from mailio_trio.server import workers
 except ImportError:  # a checkout from before server/ became a package
-    from mailio_trio import workers  # type: ignore[no-redef]
+    from mailio_trio import workers  # type: ignore[no-redef,attr-defined]
 
 UNSUPPORTED = 3
 """Exit status for a feature this ``src/`` lacks (``run.py`` skips the mode)."""
