@@ -17,7 +17,8 @@ from mailio_trio.server import _session as session
 # pytester runs pytest as a user would (tests/testing/test_pytest_plugin.py and
 # tests/testing/test_sample_app.py).
 # The mailio fixtures come from the pytest11 entry point, not from here.
-pytest_plugins = ["pytester"]
+# trio_deadline: every Trio test fails after a real-time deadline instead of hanging.
+pytest_plugins = ["pytester", "trio_deadline"]
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,7 @@ LAYERS: dict[str, int] = {
     "mailauth": 3,
     "chain": 4,
     "_transaction": 4,
+    "_handler_log": 4,
     "relay": 5,
     "plugins": 5,
     "server": 6,
@@ -48,9 +49,10 @@ LAYERS: dict[str, int] = {
 # protocol type in ``chain`` would remove these (see docs/architecture.md).
 TYPE_ONLY_UPWARD: set[tuple[str, str]] = {
     ("mailio_trio.chain", "mailio_trio.server._session"),
+    ("mailio_trio._handler_log", "mailio_trio.server._session"),
     *(
         (f"mailio_trio.plugins.{plugin}", "mailio_trio.server._session")
-        for plugin in ("auth", "dnsbl", "ehlo", "helo", "mail", "rcpt", "starttls")
+        for plugin in ("auth", "dnsbl", "ehlo", "helo", "mail", "rcpt", "spf", "starttls")
     ),
 }
 

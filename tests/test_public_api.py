@@ -19,12 +19,14 @@ def test_public_names_are_pinned() -> None:
         "Handler",
         "Limits",
         "Message",
+        "RecipientOutcome",
         "Reply",
         "Request",
         "Response",
         "Server",
         "Session",
         "SubmissionRefused",
+        "SubmissionResult",
         "__version__",
     ]
     for name in mailio_trio.__all__:

@@ -31,7 +31,9 @@ from mailio_trio.server import Server as Server
 from mailio_trio.server._session import ClientInfo as ClientInfo
 from mailio_trio.server._session import Session as Session
 from mailio_trio.server._submit import ApiUser as ApiUser
+from mailio_trio.server._submit import RecipientOutcome as RecipientOutcome
 from mailio_trio.server._submit import SubmissionRefused as SubmissionRefused
+from mailio_trio.server._submit import SubmissionResult as SubmissionResult
 
 try:
     __version__ = version("mailio-trio")
@@ -51,11 +53,13 @@ __all__ = [
     "Handler",
     "Limits",
     "Message",
+    "RecipientOutcome",
     "Reply",
     "Request",
     "Response",
     "Server",
     "Session",
     "SubmissionRefused",
+    "SubmissionResult",
     "__version__",
 ]

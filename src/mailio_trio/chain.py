@@ -23,17 +23,18 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 import attrs
 
 from mailio_trio import _transaction
+from mailio_trio._handler_log import VERBOSE
 from mailio_trio.protocol import Address, Command, MailFrom, RcptTo, Reply
 
 if TYPE_CHECKING:
-    import logging
-
+    from mailio_trio._handler_log import SessionLog
     from mailio_trio.message import Message
     from mailio_trio.server._session import Session
 
 __all__ = [
     "CORE",
     "NEVER_WAITS",
+    "VERBOSE",
     "Chain",
     "ChainError",
     "Decision",
@@ -156,7 +157,9 @@ def order_handlers(handlers: Iterable[Handler], *, known: Iterable[str] = ()) ->
 
     Args:
       handlers: In registration order.
-      known: Names that may be referred to although absent (disabled plugins).
+      known: Names that may be referred to although absent (disabled or not
+        configured built-in plugins): an order against them binds once they
+        are registered.
 
     Raises:
       ChainError: A duplicate name, a reference to an unknown name, or a cycle.
@@ -170,6 +173,9 @@ def order_handlers(handlers: Iterable[Handler], *, known: Iterable[str] = ()) ->
     absent_ok = set(known)
     edges: dict[str, set[str]] = {h.name: set() for h in items}  # name -> names that follow it
     for h in items:
+        if CORE in h.before and h.name != CORE:
+            # Named here: the sort below only sees *some* handler displaced to the front.
+            raise ChainError(f"{h.key!r} asks to run before {h.command}/core")
         for other in (*h.before, *h.after):
             if other not in index and other not in absent_ok and not h.if_present:
                 raise ChainError(
@@ -218,6 +224,7 @@ class Chain:
     _ordered: dict[str, tuple[Handler, ...]] = attrs.field(factory=dict, init=False)
     _plans: dict[str, tuple[Step, ...]] = attrs.field(factory=dict, init=False)
     _disabled: dict[str, set[str]] = attrs.field(factory=dict, init=False)
+    _known: dict[str, set[str]] = attrs.field(factory=dict, init=False)
     _extensions: list[Callable[[Session], str | None]] = attrs.field(factory=list, init=False)
 
     def add(self, handler: Handler) -> None:
@@ -230,7 +237,7 @@ class Chain:
             self._disabled.setdefault(handler.command, set()).add(handler.name)
             return
         candidate = [*self._registered.get(handler.command, ()), handler]
-        ordered = order_handlers(candidate, known=self._disabled.get(handler.command, ()))
+        ordered = order_handlers(candidate, known=self.nameable(handler.command))
         self._registered[handler.command] = candidate
         self._ordered[handler.command] = tuple(ordered)
         self._plans[handler.command] = self.plan_of(ordered)
@@ -249,6 +256,29 @@ class Chain:
     def disabled(self, command: str) -> frozenset[str]:
         return frozenset(self._disabled.get(command, ()))
 
+    def know(self, keys: Iterable[str]) -> None:
+        """Declare built-in plugins (``"rcpt/dnsbl"``) that handlers may order against.
+
+        mail-io's plugins are always there, so its handlers say ``before:
+        'dnsbl'``; here a plugin may be off. An order against a known plugin
+        binds whenever it is registered and is ignored while it is not, as
+        ``Handler.if_present`` does for one handler; a name that no plugin
+        has is still a :class:`ChainError`.
+        """
+        for key in keys:
+            command, _, name = key.partition("/")
+            self._known.setdefault(command, set()).add(name)
+
+    def nameable(self, command: str) -> frozenset[str]:
+        """Names of ``command`` that may be ordered against although absent."""
+        return frozenset(self._disabled.get(command, ())) | self._known.get(command, set())
+
+    def keys(self) -> frozenset[str]:
+        """Every ``"command/name"`` added, registered or disabled by ``plugins``."""
+        registered = {h.key for handlers in self._registered.values() for h in handlers}
+        disabled = {f"{c}/{n}" for c, names in self._disabled.items() for n in names}
+        return frozenset(registered | disabled)
+
     def add_extension(self, fn: Callable[[Session], str | None]) -> None:
         """Register an EHLO keyword source: ``fn(session)`` returns a line or ``None``."""
         self._extensions.append(fn)
@@ -264,6 +294,9 @@ class Decision:
     REJECT = "reject"
     END = "end"
 
+
+_SUCCESS: dict[str, tuple[int, str]] = {"auth": (235, "2.7.0")}
+"""Commands whose success reply is not 250: what a 2xx ``accept`` of them becomes."""
 
 _LEADING_ENHANCED = re.compile(r"([245]\.\d{1,3}\.\d{1,3}) ")
 
@@ -450,11 +483,14 @@ class Response:
     decision: str | None = None
     reply: Reply | None = None
     decided_twice: bool = False
-    _log: logging.LoggerAdapter[logging.Logger] | None = None
+    _log: SessionLog | None = None
 
     @property
-    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+    def log(self) -> SessionLog:
         """This handler's logger, its lines tagged with the session and handler.
+
+        mail-io's levels are there: ``debug``, ``verbose`` (``VERBOSE`` = 15),
+        ``info``, ``warn``/``warning``, ``error``.
 
         Built on first use: most handler calls never log, and a Response is
         made per handler per command.
@@ -476,6 +512,12 @@ class Response:
         if code is not None and not 200 <= code < 400:
             raise ValueError(f"accept takes a 2xx or 3xx code, not {code}")
         reply = None if code is None else make_reply(code, text or "OK", enhanced)
+        if reply is not None and reply.code // 100 == 2:
+            success = _SUCCESS.get(self.handler.command)
+            if success is not None and reply.code != success[0]:
+                # mail-io's handlers accept AUTH with "250 OK"; its success code is the
+                # protocol's (RFC 4954 §6: 235 2.7.0), or smtplib's login fails.
+                reply = make_reply(success[0], reply.text, success[1])
         self._decide(Decision.ACCEPT, reply)
 
     def reject(self, code: int, text: str, enhanced: str | None = None) -> None:
@@ -504,7 +546,14 @@ class Response:
         self._session.values[self.handler.key] = value
 
     def get(self, key: str) -> Any:
-        """Read a value stored by ``"command/name"``, or a command's core by ``"command"``."""
-        if "/" not in key:
-            key = f"{key}/{CORE}"
-        return self._session.values.get(key)
+        """Read what ``res.set`` stored, as mail-io's ``res.get``.
+
+        ``"command/name"`` is that handler's value (``None`` if none);
+        ``"command"`` is a new dict of handler name → value for every handler
+        of that command that stored one (``res.get("queue")["spamd"]``).
+        """
+        values = self._session.values
+        if "/" in key:
+            return values.get(key)
+        prefix = f"{key}/"
+        return {k[len(prefix) :]: v for k, v in values.items() if k.startswith(prefix)}

@@ -222,7 +222,7 @@ def test_config_check_accepts_a_good_file(tmp_path: Path) -> None:
     (tmp_path / "good.toml").write_text(
         '[server]\ndomains = ["example.com"]\n[limits]\nidle_timeout = 30\n'
         '[maildir]\nenabled = true\nmailboxes = ["bob@example.com"]\n'
-        '[plugins."rcpt/dnsbl"]\nzones = ["zen.example"]\n'
+        '[plugins."rcpt/dnsbl"]\nlists = ["zen.example"]\n'
     )
     result = run(tmp_path, "config", "check", "good.toml")
     assert (result.returncode, result.stdout) == (0, "good.toml: OK\n")

@@ -7,22 +7,17 @@ the loopback skip is turned off so loopback clients are checked at all.
 from __future__ import annotations
 
 import logging
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import trio
+from hostile_clients import rcpt_from
 
 from mailio_trio import Config, DnsConfig, Server
 from mailio_trio.config import ConfigError
 from mailio_trio.dns import reverse_name
-from mailio_trio.testing import RawConnection, RunningServer, start_capturing_server
+from mailio_trio.testing import RunningServer, start_capturing_server
 from mailio_trio.testing.dns import DnsServer, Zone
-
-if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
-
-    from mailio_trio.protocol import Reply
 
 
 def blocklist_zone() -> Zone:
@@ -38,23 +33,6 @@ def blocklist_zone() -> Zone:
     zone.a(reverse_name("::1", "bl.test"), "127.0.0.3")
     zone.txt(reverse_name("::1", "bl.test"), "IPv6 listing")
     return zone
-
-
-@asynccontextmanager
-async def connect_from(source: str, running: RunningServer) -> AsyncIterator[RawConnection]:
-    family = trio.socket.AF_INET6 if ":" in source else trio.socket.AF_INET
-    sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
-    try:
-        await sock.bind((source, 0))
-        await sock.connect((running.host, running.port))
-    except BaseException:
-        sock.close()
-        raise
-    stream = trio.SocketStream(sock)
-    try:
-        yield RawConnection(stream)
-    finally:
-        await trio.aclose_forcefully(stream)
 
 
 async def start(
@@ -78,14 +56,6 @@ async def start(
     )
     running = await start_capturing_server(nursery, config, host=host)
     return running, dns_server
-
-
-async def rcpt_from(source: str, running: RunningServer, count: int = 1) -> list[Reply]:
-    async with connect_from(source, running) as conn:
-        assert (await conn.read_reply()).code == 220
-        assert (await conn.command("EHLO client.test")).code == 250
-        assert (await conn.command("MAIL FROM:<a@example.org>")).code == 250
-        return [await conn.command(f"RCPT TO:<r{i}@example.com>") for i in range(count)]
 
 
 async def test_listed_client_gets_550_with_the_txt_reason(nursery: trio.Nursery) -> None:

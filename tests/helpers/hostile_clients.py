@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 
     import pytest
 
+    from mailio_trio import Reply
+
 MB = 1024 * 1024
 # What the server may hold at once while megabytes arrive: 64 KiB reads, one
 # command line, a DATA chunk, the replies to one read; far below the attack.
@@ -63,8 +65,9 @@ async def start(
 async def connect_from(
     source: str, running: RunningServer, *, port: int | None = None, receive_buffer: int = 0
 ) -> AsyncIterator[RawConnection]:
-    """A raw connection whose client socket is bound to ``source`` (a 127.0.0.x address)."""
-    sock = trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_STREAM)
+    """A raw connection whose client socket is bound to ``source`` (127.0.0.x, or ``::1``)."""
+    family = trio.socket.AF_INET6 if ":" in source else trio.socket.AF_INET
+    sock = trio.socket.socket(family, trio.socket.SOCK_STREAM)
     stream: trio.SocketStream | None = None
     try:
         if receive_buffer:
@@ -186,3 +189,12 @@ def server_memory() -> Iterator[Callable[[], int]]:
 def b64_plain(user: str, password: str) -> str:
     """An ``AUTH PLAIN`` initial response (RFC 4616)."""
     return base64.b64encode(f"\0{user}\0{password}".encode()).decode()
+
+
+async def rcpt_from(source: str, running: RunningServer, count: int = 1) -> list[Reply]:
+    """From ``source``: greet, EHLO, MAIL, then ``count`` RCPTs; their replies."""
+    async with connect_from(source, running) as conn:
+        assert (await conn.read_reply()).code == 220
+        assert (await conn.command("EHLO client.test")).code == 250
+        assert (await conn.command("MAIL FROM:<a@example.org>")).code == 250
+        return [await conn.command(f"RCPT TO:<r{i}@example.com>") for i in range(count)]

@@ -67,8 +67,9 @@ async def test_send_mail_delivers_locally_and_relays(nursery: trio.Nursery, tmp_
         message["Bcc"] = "dave@remote.test"
         message["Subject"] = "from the application"
         message.set_content("Hello from inside the process.\n")
-        reply = await running.server.send_mail(message)
-        assert (reply.code, reply.enhanced) == (250, "2.0.0")
+        result = await running.server.send_mail(message)
+        assert (result.reply.code, result.reply.enhanced) == (250, "2.0.0")
+        assert result.refused == ()
         await peer.handler.wait_for(1)
     [captured] = running.messages  # the user's queue handlers see it too
     assert captured.user == ApiUser()

@@ -6,8 +6,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from mailio_trio.cli._args import EXIT_OK
-from mailio_trio.cli._serve import effective_config, server_flags
-from mailio_trio.config import Config
+from mailio_trio.cli._serve import checked_file, effective_config, server_flags
 from mailio_trio.tls import build_server_context
 
 if TYPE_CHECKING:
@@ -31,7 +30,7 @@ def add_parser(commands: Any) -> None:  # argparse._SubParsersAction is private
 
 def run(args: argparse.Namespace) -> int:
     if args.config_command == "check":
-        config = Config.from_toml(args.file)
+        _, config = checked_file(args.file)
         build_server_context(config.tls)  # the certificate files must load, not only be named
         print(f"{args.file}: OK")
         return EXIT_OK

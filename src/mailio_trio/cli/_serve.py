@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import signal
 import sys
 from pathlib import Path
@@ -31,13 +30,14 @@ from mailio_trio.cli._capture import add_capture_arguments, install_capture
 from mailio_trio.cli._logging import setup_logging
 from mailio_trio.cli._tls import add_tls_arguments, apply_tls_arguments, reload_tls, start_smtps
 from mailio_trio.cli._workers import add_workers_arguments
-from mailio_trio.config import Config, ConfigError, parse_listen, show
+from mailio_trio.config import Config, ConfigError, parse_listen
 from mailio_trio.server import Server, workers
+from mailio_trio.server._spool import prepare_directory
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["add_parser", "effective_config", "run", "server_flags"]
+__all__ = ["add_parser", "checked_file", "effective_config", "run", "server_flags"]
 
 # What `mailio-trio serve` runs with when neither a file nor a flag says
 # otherwise: a loopback-only server that keeps mail for "localhost" in ./mail.
@@ -67,7 +67,35 @@ def server_flags() -> Parser:
     group.add_argument("--max-message-size", type=positive_int, metavar="BYTES")
     group.add_argument("--idle-timeout", type=positive_float, metavar="SECONDS")
     _add_relay_flags(group)
+    _add_proxy_flags(group)
     return flags
+
+
+def _cidr_arg(value: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} must be a network in CIDR form (10.0.0.0/8) or an address"
+        ) from None
+
+
+def _add_proxy_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--proxy-protocol",
+        action="store_true",
+        default=None,
+        help="expect a PROXY protocol header (v1 or v2) from the --proxy-trusted balancers",
+    )
+    group.add_argument(
+        "--proxy-trusted",
+        metavar="CIDR",
+        type=_cidr_arg,
+        action="append",
+        help="a load balancer's network whose PROXY headers are believed, repeatable",
+    )
 
 
 def _smart_host_arg(value: str) -> str:
@@ -172,6 +200,10 @@ def _flags_table(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         limits["message_size"] = args.max_message_size
     if args.idle_timeout is not None:
         limits["idle_timeout"] = args.idle_timeout
+    if args.proxy_protocol:
+        server["proxy_protocol"] = True
+    if args.proxy_trusted:
+        server["proxy_trusted"] = args.proxy_trusted
     relay: dict[str, Any] = {}
     dns: dict[str, Any] = {}
     if args.relay or args.smart_host:
@@ -196,6 +228,29 @@ def _flags_table(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return {name: table for name, table in tables.items() if table}
 
 
+def checked_file(path: str) -> tuple[dict[str, Any], Config]:
+    """The ``--config`` file's table, and the configuration ``serve`` builds from it alone.
+
+    The file is read over the CLI's defaults, as ``serve`` reads it.
+
+    ``config check`` calls this too, so a file it passes is one ``serve`` starts with.
+
+    Raises:
+      ConfigError: One line starting with the file name.
+    """
+    from mailio_trio.config._toml import load_toml
+    from mailio_trio.plugins import builtin_keys, check_plugins
+
+    table = load_toml(path)
+    try:
+        # The defaults are valid: whatever is refused here is the file's.
+        config = Config.from_mapping(_merge(CLI_DEFAULTS, table))
+        check_plugins(config.plugins, builtin_keys())  # the CLI registers no handlers of its own
+    except ConfigError as exc:  # named with the file, as Config.from_toml does
+        raise ConfigError(f"{path}: {exc}") from None
+    return table, config
+
+
 def effective_config(args: argparse.Namespace) -> Config:
     """Defaults < ``--config`` file < flags.
 
@@ -204,34 +259,10 @@ def effective_config(args: argparse.Namespace) -> Config:
     """
     table: dict[str, Any] = dict(CLI_DEFAULTS)
     if args.config:
-        from mailio_trio.config._toml import load_toml
-
-        file_table = load_toml(args.config)
-        try:
-            Config.from_mapping(file_table)  # the file alone must be valid
-        except ConfigError as exc:  # named with the file, as Config.from_toml does
-            raise ConfigError(f"{args.config}: {exc}") from None
-        table = _merge(table, file_table)
+        table = _merge(table, checked_file(args.config)[0])
     table = _merge(table, _flags_table(args))
-    relay = table.get("relay", {})
-    if relay.get("enabled") and relay.get("spool_dir") is None:
-        # `serve --relay` needs a durable queue; keep it beside the DATA spool.
-        server_spool = table.get("server", {}).get("spool_dir") or "spool"
-        table = _merge(table, {"relay": {"spool_dir": str(Path(server_spool) / "relay")}})
+    # relay.spool_dir defaults to <spool_dir>/relay in Config itself, for files and flags alike.
     return Config.from_mapping(table)
-
-
-def _prepare_directory(key: str, path: Path) -> Path:
-    """Create ``path`` if needed and check we can write there; one-line error otherwise."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(
-            f"{key} = {show(str(path))}: cannot create the directory: {exc.strerror or exc}"
-        ) from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise ConfigError(f"{key} = {show(str(path))}: the directory is not writable")
-    return path.absolute()
 
 
 # --- running -------------------------------------------------------------------
@@ -270,28 +301,39 @@ def _where_mail_goes(config: Config) -> str:
     return f"mail for {domains} goes to {mailboxes}"
 
 
+async def _open_listeners(
+    addresses: Sequence[tuple[str, int]], kind: str = ""
+) -> list[trio.SocketListener]:
+    """Bind every address, or none: a port that cannot be bound is one line (exit 1)."""
+    listeners: list[trio.SocketListener] = []
+    for host, port in addresses:
+        try:
+            listeners += await trio.open_tcp_listeners(port, host=host)
+        except OSError as exc:
+            for listener in listeners:
+                await listener.aclose()
+            where = _show_address(host, port)
+            raise _CannotListen(f"cannot listen on {where}{kind}: {exc.strerror or exc}") from None
+    return listeners
+
+
 async def _serve(
     server: Server, config: Config, smtps_listen: Sequence[tuple[str, int]] = ()
 ) -> None:
-    listeners: list[trio.SocketListener] = []
+    listeners = await _open_listeners([parse_listen(item) for item in config.listen])
     try:
-        for item in config.listen:
-            host, port = parse_listen(item)
-            listeners += await trio.open_tcp_listeners(port, host=host)
-    except OSError as exc:
+        tls_listeners = await _open_listeners(smtps_listen, " (SMTPS)")
+    except _CannotListen:
         for listener in listeners:
             await listener.aclose()
-        raise _CannotListen(f"cannot listen on {item}: {exc.strerror or exc}") from None
+        raise
     # Signals are caught before the "listening" line, so a supervisor (or a
     # test) that signals as soon as it reads the line gets a clean shutdown.
     signals_wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     with trio.open_signal_receiver(*signals_wanted) as signals:
         async with trio.open_nursery() as nursery:
             bound: list[tuple[str, int]] = await nursery.start(server.serve_listeners, listeners)
-            try:
-                smtps = await start_smtps(nursery, server, smtps_listen)
-            except OSError as exc:
-                raise _CannotListen(f"cannot listen for SMTPS: {exc.strerror or exc}") from None
+            smtps = await start_smtps(nursery, server, tls_listeners)
             where = ", ".join(
                 [_show_address(h, p) for h, p in bound]
                 + [f"{_show_address(h, p)} (SMTPS)" for h, p in smtps]
@@ -311,13 +353,13 @@ def run(args: argparse.Namespace) -> int:
         keep = args.maildir is not None and not args.discard
         maildir = attrs.evolve(maildir, enabled=keep, any_domain=True)
     if maildir.enabled:
-        maildir = attrs.evolve(maildir, root=_prepare_directory("maildir.root", maildir.root))
+        maildir = attrs.evolve(maildir, root=prepare_directory("maildir.root", maildir.root))
     spool = config.spool_dir
     if spool is not None:
-        spool = _prepare_directory("server.spool_dir", spool)
+        spool = prepare_directory("server.spool_dir", spool)
     config = attrs.evolve(config, maildir=maildir, spool_dir=spool)
     if config.relay.enabled and config.relay.spool_dir is not None:
-        relay_spool = _prepare_directory("relay.spool_dir", config.relay.spool_dir)
+        relay_spool = prepare_directory("relay.spool_dir", config.relay.spool_dir)
         config = attrs.evolve(config, relay=attrs.evolve(config.relay, spool_dir=relay_spool))
     if args.workers > 1:
         _check_workers(args, config)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 from pathlib import Path
@@ -98,13 +99,17 @@ def apply_tls_arguments(
 
 
 async def start_smtps(
-    nursery: trio.Nursery, server: Server, listen: Sequence[tuple[str, int]]
+    nursery: trio.Nursery, server: Server, listeners: Sequence[trio.SocketListener]
 ) -> list[tuple[str, int]]:
-    """Start an implicit-TLS listener per address; returns what was bound."""
-    bound: list[tuple[str, int]] = []
-    for host, port in listen:
-        addresses: list[tuple[str, int]] = await nursery.start(server.serve_tls, host, port)
-        bound.extend(addresses)
+    """Serve implicit TLS on ``listeners``, already bound; returns their addresses.
+
+    The caller binds them (as it binds the plain ones), so a busy port is its
+    one-line error rather than an ``ExceptionGroup`` out of the nursery.
+    """
+    if not listeners:
+        return []
+    serve = functools.partial(server.serve_listeners, [], tls_listeners=listeners)
+    bound: list[tuple[str, int]] = await nursery.start(serve)
     return bound
 
 

@@ -12,8 +12,9 @@ plugin's own table lives in the plugin and is reached through
 from __future__ import annotations
 
 from mailio_trio.config._auth import AuthConfig, Mechanism
-from mailio_trio.config._config import Config
+from mailio_trio.config._config import Config, ProxyUntrusted
 from mailio_trio.config._dkim import DkimConfig, DkimKey
+from mailio_trio.config._mailauth import MailauthConfig
 from mailio_trio.config._sections import DnsConfig, Limits, MaildirConfig, RelayConfig
 from mailio_trio.config._tls import TLSConfig, TLSVersion
 from mailio_trio.config._validators import ConfigError, networks, parse_listen, show
@@ -26,8 +27,10 @@ __all__ = [
     "DkimKey",
     "DnsConfig",
     "Limits",
+    "MailauthConfig",
     "MaildirConfig",
     "Mechanism",
+    "ProxyUntrusted",
     "RelayConfig",
     "TLSConfig",
     "TLSVersion",

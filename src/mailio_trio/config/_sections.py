@@ -70,6 +70,10 @@ class Limits:
     """Octets; advertised with SIZE and enforced while streaming."""
     max_connections: int = attrs.field(default=100, validator=at_least(1))
     max_recipients: int = attrs.field(default=100, validator=at_least(1))
+    max_hops: int = attrs.field(default=50, validator=at_least(1))
+    """``Received:`` headers that make a message a loop (RFC 5321 §6.3): one that arrives
+    with this many is refused after DATA (``554 5.4.6``), and the relay bounces rather
+    than sends one that carries this many, ours included. Postfix's limit is 50."""
     # Per client address (Postfix's anvil); addresses in per_ip_exempt are not counted.
     connections_per_ip: int = attrs.field(default=50, validator=at_least(0))
     """Concurrent connections one address may hold; more get ``421 4.7.0``; 0: no limit.
@@ -135,7 +139,8 @@ class RelayConfig:
     hostname: str | None = None
     """Our EHLO name towards remote servers; ``None`` is the server's hostname."""
     spool_dir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
-    """Durable queue directory; required when enabled (a temp dir would not survive a reboot)."""
+    """Durable queue directory; by default ``relay`` under the server's ``spool_dir``
+    (never the system temp dir, which would not survive a reboot)."""
     retry_hours: float = attrs.field(default=48.0, validator=positive)
     """Give up on a temporarily failing recipient and bounce after this long."""
     retry_base_interval: float = attrs.field(default=60.0, validator=positive)
@@ -160,7 +165,8 @@ class RelayConfig:
     port: int = attrs.field(default=25, validator=at_least(1))
     """Port of remote MX hosts (25; tests point it elsewhere)."""
     smart_host: str | None = attrs.field(default=None, converter=_smart_host)
-    """``"host:port"``: send everything through this server instead of MX hosts."""
+    """``"host:port"``: send everything through this server instead of MX hosts;
+    setting it turns relaying on, as ``--smart-host`` does."""
     smart_host_user: str | None = None
     smart_host_password: str | None = attrs.field(default=None, repr=False)
     require_tls: bool = False
@@ -180,8 +186,11 @@ class RelayConfig:
     process is noticed without signalling the server."""
 
     def __attrs_post_init__(self) -> None:
-        if self.enabled and self.spool_dir is None:
-            raise ConfigError("relay.spool_dir = None: required when relay.enabled is true")
+        # A smart host is a request to relay, as `serve --smart-host` is: without
+        # this a file naming one would accept foreign mail and never send it.
+        # The spool's default needs the server's spool_dir: Config settles it.
+        if self.smart_host is not None and not self.enabled:
+            object.__setattr__(self, "enabled", True)
 
 
 def _maildir_template(instance: object, attribute: attrs.Attribute[Any], value: str) -> None:

@@ -168,7 +168,8 @@ class RelaySigner:
                 domain=domain,
                 selector=key.selector,
                 private_key_pem=key.private_key_pem,
-                authserv_id=self.config.hostname,
+                # As queue/mailauth's header names us: dkimpy matches it exactly.
+                authserv_id=self.config.mailauth.authserv_id or self.config.hostname,
                 authentication_results_text=results,
             )
         except ValueError as exc:

@@ -51,7 +51,7 @@ from mailio_trio.chain import Chain, Handler, Request, Response
 from mailio_trio.config import ConfigError, networks
 from mailio_trio.dns import DNSError, DNSNotFound, reverse_name
 from mailio_trio.networks import in_networks, parse_networks
-from mailio_trio.plugins._settings import check, positive
+from mailio_trio.plugins._settings import Settings, positive
 
 if TYPE_CHECKING:
     from mailio_trio.dns import Resolver
@@ -90,6 +90,8 @@ class DnsblList:
 def _lists(value: Any) -> tuple[DnsblList, ...]:
     if isinstance(value, str | Mapping | DnsblList):
         value = (value,)
+    elif not isinstance(value, list | tuple):
+        raise ConfigError(f"plugins.{KEY}.lists = {value!r}: must be zone names or tables")
     out = []
     for item in value:
         if isinstance(item, DnsblList):
@@ -286,6 +288,10 @@ async def dnsbl(req: Request, res: Response) -> None:
     res.accept()
 
 
+# mail-io's option names, for the error that says what ours are.
+SETTINGS = Settings(KEY, DnsblConfig, {"blacklist": "lists", "resolver": "[dns] nameservers"})
+
+
 def register(chain: Chain) -> None:
-    check(chain, KEY, DnsblConfig)
+    SETTINGS.check(chain)
     chain.add(Handler(command="rcpt", name="dnsbl", func=dnsbl))

@@ -388,7 +388,8 @@ async def deliver(req: Request, res: Response) -> None:
     assert message is not None
     config = req.session.config
     known = known_mailboxes(config)
-    junk = _is_spam(res.get("queue/spamd"))
+    # Spam by spamd's verdict, or a failed DMARC p=quarantine (queue/mailauth).
+    junk = _is_spam(res.get("queue/spamd")) or getattr(res.get("queue/mailauth"), "junk", False)
     placements: dict[Path, Placement] = {}  # by path: an alias and its target get one copy
     try:
         for recipient in message.envelope.recipients:
@@ -451,5 +452,11 @@ async def deliver(req: Request, res: Response) -> None:
 def register(chain: Chain) -> None:
     # Spam verdicts decide the folder: after queue/spamd, whenever it is registered.
     chain.add(
-        Handler(command="queue", name="maildir", func=deliver, after=("spamd",), if_present=True)
+        Handler(
+            command="queue",
+            name="maildir",
+            func=deliver,
+            after=("mailauth", "spamd"),
+            if_present=True,
+        )
     )

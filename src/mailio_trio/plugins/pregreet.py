@@ -28,7 +28,7 @@ from mailio_trio.abuse import AbuseKind
 from mailio_trio.chain import Chain, Handler, Request, Response
 from mailio_trio.config import networks
 from mailio_trio.networks import in_networks, parse_networks
-from mailio_trio.plugins._settings import check, positive
+from mailio_trio.plugins._settings import Settings, positive
 
 KEY = "connect/pregreet"
 
@@ -65,6 +65,9 @@ async def pregreet(req: Request, res: Response) -> None:
     res.accept()
 
 
+SETTINGS = Settings(KEY, PregreetConfig)
+
+
 def register(chain: Chain) -> None:
-    check(chain, KEY, PregreetConfig)
+    SETTINGS.check(chain)
     chain.add(Handler(command="connect", name="pregreet", func=pregreet))

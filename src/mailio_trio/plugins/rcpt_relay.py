@@ -46,9 +46,12 @@ async def relay_policy(req: Request, res: Response) -> None:
         else:
             res.accept()
         return
+    # The application's own submissions (Server.send_mail, its DSNs from <>) choose
+    # their envelope: their user says so (ApiUser; the plugin cannot import it).
+    trusted = getattr(session.user, "relays_any_sender", False) is True
     if relay.open_relay:
         res.accept()
-    elif not relay.enabled or not authenticated or not local_sender:
+    elif not relay.enabled or not authenticated or not (local_sender or trusted):
         res.reject(550, RELAY_DENIED)
     else:
         res.accept()

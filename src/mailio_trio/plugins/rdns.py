@@ -32,7 +32,7 @@ import trio
 
 from mailio_trio.chain import Chain, Handler, Request, Response
 from mailio_trio.dns import DNSError, DNSNotFound
-from mailio_trio.plugins._settings import check, positive
+from mailio_trio.plugins._settings import Settings, positive
 
 if TYPE_CHECKING:
     from mailio_trio.dns import Resolver
@@ -102,6 +102,9 @@ async def lookup(req: Request, res: Response) -> None:
     res.accept()
 
 
+SETTINGS = Settings(KEY, RdnsConfig)
+
+
 def register(chain: Chain) -> None:
-    check(chain, KEY, RdnsConfig)
+    SETTINGS.check(chain)
     chain.add(Handler(command="connect", name="rdns", func=lookup))

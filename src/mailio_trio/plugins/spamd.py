@@ -48,7 +48,7 @@ import trio
 
 from mailio_trio.chain import Chain, Handler, Request, Response
 from mailio_trio.config import ConfigError
-from mailio_trio.plugins._settings import check, positive
+from mailio_trio.plugins._settings import Settings, positive
 
 KEY = "queue/spamd"
 
@@ -284,6 +284,10 @@ async def spamd(req: Request, res: Response) -> None:
     res.accept()
 
 
+# mail-io's option names, for the error that says what ours are.
+SETTINGS = Settings(KEY, SpamdConfig, {"baseScore": "reject_above"})
+
+
 def register(chain: Chain) -> None:
-    check(chain, KEY, SpamdConfig)
+    SETTINGS.check(chain)
     chain.add(Handler(command="queue", name="spamd", func=spamd))

@@ -24,13 +24,23 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from mailio_trio.protocol.dsn import DsnRcpt
+from mailio_trio.protocol.hops import count_hops
 from mailio_trio.relay import schedule
-from mailio_trio.relay.bounce import build_delay_dsn, build_dsn, delay_recipients, should_bounce
+from mailio_trio.relay.bounce import (
+    build_delay_dsn,
+    build_dsn,
+    delay_recipients,
+    failure_recipients,
+    relayed_recipients,
+    should_bounce,
+)
 from mailio_trio.relay.deliver import MxResolver, deliver_group
 from mailio_trio.relay.spool import Entry, ErrorInfo, RecipientStatus, Spool
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
+    from pathlib import Path
 
     from mailio_trio.config import Config
 
@@ -120,11 +130,14 @@ class RelayWorker:
         entry = await self.spool.load(entry_id)
         if entry is None:
             return
+        if entry.pending() and await self._looping(entry):
+            return
         groups: dict[str, list[str]] = defaultdict(list)
         for state in entry.pending():
             groups[state.address.rpartition("@")[2].lower()].append(state.address)
         lock = trio.Lock()
         message = self.spool.message_path(entry.id)
+        dsn = {s.address: DsnRcpt(s.notify, s.orcpt) for s in entry.pending()}
 
         async def one_group(domain: str, recipients: list[str]) -> None:
             async with self._limiter:
@@ -138,6 +151,9 @@ class RelayWorker:
                     config=self.config.relay,
                     ehlo_name=self.ehlo_name,
                     resolver=self.resolver,
+                    dsn=dsn,
+                    ret=entry.ret,
+                    envid=entry.envid,
                 )
             async with lock:
                 current = await self.spool.load(entry.id)
@@ -147,12 +163,34 @@ class RelayWorker:
                     if state.address in outcomes and state.status is RecipientStatus.PENDING:
                         outcome = outcomes[state.address]
                         state.status, state.error = outcome.status, outcome.error
+                        state.relayed = outcome.relayed
                 await self.spool.save(current)
 
         async with trio.open_nursery() as nursery:
             for domain, recipients in groups.items():
                 nursery.start_soon(one_group, domain, recipients)
         await self._finish(entry.id)
+
+    async def _looping(self, entry: Entry) -> bool:
+        """Fail and bounce ``entry`` if its message is at ``limits.max_hops`` (a mail loop).
+
+        Counted from the stored file's header block (our own ``Received:`` line
+        included), read only as far as that block goes: a message we send with
+        this many hops would be refused as a loop by the next server anyway.
+        """
+        limit = self.config.limits.max_hops
+        hops = await trio.to_thread.run_sync(_hops_in, self.spool.message_path(entry.id))
+        if hops < limit:
+            return False
+        logger.warning(
+            "%s: %d Received: headers (limit %d): mail loop, not relayed", entry.id, hops, limit
+        )
+        error = ErrorInfo(554, "5.4.6", f"Too many hops ({hops}, limit {limit}): mail loop")
+        for state in entry.pending():
+            state.status, state.error = RecipientStatus.FAILED, error
+        await self.spool.save(entry)
+        await self._finish(entry.id)
+        return True
 
     async def _finish(self, entry_id: str) -> None:
         entry = await self.spool.load(entry_id)
@@ -187,7 +225,9 @@ class RelayWorker:
             await self.spool.save(entry)
             logger.info("%s: retry %d at %.0f", entry.id, entry.attempts, entry.next_attempt)
             return
-        if entry.failed() and not entry.bounced:
+        if entry.failed() and not failure_recipients(entry):
+            logger.info("%s: no failure report (NOTIFY without FAILURE)", entry.id)
+        if not entry.bounced and (failure_recipients(entry) or relayed_recipients(entry)):
             try:
                 await self._bounce(entry)
             except Exception:
@@ -246,3 +286,8 @@ class RelayWorker:
                 return
             logger.info("%s: delay warning sent to %s", entry.id, entry.sender)
         entry.delay_warned = True
+
+
+def _hops_in(path: Path) -> int:
+    with path.open("rb") as f:
+        return count_hops(iter(lambda: f.read(64 * 1024), b""))

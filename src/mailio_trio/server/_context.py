@@ -7,7 +7,6 @@ reads as the command loop it is.
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -16,7 +15,7 @@ from mailio_trio.abuse import RateLimitedLog
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Callable, MutableMapping
+    from collections.abc import Callable
 
     import trio
 
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
     from mailio_trio.config import Config
     from mailio_trio.dns import Resolver
     from mailio_trio.protocol import Reply
+    from mailio_trio.protocol.proxy import ProxyHeader
     from mailio_trio.server._session import Session
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "Close",
     "Counters",
     "ServerContext",
-    "SessionLog",
     "TLSInfo",
     "tls_info",
 ]
@@ -54,6 +53,10 @@ class ClientInfo:
     hostname: str | None = None
     """The reverse DNS name once confirmed, else ``None``."""
     helo: str | None = None
+    proxy: ProxyHeader | None = None
+    """The PROXY protocol header this connection came with (``server.proxy_protocol``)."""
+    proxied_by: tuple[str, int] | None = None
+    """The load balancer's own address and port when a PROXY header was read."""
 
 
 @attrs.frozen
@@ -97,24 +100,6 @@ class ServerContext:
         ),
     )
     """Rate limit for per-connection anti-abuse log lines (``limits.abuse_log_*``)."""
-
-
-class SessionLog(logging.LoggerAdapter[logging.Logger]):
-    """Prefixes every line with ``[session.transaction command/handler]``."""
-
-    def __init__(self, log: logging.Logger, session: Session, tag: str = "") -> None:
-        super().__init__(log, {})
-        self.session = session
-        self.tag = tag
-
-    def process(
-        self, msg: Any, kwargs: MutableMapping[str, Any]
-    ) -> tuple[Any, MutableMapping[str, Any]]:
-        s = self.session
-        extra = {"session": s.id, "transaction": s.transaction, "handler": self.tag}
-        kwargs["extra"] = {**extra, **kwargs.get("extra", {})}
-        tag = f" {self.tag}" if self.tag else ""
-        return f"[{s.id}.{s.transaction}{tag}] {msg}", kwargs
 
 
 def tls_info(stream: trio.SSLStream[Any]) -> TLSInfo:

@@ -11,7 +11,29 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["NullSpool", "Spool"]
+from mailio_trio.config import ConfigError, show
+
+__all__ = ["NullSpool", "Spool", "prepare_directory"]
+
+
+def prepare_directory(key: str, path: Path) -> Path:
+    """Create ``path`` if needed and check we can write there; returns it absolute.
+
+    Called when the server is built: a spool that cannot be written must stop
+    the start with one line, not answer every DATA with ``451`` and a traceback.
+
+    Raises:
+      ConfigError: One line naming ``key``, the path and the reason.
+    """
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"{key} = {show(str(path))}: cannot create the directory: {exc.strerror or exc}"
+        ) from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key} = {show(str(path))}: the directory is not writable")
+    return path.absolute()
 
 
 class Spool:

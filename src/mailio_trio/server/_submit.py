@@ -4,11 +4,17 @@ The application hands a message to its own server, which treats it as
 submitted by an authenticated user (:class:`ApiUser`) and runs the same
 ``queue`` chain a network message gets — local recipients delivered to their
 maildirs, remote ones spooled for relaying, the user's own queue handlers
-called — without opening a socket to itself. No MAIL/RCPT/DATA handler runs:
-the application is trusted as an authenticated submitter is, and the
-envelope is whatever it says.
+called — without opening a socket to itself.
 
-A socket-less :class:`~mailio_trio.server._session.Session` carries the message:
+Recipients meet the server's recipient policy all the same: each runs the
+``rcpt`` chain (``rcpt/relay``, ``rcpt/local``, your own handlers) as RCPT
+would, so a recipient nothing would deliver — a foreign domain with relaying
+off, an unknown mailbox — is refused with the reply SMTP would give, never
+dropped in silence. The one difference from a network client is trust in the
+envelope: the application may relay with any sender (its DSNs come from
+``<>``), see :attr:`ApiUser.relays_any_sender`.
+
+A socket-less :class:`~mailio_trio.server.Session` carries the message:
 its stream refuses all I/O (a queue handler that tries to talk to "the
 client" fails, and the submission gets ``451 4.3.0``), its client is the
 local host, and the ``Received:`` line is the session's own.
@@ -27,14 +33,19 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from mailio_trio.chain import Request
 from mailio_trio.message import Envelope, Message
 from mailio_trio.protocol import (
+    Address,
     ClientProtocolError,
+    Command,
     Reply,
+    Verb,
     crlf_line_endings,
     parse_mail_from,
     parse_rcpt_to,
 )
+from mailio_trio.protocol.catalogue import INTERNAL_ERROR, MESSAGE_TOO_BIG
 from mailio_trio.server._context import Close
 from mailio_trio.server._session import ClientInfo, Session
 
@@ -43,9 +54,7 @@ if TYPE_CHECKING:
 
     from mailio_trio.server._session import ServerContext
 
-__all__ = ["ApiUser", "SubmissionRefused", "submit"]
-
-_INTERNAL_ERROR = Reply(451, "Local error in processing, try again later", "4.3.0")
+__all__ = ["ApiUser", "RecipientOutcome", "SubmissionRefused", "SubmissionResult", "submit"]
 
 
 @attrs.frozen
@@ -57,14 +66,60 @@ class ApiUser:
     """
 
     username: str = "api"
+    relays_any_sender: bool = attrs.field(default=True, init=False)
+    """``rcpt/relay`` lets this user relay whatever the sender (a DSN's ``<>`` too)."""
+
+
+@attrs.frozen
+class RecipientOutcome:
+    """What one recipient of a submission got: the reply RCPT would have given it."""
+
+    recipient: Address
+    reply: Reply
+
+    @property
+    def accepted(self) -> bool:
+        return self.reply.is_positive
+
+
+@attrs.frozen
+class SubmissionResult:
+    """What :meth:`Server.send_mail` did, recipient by recipient.
+
+    ``reply`` is the ``queue`` chain's (``250 2.0.0 OK: queued as ...``): it
+    speaks for ``accepted`` only. ``refused`` is empty unless the
+    caller passed ``partial=True``.
+    """
+
+    reply: Reply
+    recipients: tuple[RecipientOutcome, ...]
+
+    @property
+    def accepted(self) -> tuple[RecipientOutcome, ...]:
+        return tuple(o for o in self.recipients if o.accepted)
+
+    @property
+    def refused(self) -> tuple[RecipientOutcome, ...]:
+        return tuple(o for o in self.recipients if not o.accepted)
 
 
 class SubmissionRefused(Exception):
-    """The ``queue`` chain did not accept the message; ``reply`` says why."""
+    """Nothing was delivered; ``reply`` says why, ``recipients`` says it per recipient.
 
-    def __init__(self, reply: Reply) -> None:
+    ``reply`` is the first refused recipient's reply when the recipient
+    policy refused someone, else the ``queue`` chain's refusal. ``recipients``
+    holds every recipient's outcome (empty when the message itself was refused
+    before any recipient was looked at, e.g. for its size).
+    """
+
+    def __init__(self, reply: Reply, recipients: Sequence[RecipientOutcome] = ()) -> None:
         super().__init__(str(reply))
         self.reply = reply
+        self.recipients = tuple(recipients)
+
+    @property
+    def refused(self) -> tuple[RecipientOutcome, ...]:
+        return tuple(o for o in self.recipients if not o.accepted)
 
 
 class _NoConnection(trio.abc.Stream):
@@ -129,7 +184,8 @@ async def submit(
     *,
     sender: str | None = None,
     recipients: Sequence[str] | None = None,
-) -> Reply:
+    partial: bool = False,
+) -> SubmissionResult:
     """Run ``message`` through the server's ``queue`` chain; see ``Server.send_mail``."""
     if isinstance(message, EmailMessage):
         found_sender, found_recipients = _headers_envelope(message)
@@ -153,9 +209,7 @@ async def submit(
     envelope = _envelope(sender, recipients, data)
     config = context.config
     if len(data) > config.limits.message_size:
-        raise SubmissionRefused(
-            Reply(552, "Message size exceeds fixed maximum message size", "5.3.4")
-        )
+        raise SubmissionRefused(MESSAGE_TOO_BIG)
     session = Session(
         context,
         _NoConnection(),
@@ -165,7 +219,11 @@ async def submit(
     )
     for callback in context.on_session:
         callback(session)
-    session.envelope = envelope
+    outcomes = await _check_recipients(session, envelope)
+    refused = [o for o in outcomes if not o.accepted]
+    if refused and (not partial or len(refused) == len(outcomes)):
+        raise SubmissionRefused(refused[0].reply, outcomes)
+    envelope = session.envelope  # the recipients rcpt/core added: the accepted ones
     header = session.received_header()
     path = await trio.to_thread.run_sync(_write, config.spool_dir, header, data)
     received = Message(
@@ -177,11 +235,36 @@ async def submit(
     try:
         reply = await session.deliver(received)  # removes the file, whatever the answer
     except Close as close:  # a queue handler ended the "connection"
-        reply = close.reply or _INTERNAL_ERROR
+        reply = close.reply or INTERNAL_ERROR
         path.unlink(missing_ok=True)
     if not reply.is_positive:
-        raise SubmissionRefused(reply)
-    return reply
+        raise SubmissionRefused(reply, outcomes)
+    return SubmissionResult(reply=reply, recipients=tuple(outcomes))
+
+
+async def _check_recipients(session: Session, envelope: Envelope) -> list[RecipientOutcome]:
+    """Run the ``rcpt`` chain for each recipient, as RCPT would; the accepted join the envelope.
+
+    Raises:
+      SubmissionRefused: A handler ended the "connection" (``res.end``).
+    """
+    recipients, envelope.recipients = envelope.recipients, []
+    session.envelope = envelope
+    outcomes: list[RecipientOutcome] = []
+    for recipient in recipients:
+        command = Command(Verb.RCPT, "rcpt", f"TO:<{recipient}>")
+        try:
+            reply = await session.decide("rcpt", Request(command, session))
+        except Close as close:
+            reply = close.reply or INTERNAL_ERROR
+            outcomes.append(RecipientOutcome(recipient, reply))
+            session.log.info("send_mail: recipient %r refused: %s", str(recipient), reply)
+            raise SubmissionRefused(reply, outcomes) from None
+        outcomes.append(RecipientOutcome(recipient, reply))
+        if not reply.is_positive:
+            # Where a network client would see its 550 at RCPT time.
+            session.log.info("send_mail: recipient %r refused: %s", str(recipient), reply)
+    return outcomes
 
 
 def _without_bcc(message: EmailMessage) -> EmailMessage:

@@ -47,6 +47,9 @@ class CapturedMessage:
     """The message came over TLS."""
     user: Any
     """Who authenticated (AUTH), or ``None``."""
+    auth: Any = None
+    """The email authentication verdict (``res.get("queue/mailauth")``, a
+    :class:`~mailio_trio.plugins.mailauth.MailauthVerdict`), or ``None`` when not checked."""
 
     @property
     def message(self) -> EmailMessage:
@@ -316,6 +319,7 @@ def capture_handler(outbox: Outbox) -> Handler:
                 helo=session.helo_name,
                 secure=session.secure,
                 user=session.user,
+                auth=res.get("queue/mailauth"),
             )
         )
         res.accept()

@@ -61,6 +61,7 @@ class ThreadedServer:
     running: RunningServer
     _box: _Box
     _thread: threading.Thread
+    _stop_timeout: float = 30.0
 
     @property
     def host(self) -> str:
@@ -114,14 +115,24 @@ class ThreadedServer:
         self.running.clear_faults()
 
     def stop(self) -> None:
-        """Shut down, join the thread, and raise what the server died of, if anything."""
+        """Shut down, join the thread, and raise what the server died of, if anything.
+
+        Raises:
+          TimeoutError: The server thread was still running ``stop_timeout``
+            seconds after it was told to stop (a handler stuck where
+            cancellation cannot reach it); a test fails instead of hanging.
+        """
         box = self._box
         if self._thread.is_alive():
             assert box.token is not None
             assert box.stop is not None
             with suppress(trio.RunFinishedError):  # the server already ended: join and report
                 box.token.run_sync_soon(box.stop.set)
-            self._thread.join()
+            self._thread.join(self._stop_timeout)
+            if self._thread.is_alive():
+                raise TimeoutError(
+                    f"the test SMTP server thread did not stop within {self._stop_timeout}s"
+                )
         if box.error is not None:
             error, box.error = box.error, None
             raise error
@@ -142,6 +153,7 @@ def serve_in_thread(
     host: str = "127.0.0.1",
     start_timeout: float = 30.0,
     stop_grace: float = 5.0,
+    stop_timeout: float = 30.0,
 ) -> Iterator[ThreadedServer]:
     """Run a capturing server on a background thread for the ``with`` block.
 
@@ -160,6 +172,9 @@ def serve_in_thread(
         (a safety net for a wedged machine, not a delay: start-up is signalled).
       stop_grace: Seconds a transaction still in DATA at exit may take to
         finish before the server is cancelled.
+      stop_timeout: Seconds to wait for the server thread to end at exit,
+        beyond ``stop_grace``, before raising ``TimeoutError`` (a safety net,
+        as ``start_timeout`` is: the thread's end is joined, never slept on).
 
     Raises:
       OSError: The port could not be bound (and whatever else start-up raised).
@@ -198,7 +213,7 @@ def serve_in_thread(
         assert box.error is not None
         error, box.error = _unwrap(box.error), None
         raise error
-    threaded = ThreadedServer(box.running, box, thread)
+    threaded = ThreadedServer(box.running, box, thread, stop_grace + stop_timeout)
     try:
         yield threaded
     finally:
