@@ -66,6 +66,13 @@ def server_flags() -> Parser:
     group.add_argument("--spool", metavar="DIR", help="spool directory (default ./spool)")
     group.add_argument("--max-message-size", type=positive_int, metavar="BYTES")
     group.add_argument("--idle-timeout", type=positive_float, metavar="SECONDS")
+    group.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        type=listen_arg,
+        help="serve Prometheus /metrics, /healthz and /readyz over HTTP here "
+        "(metrics.listen; needs the metrics extra)",
+    )
     _add_relay_flags(group)
     return flags
 
@@ -186,7 +193,11 @@ def _flags_table(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                 "all must use one port (dns.port)"
             )
         dns.update(nameservers=[ip for ip, _ in args.dns_server], port=ports[0])
+    metrics: dict[str, Any] = {}
+    if getattr(args, "metrics", None):
+        metrics["listen"] = args.metrics
     tables = {
+        "metrics": metrics,
         "server": server,
         "limits": limits,
         "maildir": maildir,
@@ -306,6 +317,14 @@ async def _serve(
                 [_show_address(h, p) for h, p in bound]
                 + [f"{_show_address(h, p)} (SMTPS)" for h, p in smtps]
             )
+            if config.metrics.listen is not None:
+                try:
+                    shown = await nursery.start(server.serve_metrics)
+                except OSError as exc:
+                    raise _CannotListen(
+                        f"cannot listen on {config.metrics.listen} (metrics): {exc.strerror or exc}"
+                    ) from None
+                where += ", metrics on " + ", ".join(_show_address(h, p) for h, p in shown)
             print(f"{PROG}: listening on {where}; {_where_mail_goes(config)}", flush=True)
             nursery.start_soon(_watch_signals, signals, server, nursery.cancel_scope)
             await server.wait_stopped()

@@ -7,6 +7,7 @@ reads as the command loop it is.
 
 from __future__ import annotations
 
+import collections
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -31,6 +32,7 @@ __all__ = [
     "Counters",
     "ServerContext",
     "TLSInfo",
+    "Tally",
     "tls_info",
 ]
 
@@ -74,6 +76,24 @@ class Counters:
     recipients: int = 0
 
 
+@attrs.define(eq=False, slots=True)
+class Tally:
+    """What the whole server has done, counted in plain integers on the hot path.
+
+    Always counted (a dict increment per command); ``server/_metrics.py``
+    reads them when scraped, so no Prometheus object is touched per command.
+    """
+
+    replies: collections.Counter[tuple[str, int]] = attrs.field(factory=collections.Counter)
+    """``(command, reply code // 100)`` -> count."""
+    messages: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    """``"accepted"`` / ``"refused"`` -> count of messages the queue chain answered."""
+    message_bytes: int = 0
+    """Octets of accepted messages (as stored, our ``Received:`` included)."""
+    refused: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    """Connections refused before a session, by reason."""
+
+
 @attrs.define(eq=False)
 class ServerContext:
     """What every session of one server shares with it."""
@@ -95,6 +115,9 @@ class ServerContext:
         ),
     )
     """Rate limit for per-connection anti-abuse log lines (``limits.abuse_log_*``)."""
+    tally: Tally = attrs.field(factory=Tally, init=False)
+    handler_timer: Callable[[str, float], None] | None = attrs.field(default=None, init=False)
+    """With metrics on: told ``(handler key, seconds)`` after each handler that may wait."""
 
 
 def tls_info(stream: trio.SSLStream[Any]) -> TLSInfo:

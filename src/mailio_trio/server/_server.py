@@ -26,7 +26,7 @@ from mailio_trio.chain import Chain, Handler, HandlerFunc, handler_decorator
 from mailio_trio.config import Config, ConfigError
 from mailio_trio.protocol import Reply
 from mailio_trio.server._admission import Admission, PerIpLimiter
-from mailio_trio.server._context import tls_info
+from mailio_trio.server._context import Tally, tls_info
 from mailio_trio.server._session import ClientInfo, ServerContext, Session
 from mailio_trio.server._spool import prepare_directory
 from mailio_trio.server._submit import SubmissionRefused
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from mailio_trio.dns import Resolver
     from mailio_trio.relay.worker import RelayWorker
+    from mailio_trio.server._metrics import Metrics
     from mailio_trio.server._submit import SubmissionResult
 
 __all__ = ["Address", "Server", "ServerStatistics"]
@@ -103,6 +104,9 @@ class Server:
     _relay_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
     _per_ip: PerIpLimiter = attrs.field(init=False)
     _warned_no_keeper: bool = attrs.field(default=False, init=False)
+    metrics: Metrics | None = attrs.field(default=None, init=False)
+    """Prometheus collection, when ``config.metrics.listen`` is set or
+    :meth:`serve_metrics` was called (see ``server/_metrics.py``)."""
 
     def __attrs_post_init__(self) -> None:
         from mailio_trio.plugins import register_configured, register_core
@@ -125,10 +129,23 @@ class Server:
             discard=self.discard,
         )
         self._per_ip = PerIpLimiter(self.config.limits)
+        if self.config.metrics.listen is not None:
+            self._enable_metrics()
         register_core(self.chain)
         register_configured(self.chain, self.config, has_resolver=self.resolver is not None)
         if self.config.relay.enabled:
             self._start_relay()
+
+    def _enable_metrics(self) -> Metrics:
+        from mailio_trio.server._metrics import MeteredResolver, Metrics
+
+        if self.metrics is None:
+            self.metrics = Metrics(self)
+            self._context.handler_timer = self.metrics.observe_handler
+            if self.resolver is not None:
+                self.resolver = MeteredResolver(self.resolver, self.metrics)
+                self._context.resolver = self.resolver
+        return self.metrics
 
     def _start_relay(self) -> None:
         from mailio_trio.dns import DnsResolver
@@ -237,6 +254,20 @@ class Server:
             tls_handshakes=self._handshaking,
         )
 
+    @property
+    def tally(self) -> Tally:
+        """Counts of commands, messages and refusals since start (what metrics show)."""
+        return self._context.tally
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._context.shutting_down
+
+    @property
+    def ready(self) -> bool:
+        """Listening and not shutting down (``/readyz``)."""
+        return self._serving > 0 and not self._context.shutting_down
+
     def reload_tls(self, context: ssl.SSLContext | None = None) -> None:
         """Use a new TLS context (renewed certificate) for connections from now on.
 
@@ -341,6 +372,48 @@ class Server:
                 self._context.abuse_log.flush()  # counts not yet summarised
                 self._stopped.set()
 
+    async def serve_metrics(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve ``/metrics``, ``/healthz`` and ``/readyz`` over HTTP until cancelled.
+
+        ``host`` and ``port`` default to ``config.metrics.listen``. Run it next
+        to :meth:`serve` and cancel it once :meth:`wait_stopped` returns, so
+        ``/readyz`` answers ``503`` for the whole graceful shutdown.
+
+        Raises:
+          ConfigError: No address given and none configured, or the
+            ``metrics`` extra (prometheus-client) is not installed.
+        """
+        from mailio_trio.server._http import serve_http
+
+        if host is None or port is None:
+            if self.config.metrics.listen is None:
+                raise ConfigError("metrics.listen: not set, and serve_metrics was given no address")
+            from mailio_trio.config import parse_listen
+
+            default_host, default_port = parse_listen(self.config.metrics.listen)
+            host = default_host if host is None else host
+            port = default_port if port is None else port
+        metrics = self._enable_metrics()
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        addresses: list[Address] = [lst.socket.getsockname()[:2] for lst in listeners]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                lambda task_status: serve_http(
+                    listeners,
+                    metrics.respond,
+                    patience=self.config.metrics.request_timeout,
+                    task_status=task_status,
+                )
+            )
+            logger.info("metrics on %s", ", ".join(f"http://{h}:{p}/metrics" for h, p in addresses))
+            task_status.started(addresses)
+
     def _warn_if_nothing_keeps_mail(self) -> None:
         """Say so at start when ``250`` would be answered for mail nothing keeps.
 
@@ -380,6 +453,7 @@ class Server:
         # must hit the limit like a flood of idle sessions.
         if len(self._context.sessions) + self._handshaking >= self.config.limits.max_connections:
             self._refused += 1
+            self._context.tally.refused["max_connections"] += 1
             if tls:  # a plaintext 421 means nothing to a client that expects TLS
                 await trio.aclose_forcefully(stream)
             else:
@@ -393,6 +467,7 @@ class Server:
         admission = self._per_ip.admit(host, trio.current_time())
         if admission is not Admission.ADMITTED:
             self._refused += 1
+            self._context.tally.refused[admission.name.lower()] += 1
             self._context.abuse_log.log(
                 AbuseKind.PER_IP_REFUSED,
                 logger,
@@ -437,6 +512,7 @@ class Server:
             else:
                 return tls_stream
         # A scanner or a client speaking plain SMTP to the TLS port: not our error.
+        self._context.tally.refused["tls_handshake"] += 1
         self._context.abuse_log.log(
             AbuseKind.TLS_HANDSHAKE,
             logger,
