@@ -317,18 +317,25 @@ async def _serve(
                 [_show_address(h, p) for h, p in bound]
                 + [f"{_show_address(h, p)} (SMTPS)" for h, p in smtps]
             )
-            if config.metrics.listen is not None:
-                try:
-                    shown = await nursery.start(server.serve_metrics)
-                except OSError as exc:
-                    raise _CannotListen(
-                        f"cannot listen on {config.metrics.listen} (metrics): {exc.strerror or exc}"
-                    ) from None
-                where += ", metrics on " + ", ".join(_show_address(h, p) for h, p in shown)
+            scrape = await _start_metrics(nursery, server)
             print(f"{PROG}: listening on {where}; {_where_mail_goes(config)}", flush=True)
+            if scrape:
+                print(f"{PROG}: metrics on {scrape}", flush=True)
             nursery.start_soon(_watch_signals, signals, server, nursery.cancel_scope)
             await server.wait_stopped()
             nursery.cancel_scope.cancel()
+
+
+async def _start_metrics(nursery: trio.Nursery, server: Server) -> str:
+    """Start ``metrics.listen``'s HTTP listener; returns its URLs ("" when off)."""
+    if server.config.metrics.listen is None:
+        return ""
+    try:
+        bound: list[tuple[str, int]] = await nursery.start(server.serve_metrics)
+    except OSError as exc:
+        where = server.config.metrics.listen
+        raise _CannotListen(f"cannot listen on {where} (metrics): {exc.strerror or exc}") from None
+    return ", ".join(f"http://{_show_address(h, p)}/metrics" for h, p in bound)
 
 
 def run(args: argparse.Namespace) -> int:
