@@ -48,6 +48,7 @@ class AbuseKind(enum.Enum):
     OVERLONG_COMMAND = "over-long command lines"
     AUTH_FAILED = "failed authentications"
     TLS_HANDSHAKE = "failed TLS handshakes"
+    REDIS_DOWN = "Redis calls failed open"
 
 
 @attrs.define(eq=False)

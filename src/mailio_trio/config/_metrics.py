@@ -2,7 +2,7 @@
 
 ``[metrics]`` is the Prometheus scrape listener (``server/_metrics.py``);
 ``[redis]`` the optional shared state several servers count in together
-(``server/_shared.py``). Both are off by default.
+(``server/_fleet.py``). Both are off by default.
 """
 
 from __future__ import annotations

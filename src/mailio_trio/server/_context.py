@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     import trio
 
+    from mailio_trio._shared import RedisState
     from mailio_trio.chain import Chain
     from mailio_trio.config import Config
     from mailio_trio.dns import Resolver
@@ -118,6 +119,10 @@ class ServerContext:
     tally: Tally = attrs.field(factory=Tally, init=False)
     handler_timer: Callable[[str, float], None] | None = attrs.field(default=None, init=False)
     """With metrics on: told ``(handler key, seconds)`` after each handler that may wait."""
+    redis: RedisState | None = attrs.field(default=None, init=False)
+    """The shared Redis (``[redis] url``), for the fleet limits and plugins; ``None``: local."""
+    auth_failed: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
+    """With Redis: failed AUTH attempts of ended sessions by address, until reported."""
 
 
 def tls_info(stream: trio.SSLStream[Any]) -> TLSInfo:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from mailio_trio.dns import Resolver
     from mailio_trio.relay.worker import RelayWorker
+    from mailio_trio.server._fleet import FleetLimiter
     from mailio_trio.server._metrics import Metrics
     from mailio_trio.server._submit import SubmissionResult
 
@@ -104,6 +105,7 @@ class Server:
     _relay_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
     _per_ip: PerIpLimiter = attrs.field(init=False)
     _warned_no_keeper: bool = attrs.field(default=False, init=False)
+    _fleet: FleetLimiter | None = attrs.field(default=None, init=False)
     metrics: Metrics | None = attrs.field(default=None, init=False)
     """Prometheus collection, when ``config.metrics.listen`` is set or
     :meth:`serve_metrics` was called (see ``server/_metrics.py``)."""
@@ -129,6 +131,12 @@ class Server:
             discard=self.discard,
         )
         self._per_ip = PerIpLimiter(self.config.limits)
+        if self.config.redis.url is not None:
+            from mailio_trio._shared import RedisState
+            from mailio_trio.server._fleet import FleetLimiter
+
+            self._context.redis = RedisState(self.config.redis, self._context.abuse_log)
+            self._fleet = FleetLimiter(self._context.redis, self.config.limits)
         if self.config.metrics.listen is not None:
             self._enable_metrics()
         register_core(self.chain)
@@ -464,7 +472,7 @@ class Server:
         except OSError:
             await trio.aclose_forcefully(stream)
             return
-        admission = self._per_ip.admit(host, trio.current_time())
+        admission, slot = await self._admit(host)
         if admission is not Admission.ADMITTED:
             self._refused += 1
             self._context.tally.refused[admission.name.lower()] += 1
@@ -494,7 +502,22 @@ class Server:
                 )
                 await session.run()
         finally:
+            await self._release(host, slot)
+
+    async def _admit(self, host: str) -> tuple[Admission, str | None]:
+        """This node's count first (it alone applies while Redis is down), then the fleet's."""
+        admission = self._per_ip.admit(host, trio.current_time())
+        if admission is not Admission.ADMITTED or self._fleet is None or self._per_ip.exempt(host):
+            return admission, None
+        admission, slot = await self._fleet.admit(host)
+        if admission is not Admission.ADMITTED:
             self._per_ip.release(host)
+        return admission, slot
+
+    async def _release(self, host: str, slot: str | None) -> None:
+        self._per_ip.release(host)
+        if self._fleet is not None:
+            await self._fleet.release(host, slot, self._context.auth_failed.pop(host, 0))
 
     async def _handshake(
         self, stream: trio.SocketStream, client: ClientInfo

@@ -333,6 +333,8 @@ class Session(Connection):
             await self._send_last(INTERNAL_ERROR)
         finally:
             self.context.sessions.discard(self)
+            if self.counters.auth_failures and self.context.redis is not None:
+                self.context.auth_failed[self.client.address] += self.counters.auth_failures
             if type(self.stream) is trio.SocketStream:
                 # What aclose_forcefully does for a plain socket, without its two
                 # cancel scopes and checkpoint: the close itself never blocks.
