@@ -268,6 +268,9 @@ async def _watch_signals(signals: Any, server: Server, cancel_scope: trio.Cancel
             cancel_scope.cancel()
             return
         print(f"{PROG}: {name}, shutting down (send it again to stop at once)", flush=True)
+        from mailio_trio.server._systemd import notify
+
+        notify("STOPPING=1", "STATUS=draining")
         server.shutdown()
         stopping = True
 
@@ -296,16 +299,35 @@ async def _open_listeners(
     return listeners
 
 
+def _inherited(
+    activated: Mapping[str, Sequence[Any]],
+) -> tuple[list[trio.SocketListener], list[trio.SocketListener]]:
+    """Plain and implicit-TLS listeners from systemd's sockets (``FileDescriptorName=smtps``)."""
+    plain: list[trio.SocketListener] = []
+    tls: list[trio.SocketListener] = []
+    for name, sockets in activated.items():
+        for sock in sockets:
+            listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+            (tls if name == "smtps" else plain).append(listener)
+    return plain, tls
+
+
 async def _serve(
     server: Server, config: Config, smtps_listen: Sequence[tuple[str, int]] = ()
 ) -> None:
-    listeners = await _open_listeners([parse_listen(item) for item in config.listen])
-    try:
-        tls_listeners = await _open_listeners(smtps_listen, " (SMTPS)")
-    except _CannotListen:
-        for listener in listeners:
-            await listener.aclose()
-        raise
+    from mailio_trio.server import _systemd
+
+    if activated := _systemd.listen_sockets():
+        # Socket activation: systemd bound the ports; --listen/--smtps-listen are its own.
+        listeners, tls_listeners = _inherited(activated)
+    else:
+        listeners = await _open_listeners([parse_listen(item) for item in config.listen])
+        try:
+            tls_listeners = await _open_listeners(smtps_listen, " (SMTPS)")
+        except _CannotListen:
+            for listener in listeners:
+                await listener.aclose()
+            raise
     # Signals are caught before the "listening" line, so a supervisor (or a
     # test) that signals as soon as it reads the line gets a clean shutdown.
     signals_wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -322,6 +344,9 @@ async def _serve(
             if scrape:
                 print(f"{PROG}: metrics on {scrape}", flush=True)
             nursery.start_soon(_watch_signals, signals, server, nursery.cancel_scope)
+            _systemd.notify("READY=1", f"STATUS=listening on {where}")
+            if (interval := _systemd.watchdog_interval()) is not None:
+                nursery.start_soon(_systemd.watchdog, interval)
             await server.wait_stopped()
             nursery.cancel_scope.cancel()
 
