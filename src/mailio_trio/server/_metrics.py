@@ -129,7 +129,7 @@ class _ServerCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         server = self.metrics.server
         stats = server.statistics()
-        tally = server.tally
+        tally = server._context.tally  # the package's own counts
         yield CounterMetricFamily(
             "mailio_connections", "TCP connections accepted", value=stats.sessions_total
         )

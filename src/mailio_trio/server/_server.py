@@ -26,7 +26,7 @@ from mailio_trio.chain import Chain, Handler, HandlerFunc, handler_decorator
 from mailio_trio.config import Config, ConfigError
 from mailio_trio.protocol import Reply
 from mailio_trio.server._admission import Admission, PerIpLimiter
-from mailio_trio.server._context import Tally, tls_info
+from mailio_trio.server._context import tls_info
 from mailio_trio.server._session import ClientInfo, ServerContext, Session
 from mailio_trio.server._spool import prepare_directory
 from mailio_trio.server._submit import SubmissionRefused
@@ -261,11 +261,6 @@ class Server:
             refused_over_limit=self._refused,
             tls_handshakes=self._handshaking,
         )
-
-    @property
-    def tally(self) -> Tally:
-        """Counts of commands, messages and refusals since start (what metrics show)."""
-        return self._context.tally
 
     @property
     def shutting_down(self) -> bool:
