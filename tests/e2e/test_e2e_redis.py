@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import logging
 from typing import TYPE_CHECKING
 
@@ -121,3 +122,44 @@ async def test_redis_down_fails_open_with_a_warning(
     assert warnings
     assert all(r.levelno == logging.WARNING for r in warnings)
     assert "fail open" in warnings[0].getMessage()
+
+
+async def test_failed_auth_at_one_server_locks_the_address_out_at_the_other(
+    redis_process: RedisProcess,
+) -> None:
+    from mailio_trio.passwords import hash_password
+
+    def server() -> Server:
+        return Server(
+            Config(
+                hostname="mx.test",
+                domains=["test"],
+                auth={"allow_insecure": True, "users": {"alice": hash_password("pw", log_n=4)}},
+                redis={"url": redis_process.url, "auth_lockout_failures": 2},
+            )
+        )
+
+    a, b = server(), server()
+    wrong = base64.b64encode(b"\0alice\0wrong").decode()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            [(_, port_a)] = await nursery.start(a.serve, HOST, 0)
+            [(_, port_b)] = await nursery.start(b.serve, HOST, 0)
+            async with open_raw_connection(HOST, port_a) as conn:
+                await conn.read_reply()
+                await conn.command("EHLO client.test")
+                for _ in range(2):
+                    assert (await conn.command(f"AUTH PLAIN {wrong}")).code == 535
+                await conn.command("QUIT")
+                assert await conn.at_eof()
+            with trio.fail_after(5):
+                while True:  # the failures are added as the session ends
+                    async with open_raw_connection(HOST, port_b) as conn:
+                        reply = await conn.read_reply()
+                    if reply.code == 421:
+                        break
+                    await trio.sleep(0.01)
+            assert reply.enhanced == "4.7.0"
+            assert "failed authentications" in reply.text
+            await a.aclose()
+            await b.aclose()

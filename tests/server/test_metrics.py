@@ -165,3 +165,29 @@ async def test_the_http_responder_refuses_what_it_does_not_serve() -> None:
 def test_metrics_listen_must_be_host_port() -> None:
     with pytest.raises(ConfigError, match=r"metrics\.listen"):
         Config(metrics={"listen": "9025"})
+
+
+async def test_dns_lookups_are_counted_and_timed() -> None:
+    from mailio_trio.config import DnsConfig
+    from mailio_trio.testing.dns import DnsServer, Zone
+
+    zone = Zone()
+    zone.ptr("127.0.0.1", "client.test")
+    zone.a("client.test", "127.0.0.1")
+    dns_server = DnsServer(zone)
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            dns_host, dns_port = await nursery.start(dns_server.serve)
+            server = _server(dns=DnsConfig(nameservers=[dns_host], port=dns_port, timeout=5.0))
+            [(_, port)] = await nursery.start(server.serve, HOST, 0)
+            [(_, mport)] = await nursery.start(server.serve_metrics)
+            async with open_raw_connection(HOST, port) as conn:
+                assert (await conn.read_reply()).code == 220  # after reverse DNS at connect
+                await conn.command("QUIT")
+            _, text = await http_get(HOST, mport, "/metrics")
+            await server.aclose()
+            nursery.cancel_scope.cancel()
+    got = _samples(text)
+    assert got["mailio_dns_lookups_total", (("outcome", "ok"), ("type", "PTR"))] == 1
+    assert got["mailio_dns_lookup_seconds_count", (("type", "PTR"),)] == 1
+    assert got["mailio_handler_seconds_count", (("handler", "connect/rdns"),)] == 1

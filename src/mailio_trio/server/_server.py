@@ -50,6 +50,7 @@ Address = tuple[str, int]
 
 TOO_MANY_CONNECTIONS = Reply(421, "Too many connections, try again later", "4.7.0")
 TOO_MANY_FROM_YOU = Reply(421, "Too many connections from your address, try again later", "4.7.0")
+LOCKED_OUT = Reply(421, "Too many failed authentications from your address, try later", "4.7.0")
 
 # Running out of file descriptors is a passing condition: wait, then accept again,
 # as trio.serve_listeners does.
@@ -479,7 +480,9 @@ class Server:
                 host,
                 admission.value,
             )
-            await _refuse(stream, TOO_MANY_FROM_YOU, self.config.limits.farewell_timeout)
+            locked = admission is Admission.AUTH_LOCKOUT
+            reply = LOCKED_OUT if locked else TOO_MANY_FROM_YOU
+            await _refuse(stream, reply, self.config.limits.farewell_timeout)
             return
         try:
             client = ClientInfo(address=host, port=port)
