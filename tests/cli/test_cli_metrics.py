@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import signal
 import smtplib
+import socket
+import time
 import urllib.error
 import urllib.request
 from typing import TYPE_CHECKING
@@ -44,5 +46,26 @@ def test_serve_metrics_flag_serves_a_scrape_and_health(tmp_path: Path) -> None:
         ]
         assert accepted.value == 1
         assert _get(base + "/readyz") == (200, "ready\n")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_each_worker_is_its_own_scrape_target(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        base = probe.getsockname()[1]
+    if base >= 65535:
+        pytest.skip("no room for a second port")
+    with serving(tmp_path, "--workers", "2", "--metrics", f"127.0.0.1:{base}") as (proc, _):
+        for port in (base, base + 1):  # worker i on PORT + i
+            url = f"http://127.0.0.1:{port}/readyz"
+            status = 0
+            for _ in range(200):  # the workers bind their metrics port once they serve
+                try:
+                    status = _get(url)[0]
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            assert status == 200, port
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
