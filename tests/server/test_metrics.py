@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING
 
 import pytest
@@ -13,6 +14,8 @@ from mailio_trio.config import Config, ConfigError
 from mailio_trio.testing import open_raw_connection
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from mailio_trio.chain import Request, Response
     from mailio_trio.testing import RawConnection
 
@@ -191,3 +194,46 @@ async def test_dns_lookups_are_counted_and_timed() -> None:
     assert got["mailio_dns_lookups_total", (("outcome", "ok"), ("type", "PTR"))] == 1
     assert got["mailio_dns_lookup_seconds_count", (("type", "PTR"),)] == 1
     assert got["mailio_handler_seconds_count", (("handler", "connect/rdns"),)] == 1
+
+
+async def test_the_relay_queue_and_delivery_attempts_are_shown(tmp_path: Path) -> None:
+    from mailio_trio.config import DnsConfig, RelayConfig
+    from mailio_trio.testing.dns import DnsServer, Zone
+
+    with socket.socket() as probe:  # a port nobody listens on: every attempt is deferred
+        probe.bind(("127.0.0.3", 0))
+        dead_port = probe.getsockname()[1]
+    zone = Zone()
+    zone.mx("remote.test", (10, "mx.remote.test"))
+    zone.a("mx.remote.test", "127.0.0.3")
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            dns_host, dns_port = await nursery.start(DnsServer(zone).serve)
+            server = _server(
+                relay=RelayConfig(
+                    enabled=True,
+                    spool_dir=tmp_path / "spool",
+                    port=dead_port,
+                    retry_base_interval=3600,
+                    connect_timeout=2.0,
+                ),
+                dns=DnsConfig(nameservers=[dns_host], port=dns_port, timeout=2.0),
+                plugins={"connect/rdns": False},
+            )
+            await nursery.start(server.serve, HOST, 0)  # runs the relay worker
+            [(_, mport)] = await nursery.start(server.serve_metrics)
+            await server.send_mail(
+                b"Subject: x\r\n\r\nhi\r\n", sender="a@test", recipients=["b@remote.test"]
+            )
+            assert server.relay is not None
+            while not server.relay.outcomes["pending"]:  # noqa: ASYNC110  # the worker's attempt
+                await trio.sleep(0.02)
+            _, text = await http_get(HOST, mport, "/metrics")
+            await server.aclose()
+            nursery.cancel_scope.cancel()
+    got = _samples(text)
+    assert got["mailio_queue_size", ()] == 1
+    assert got["mailio_queue_oldest_age_seconds", ()] >= 0
+    assert got["mailio_delivery_attempts_total", (("outcome", "pending"),)] == 1
+    assert got["mailio_delivery_attempts_total", (("outcome", "delivered"),)] == 0
+    assert got["mailio_dns_lookups_total", (("outcome", "ok"), ("type", "MX"))] == 1
