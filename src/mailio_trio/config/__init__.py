@@ -12,7 +12,7 @@ plugin's own table lives in the plugin and is reached through
 from __future__ import annotations
 
 from mailio_trio.config._auth import AuthConfig, Mechanism
-from mailio_trio.config._config import Config
+from mailio_trio.config._config import Config, ProxyUntrusted
 from mailio_trio.config._mailauth import MailauthConfig
 from mailio_trio.config._metrics import MetricsConfig, RedisConfig
 from mailio_trio.config._sections import DnsConfig, Limits, MaildirConfig, RelayConfig
@@ -29,6 +29,7 @@ __all__ = [
     "MaildirConfig",
     "Mechanism",
     "MetricsConfig",
+    "ProxyUntrusted",
     "RedisConfig",
     "RelayConfig",
     "TLSConfig",

@@ -158,6 +158,7 @@ CONDITIONAL_KEYS: dict[str, str] = {
     "queue/relay": "[relay]",
     "rcpt/local": "[maildir]",
     "queue/maildir": "[maildir]",
+    "queue/dsn": "[maildir]",
     "queue/print": "the serve --capture/--print flags",
 }
 

@@ -31,6 +31,7 @@ from mailio_trio.protocol import (
     OverlongLine,
     Reply,
 )
+from mailio_trio.protocol.catalogue import LINE_TOO_LONG
 
 if TYPE_CHECKING:
     from mailio_trio.config import Config
@@ -43,8 +44,6 @@ RECEIVE_SIZE = 64 * 1024
 # Immediate reads/writes a session may do in a row before yielding to the
 # scheduler, so one client pipelining without pause cannot starve the others.
 _FAST_IO_BUDGET = 16
-
-LINE_TOO_LONG = Reply(500, "Line too long", "5.5.6")
 
 
 class _SessionIds:
@@ -255,6 +254,13 @@ class Connection:
             raise ClientProtocolError(
                 Reply(501, "Syntax error: line is not valid UTF-8", "5.5.2")
             ) from None
+
+    def push_input(self, data: bytes) -> None:
+        """Bytes of the client's read before the session began (after a PROXY header).
+
+        They come before anything read from the stream, on both socket paths.
+        """
+        self._splitter.feed(data)
 
     def drop_buffered_input(self) -> bytes:
         """Throw away what the client sent but we have not read (STARTTLS, CVE-2011-0411)."""

@@ -42,6 +42,7 @@ from mailio_trio.chain import (
     order_handlers,
 )
 from mailio_trio.message import Envelope, Message
+from mailio_trio.plugins.ehlo import dsn_offered
 from mailio_trio.protocol import (
     ClientProtocolError,
     Command,
@@ -54,7 +55,16 @@ from mailio_trio.protocol import (
     data_problem,
     parse_command,
 )
-from mailio_trio.server._connection import LINE_TOO_LONG, Connection
+from mailio_trio.protocol.catalogue import (
+    DATA_TIMEOUT,
+    INTERNAL_ERROR,
+    LINE_TOO_LONG,
+    NOT_IMPLEMENTED,
+    SHUTTING_DOWN,
+    TOO_MANY_UNRECOGNIZED,
+)
+from mailio_trio.protocol.dsn import ORCPT_LIMIT
+from mailio_trio.server._connection import Connection
 from mailio_trio.server._context import (
     ClientInfo,
     Close,
@@ -81,13 +91,6 @@ transcript = logging.getLogger("mailio_trio.transcript")
 # most of a small command's CPU. TLS sessions keep trio.SSLStream. Tests run the
 # end-to-end suites both ways by turning this off (tests/conftest.py).
 FAST_SOCKET_IO = os.name == "posix"
-
-INTERNAL_ERROR = Reply(451, "Local error in processing, try again later", "4.3.0")
-SHUTTING_DOWN = Reply(421, "Service shutting down, closing connection", "4.3.2")
-DATA_TIMEOUT = Reply(421, "DATA timeout, closing connection", "4.4.2")
-NOT_IMPLEMENTED = Reply(502, "Command not implemented", "5.5.1")
-# The unrecognized/core handler's farewell, for lines that never parse as a command.
-TOO_MANY_UNRECOGNIZED = Reply(421, "Too many unrecognized commands, closing connection", "4.7.0")
 
 
 @attrs.define(eq=False)
@@ -119,7 +122,12 @@ class Session(Connection):
     _data_timed_out: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
-        self._splitter = LineSplitter(self.context.config.limits.command_line_length)
+        config = self.context.config
+        limit = config.limits.command_line_length
+        if dsn_offered(config):
+            # RFC 3461 §4: DSN lengthens a RCPT line by up to 500 octets (NOTIFY, ORCPT).
+            limit += ORCPT_LIMIT
+        self._splitter = LineSplitter(limit)
         if FAST_SOCKET_IO and type(self.stream) is trio.SocketStream:
             self._fd = self.stream.socket.fileno()
 
