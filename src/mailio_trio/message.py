@@ -33,7 +33,7 @@ class Envelope:
     envid: str | None = None
     """MAIL's ``ENVID`` (RFC 3461 §4.4), xtext-decoded, if given."""
     dsn: dict[tuple[str, str], DsnRcpt] = attrs.field(factory=dict)
-    """Per recipient (by :meth:`Address.key`), RCPT's ``NOTIFY`` and ``ORCPT``
+    """Per recipient (by ``Address.key()``), RCPT's ``NOTIFY`` and ``ORCPT``
     when it gave either; absent recipients gave neither."""
 
     def recipient_dsn(self, recipient: Address) -> DsnRcpt | None:

@@ -161,6 +161,8 @@ class Config:
     smtputf8: bool = True
     eight_bit_mime: bool = True
     pipelining: bool = True
+    chunking: bool = True
+    """Offer CHUNKING (RFC 3030): messages sent in ``BDAT`` chunks, without BINARYMIME."""
     enhanced_status_codes: bool = True
     spool_dir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
     """Where DATA bodies are streamed while handlers run; ``None`` is the system temp dir."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailio_trio.plugins import (
     auth,
+    bdat,
     connect,
     data,
     ehlo,
@@ -56,6 +57,7 @@ CORE_PLUGINS = (
     mail,
     rcpt,
     data,
+    bdat,
     queue,
     rset,
     noop,

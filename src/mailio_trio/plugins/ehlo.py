@@ -37,6 +37,8 @@ def keywords(session: Session) -> list[str]:
         words.append("SMTPUTF8")  # RFC 6531
     if dsn_offered(config):
         words.append("DSN")  # RFC 3461
+    if config.chunking:
+        words.append("CHUNKING")  # RFC 3030, without BINARYMIME
     if config.enhanced_status_codes:
         words.append("ENHANCEDSTATUSCODES")  # RFC 2034
     words.extend(session.context.chain.extensions(session))

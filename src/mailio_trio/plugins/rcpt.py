@@ -33,6 +33,10 @@ async def rcpt(req: Request, res: Response) -> None:
     if not session.in_transaction:
         res.reject(503, "Need MAIL before RCPT", "5.5.1")
         return
+    if session.chunked is not None:
+        # The message is under way (its Received: line names the recipients): as Postfix.
+        res.reject(503, "RCPT after BDAT", "5.5.1")
+        return
     parsed = parse_rcpt_to(
         req.argument,
         smtputf8_allowed=session.envelope.smtputf8,

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
     from mailio_trio.dns import Resolver
     from mailio_trio.plugins.dsn import DsnOutbox
-    from mailio_trio.protocol import Reply
     from mailio_trio.relay.worker import RelayWorker
     from mailio_trio.server._fleet import FleetLimiter
     from mailio_trio.server._metrics import Metrics

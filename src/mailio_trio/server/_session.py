@@ -64,6 +64,7 @@ from mailio_trio.protocol.catalogue import (
     TOO_MANY_UNRECOGNIZED,
 )
 from mailio_trio.protocol.dsn import ORCPT_LIMIT
+from mailio_trio.server._bdat import ChunkedMessage, receive_bdat
 from mailio_trio.server._connection import Connection
 from mailio_trio.server._context import (
     ClientInfo,
@@ -119,7 +120,8 @@ class Session(Connection):
     _own: dict[str, list[Handler]] = attrs.field(factory=dict, init=False)
     _plans: dict[str, tuple[Step, ...]] | None = attrs.field(default=None, init=False)
     """Plans of commands with per-session handlers; None while there are none."""
-    _data_timed_out: bool = attrs.field(default=False, init=False)
+    chunked: ChunkedMessage | None = attrs.field(default=None, init=False)
+    """A message arriving in BDAT chunks, until its ``LAST`` (``server/_bdat.py``)."""
 
     def __attrs_post_init__(self) -> None:
         config = self.context.config
@@ -191,6 +193,9 @@ class Session(Connection):
     def reset_transaction(self) -> None:
         """Forget the envelope and what handlers stored for it (RSET, EHLO, after DATA)."""
         self.envelope = Envelope()
+        if self.chunked is not None:
+            self.chunked.discard()
+            self.chunked = None
         for key in [k for k in self.values if k.split("/", 1)[0] in _TRANSACTION_COMMANDS]:
             del self.values[key]
 
@@ -341,6 +346,8 @@ class Session(Connection):
             await self._send_last(INTERNAL_ERROR)
         finally:
             self.context.sessions.discard(self)
+            if self.chunked is not None:  # gone between two chunks: no spool file left behind
+                self.chunked.discard()
             if self.counters.auth_failures and self.context.redis is not None:
                 self.context.auth_failed[self.client.address] += self.counters.auth_failures
             if type(self.stream) is trio.SocketStream:
@@ -420,6 +427,10 @@ class Session(Connection):
                 f"AUTH {command.argument.split(' ')[0]} ***" if command.verb is Verb.AUTH else line
             )
             transcript.debug("[%s] C: %r", self.id, shown)
+        if command.verb is Verb.BDAT:
+            # Its chunk follows the line, read whatever the chain decides.
+            await receive_bdat(self, command)
+            return
         name = command.name if command.verb is not None else "unrecognized"
         plan = self.plan(name)
         if not plan:
@@ -564,7 +575,7 @@ class Session(Connection):
         return Decision.ACCEPT, reply
 
 
-_TRANSACTION_COMMANDS = frozenset({"mail", "rcpt", "data", "queue"})
+_TRANSACTION_COMMANDS = frozenset({"mail", "rcpt", "data", "bdat", "queue"})
 _DEFAULT_ACCEPT = Reply(250, "OK", "2.0.0")
 _CONNECT = Command(None, "connect", "")
 _QUEUE = Command(None, "queue", "")
