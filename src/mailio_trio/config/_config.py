@@ -18,6 +18,7 @@ import attrs
 from mailio_trio.config._auth import AuthConfig
 from mailio_trio.config._dkim import DkimConfig
 from mailio_trio.config._mailauth import MailauthConfig
+from mailio_trio.config._metrics import MetricsConfig, RedisConfig
 from mailio_trio.config._sections import DnsConfig, Limits, MaildirConfig, RelayConfig
 from mailio_trio.config._tls import TLSConfig
 from mailio_trio.config._toml import (
@@ -125,6 +126,14 @@ def _mailauth(value: Any) -> MailauthConfig:
     return _section(MailauthConfig, value, "mailauth")
 
 
+def _metrics(value: Any) -> MetricsConfig:
+    return _section(MetricsConfig, value, "metrics")
+
+
+def _redis(value: Any) -> RedisConfig:
+    return _section(RedisConfig, value, "redis")
+
+
 def _tls(value: Any) -> TLSConfig:
     return _section(TLSConfig, value, "tls")
 
@@ -179,6 +188,10 @@ class Config:
     relay: RelayConfig = attrs.field(factory=RelayConfig, converter=_relay)
     mailauth: MailauthConfig = attrs.field(factory=MailauthConfig, converter=_mailauth)
     """Email authentication on receipt: authserv-id and trusted networks (``[mailauth]``)."""
+    metrics: MetricsConfig = attrs.field(factory=MetricsConfig, converter=_metrics)
+    """The Prometheus and health-check listener (``[metrics]``); off by default."""
+    redis: RedisConfig = attrs.field(factory=RedisConfig, converter=_redis)
+    """State shared by several servers (``[redis]``); off by default."""
     dkim: DkimConfig = attrs.field(factory=DkimConfig, converter=_dkim)
     """DKIM keys of local domains: the relay signs (and ARC-seals) what it sends."""
     worker_parent_check: float = attrs.field(default=1.0, validator=positive)

@@ -87,6 +87,7 @@ OPTIONAL_PLUGINS: dict[str, str] = {
     "mail/spf": "mailio_trio.plugins.spf",
     "rcpt/limits": "mailio_trio.plugins.limits",
     "rcpt/dnsbl": "mailio_trio.plugins.dnsbl",
+    "rcpt/greylist": "mailio_trio.plugins.greylist",
     "queue/mailauth": "mailio_trio.plugins.mailauth",
     "queue/spamd": "mailio_trio.plugins.spamd",
 }

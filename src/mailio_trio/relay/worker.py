@@ -15,6 +15,7 @@ brought back.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections import defaultdict
@@ -71,6 +72,9 @@ class RelayWorker:
     _in_flight: set[str] = attrs.field(factory=set, init=False)
     _limiter: trio.CapacityLimiter = attrs.field(init=False)
     _idle: trio.Event = attrs.field(factory=trio.Event, init=False)
+    outcomes: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
+    """Delivery attempts per recipient by outcome (``delivered``, ``pending``: to be
+    retried, ``failed``), for the server's metrics."""
 
     @spool.default
     def _spool(self) -> Spool:
@@ -162,6 +166,7 @@ class RelayWorker:
                 for state in current.recipients:
                     if state.address in outcomes and state.status is RecipientStatus.PENDING:
                         outcome = outcomes[state.address]
+                        self.outcomes[outcome.status.value] += 1
                         state.status, state.error = outcome.status, outcome.error
                         state.relayed = outcome.relayed
                 await self.spool.save(current)

@@ -40,8 +40,9 @@ if TYPE_CHECKING:
 
     from mailio_trio.dns import Resolver
     from mailio_trio.plugins.dsn import DsnOutbox
-    from mailio_trio.protocol import Reply
     from mailio_trio.relay.worker import RelayWorker
+    from mailio_trio.server._fleet import FleetLimiter
+    from mailio_trio.server._metrics import Metrics
     from mailio_trio.server._submit import SubmissionResult
 
 __all__ = ["Address", "Server", "ServerStatistics"]
@@ -50,6 +51,9 @@ logger = logging.getLogger("mailio_trio.server")
 
 Address = tuple[str, int]
 """A bound ``(host, port)``."""
+
+LOCKED_OUT = Reply(421, "Too many failed authentications from your address, try later", "4.7.0")
+"""``redis.auth_lockout_failures`` reached for this address, across the fleet."""
 
 
 # Running out of file descriptors is a passing condition: wait, then accept again,
@@ -111,6 +115,10 @@ class Server:
     _relay_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
     _per_ip: PerIpLimiter = attrs.field(init=False)
     _warned_no_keeper: bool = attrs.field(default=False, init=False)
+    _fleet: FleetLimiter | None = attrs.field(default=None, init=False)
+    metrics: Metrics | None = attrs.field(default=None, init=False)
+    """Prometheus collection, when ``config.metrics.listen`` is set or
+    :meth:`serve_metrics` was called (see ``server/_metrics.py``)."""
 
     def __attrs_post_init__(self) -> None:
         from mailio_trio.plugins import register_configured, register_core
@@ -134,6 +142,14 @@ class Server:
         )
         self._per_ip = PerIpLimiter(self.config.limits)
         self._proxy_trusted = parse_networks(self.config.proxy_trusted)
+        if self.config.redis.url is not None:
+            from mailio_trio._shared import RedisState
+            from mailio_trio.server._fleet import FleetLimiter
+
+            self._context.redis = RedisState(self.config.redis, self._context.abuse_log)
+            self._fleet = FleetLimiter(self._context.redis, self.config.limits)
+        if self.config.metrics.listen is not None:
+            self._enable_metrics()
         register_core(self.chain)
         register_configured(self.chain, self.config, has_resolver=self.resolver is not None)
         if self.config.relay.enabled:
@@ -157,6 +173,17 @@ class Server:
             # mailbox, relaying off) has nowhere to go: drop it, as MTAs drop
             # a double bounce, rather than retry it until the spool expires.
             logger.warning("DSN to %s dropped: %s", ", ".join(recipients), exc.reply)
+
+    def _enable_metrics(self) -> Metrics:
+        from mailio_trio.server._metrics import MeteredResolver, Metrics
+
+        if self.metrics is None:
+            self.metrics = Metrics(self)
+            self._context.handler_timer = self.metrics.observe_handler
+            if self.resolver is not None:
+                self.resolver = MeteredResolver(self.resolver, self.metrics)
+                self._context.resolver = self.resolver
+        return self.metrics
 
     def _start_relay(self) -> None:
         from mailio_trio.dns import DnsResolver
@@ -253,6 +280,15 @@ class Server:
             tls_handshakes=self._handshaking,
             proxy_headers=self._proxy_waiting,
         )
+
+    @property
+    def shutting_down(self) -> bool:
+        return self._context.shutting_down
+
+    @property
+    def ready(self) -> bool:
+        """Listening and not shutting down (``/readyz``)."""
+        return self._serving > 0 and not self._context.shutting_down
 
     def reload_tls(self, context: ssl.SSLContext | None = None) -> None:
         """Use a new TLS context (renewed certificate) for connections from now on.
@@ -360,6 +396,48 @@ class Server:
                 self._context.abuse_log.flush()  # counts not yet summarised
                 self._stopped.set()
 
+    async def serve_metrics(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve ``/metrics``, ``/healthz`` and ``/readyz`` over HTTP until cancelled.
+
+        ``host`` and ``port`` default to ``config.metrics.listen``. Run it next
+        to :meth:`serve` and cancel it once :meth:`wait_stopped` returns, so
+        ``/readyz`` answers ``503`` for the whole graceful shutdown.
+
+        Raises:
+          ConfigError: No address given and none configured, or the
+            ``metrics`` extra (prometheus-client) is not installed.
+        """
+        from mailio_trio.server._http import serve_http
+
+        if host is None or port is None:
+            if self.config.metrics.listen is None:
+                raise ConfigError("metrics.listen: not set, and serve_metrics was given no address")
+            from mailio_trio.config import parse_listen
+
+            default_host, default_port = parse_listen(self.config.metrics.listen)
+            host = default_host if host is None else host
+            port = default_port if port is None else port
+        metrics = self._enable_metrics()
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        addresses: list[Address] = [lst.socket.getsockname()[:2] for lst in listeners]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                lambda task_status: serve_http(
+                    listeners,
+                    metrics.respond,
+                    patience=self.config.metrics.request_timeout,
+                    task_status=task_status,
+                )
+            )
+            logger.info("metrics on %s", ", ".join(f"http://{h}:{p}/metrics" for h, p in addresses))
+            task_status.started(addresses)
+
     def _warn_if_nothing_keeps_mail(self) -> None:
         """Say so at start when ``250`` would be answered for mail nothing keeps.
 
@@ -400,6 +478,7 @@ class Server:
         busy = len(self._context.sessions) + self._handshaking + self._proxy_waiting
         if busy >= self.config.limits.max_connections:
             self._refused += 1
+            self._context.tally.refused["max_connections"] += 1
             if tls:  # a plaintext 421 means nothing to a client that expects TLS
                 await trio.aclose_forcefully(stream)
             else:
@@ -428,9 +507,10 @@ class Server:
             elif self.config.proxy_untrusted is ProxyUntrusted.REFUSE:
                 await refuse_untrusted(stream, self._context, (host, port))
                 return
-        admission = self._per_ip.admit(host, trio.current_time())
+        admission, slot = await self._admit(host)
         if admission is not Admission.ADMITTED:
             self._refused += 1
+            self._context.tally.refused[admission.name.lower()] += 1
             self._context.abuse_log.log(
                 AbuseKind.PER_IP_REFUSED,
                 logger,
@@ -439,7 +519,9 @@ class Server:
                 host,
                 admission.value,
             )
-            await _refuse(stream, TOO_MANY_FROM_YOU, self.config.limits.farewell_timeout)
+            locked = admission is Admission.AUTH_LOCKOUT
+            reply = LOCKED_OUT if locked else TOO_MANY_FROM_YOU
+            await _refuse(stream, reply, self.config.limits.farewell_timeout)
             return
         try:
             if not tls:
@@ -461,7 +543,22 @@ class Server:
                 )
                 await session.run()
         finally:
+            await self._release(host, slot)
+
+    async def _admit(self, host: str) -> tuple[Admission, str | None]:
+        """This node's count first (it alone applies while Redis is down), then the fleet's."""
+        admission = self._per_ip.admit(host, trio.current_time())
+        if admission is not Admission.ADMITTED or self._fleet is None or self._per_ip.exempt(host):
+            return admission, None
+        admission, slot = await self._fleet.admit(host)
+        if admission is not Admission.ADMITTED:
             self._per_ip.release(host)
+        return admission, slot
+
+    async def _release(self, host: str, slot: str | None) -> None:
+        self._per_ip.release(host)
+        if self._fleet is not None:
+            await self._fleet.release(host, slot, self._context.auth_failed.pop(host, 0))
 
     async def _handshake(
         self, stream: trio.abc.Stream, client: ClientInfo
@@ -479,6 +576,7 @@ class Server:
             else:
                 return tls_stream
         # A scanner or a client speaking plain SMTP to the TLS port: not our error.
+        self._context.tally.refused["tls_handshake"] += 1
         self._context.abuse_log.log(
             AbuseKind.TLS_HANDSHAKE,
             logger,

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import ssl
+import time
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
@@ -347,6 +348,8 @@ class Session(Connection):
             self.context.sessions.discard(self)
             if self.chunked is not None:  # gone between two chunks: no spool file left behind
                 self.chunked.discard()
+            if self.counters.auth_failures and self.context.redis is not None:
+                self.context.auth_failed[self.client.address] += self.counters.auth_failures
             if type(self.stream) is trio.SocketStream:
                 # What aclose_forcefully does for a plain socket, without its two
                 # cancel scopes and checkpoint: the close itself never blocks.
@@ -456,6 +459,7 @@ class Session(Connection):
                 self.counters.unrecognized,
             )
             raise Close(TOO_MANY_UNRECOGNIZED)
+        self.context.tally.replies["unrecognized", reply.code // 100] += 1
         self.queue_reply(reply)
 
     async def run_event(self, name: str) -> None:
@@ -465,6 +469,7 @@ class Session(Connection):
     async def dispatch(self, name: str, req: Request, plan: tuple[Step, ...] | None = None) -> None:
         """Run ``name``'s chain for ``req``, send its reply, then any after-reply steps."""
         reply = await self.decide(name, req, plan)
+        self.context.tally.replies[name, reply.code // 100] += 1
         self.queue_reply(reply)
         # accept() only takes 2xx/3xx and reject() only 4xx/5xx: the code says which it was.
         for step in req.take_after_reply() if reply.is_positive else ():
@@ -508,7 +513,14 @@ class Session(Connection):
         """
         req = Request(_QUEUE, self, sender=message.envelope.sender, message=message)
         try:
-            return await self.decide("queue", req)
+            reply = await self.decide("queue", req)
+            tally = self.context.tally
+            if reply.is_positive:
+                tally.messages["accepted"] += 1
+                tally.message_bytes += message.size
+            else:
+                tally.messages["refused"] += 1
+            return reply
         finally:
             await req.roll_back()  # unless committed: refused, raised, cancelled, client gone
             if not self.context.discard:
@@ -534,8 +546,12 @@ class Session(Connection):
                 else:
                     self._disarm_idle()
                     timeout = self.context.config.limits.handler_timeout
+                    timer = self.context.handler_timer
+                    started = time.perf_counter() if timer is not None else 0.0
                     with trio.move_on_after(timeout) as scope:
                         await handler.func(req, res)
+                    if timer is not None:
+                        timer(handler.key, time.perf_counter() - started)
                     if scope.cancelled_caught:
                         self.log.error("handler %s timed out after %ss", handler.key, timeout)
                         return Decision.REJECT, INTERNAL_ERROR
