@@ -26,7 +26,12 @@ from mailio_trio.cli._args import (
     positive_float,
     positive_int,
 )
-from mailio_trio.cli._capture import add_capture_arguments, install_capture
+from mailio_trio.cli._capture import (
+    add_capture_arguments,
+    capturing,
+    install_capture,
+    open_capture_inbox,
+)
 from mailio_trio.cli._logging import setup_logging
 from mailio_trio.cli._tls import add_tls_arguments, apply_tls_arguments, reload_tls, start_smtps
 from mailio_trio.cli._workers import add_workers_arguments
@@ -36,6 +41,8 @@ from mailio_trio.server._spool import prepare_directory
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+
+    from mailio_trio.inbox import Inbox
 
 __all__ = ["add_parser", "checked_file", "effective_config", "run", "server_flags"]
 
@@ -261,7 +268,16 @@ async def _watch_signals(signals: Any, server: Server, cancel_scope: trio.Cancel
         stopping = True
 
 
-def _where_mail_goes(config: Config) -> str:
+def _where_mail_goes(config: Config, inbox: Inbox | None = None) -> str:
+    if inbox is not None:
+        store = inbox.store
+        kept = (
+            f"captured mail is kept in {store.path} "
+            f"(newest {store.max_messages}, {store.max_bytes} octets at most)"
+        )
+        if not config.maildir.enabled:
+            return kept
+        return f"{_where_mail_goes(config)}; {kept}"
     if not config.maildir.enabled:
         return "maildir delivery is off: accepted mail is not kept"
     mailboxes = Path(config.maildir.root) / config.maildir.path
@@ -286,8 +302,15 @@ async def _open_listeners(
 
 
 async def _serve(
-    server: Server, config: Config, smtps_listen: Sequence[tuple[str, int]] = ()
+    server: Server,
+    config: Config,
+    smtps_listen: Sequence[tuple[str, int]] = (),
+    inbox: Inbox | None = None,
+    web: tuple[str, int] | None = None,
+    *,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """Serve until shut down; ``task_status`` gets the "listening on" line (for tests)."""
     listeners = await _open_listeners([parse_listen(item) for item in config.listen])
     try:
         tls_listeners = await _open_listeners(smtps_listen, " (SMTPS)")
@@ -306,16 +329,33 @@ async def _serve(
                 [_show_address(h, p) for h, p in bound]
                 + [f"{_show_address(h, p)} (SMTPS)" for h, p in smtps]
             )
-            print(f"{PROG}: listening on {where}; {_where_mail_goes(config)}", flush=True)
+            if inbox is not None and web is not None:
+                where += await _start_web(nursery, inbox, web)
+            listening = f"{PROG}: listening on {where}; {_where_mail_goes(config, inbox)}"
+            print(listening, flush=True)
+            task_status.started(listening)
             nursery.start_soon(_watch_signals, signals, server, nursery.cancel_scope)
             await server.wait_stopped()
             nursery.cancel_scope.cancel()
 
 
+async def _start_web(nursery: trio.Nursery, inbox: Inbox, web: tuple[str, int]) -> str:
+    from mailio_trio.inbox import serve_web
+
+    host, port = web
+    try:
+        urls: list[str] = await nursery.start(serve_web, inbox, host, port)
+    except OSError as exc:
+        raise _CannotListen(
+            f"cannot listen on {_show_address(host, port)} (web): {exc.strerror or exc}"
+        ) from None
+    return "".join(f", web inbox {url}/" for url in urls)
+
+
 def run(args: argparse.Namespace) -> int:
     config = effective_config(args)
     maildir = config.maildir
-    if args.capture or args.print_messages or args.discard:
+    if capturing(args) or args.discard:
         # A development or benchmark sink takes mail for any domain; it stores
         # only when asked to (never with --discard, which reads and drops bodies).
         keep = args.maildir is not None and not args.discard
@@ -334,16 +374,19 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, args.log_format)
     with contextlib.ExitStack() as stack:  # holds a --tls-self-signed certificate's directory
         config = apply_tls_arguments(args, config, stack)
+        inbox = open_capture_inbox(args)
+        if inbox is not None:
+            stack.callback(inbox.close)
 
         def build() -> Server:
             server = Server(config, discard=args.discard)
-            install_capture(server.chain, args)
+            install_capture(server.chain, args, inbox=inbox)
             return server
 
         try:
             if args.workers > 1:
                 return _serve_workers(args, config, build)
-            trio.run(_serve, build(), config, args.smtps_listen or ())
+            trio.run(_serve, build(), config, args.smtps_listen or (), inbox, args.web)
         except _CannotListen as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return EXIT_FAILURE
