@@ -44,7 +44,14 @@ if TYPE_CHECKING:
 
     from mailio_trio.inbox import Inbox
 
-__all__ = ["add_parser", "checked_file", "effective_config", "run", "server_flags"]
+__all__ = [
+    "add_parser",
+    "checked_file",
+    "effective_config",
+    "prepared_config",
+    "run",
+    "server_flags",
+]
 
 # What `mailio-trio serve` runs with when neither a file nor a flag says
 # otherwise: a loopback-only server that keeps mail for "localhost" in ./mail.
@@ -352,7 +359,12 @@ async def _start_web(nursery: trio.Nursery, inbox: Inbox, web: tuple[str, int]) 
     return "".join(f", web inbox {url}/" for url in urls)
 
 
-def run(args: argparse.Namespace) -> int:
+def prepared_config(args: argparse.Namespace) -> Config:
+    """The effective configuration with the sink's changes and its directories made.
+
+    Raises:
+      ConfigError: One line.
+    """
     config = effective_config(args)
     maildir = config.maildir
     if capturing(args) or args.discard:
@@ -369,6 +381,11 @@ def run(args: argparse.Namespace) -> int:
     if config.relay.enabled and config.relay.spool_dir is not None:
         relay_spool = prepare_directory("relay.spool_dir", config.relay.spool_dir)
         config = attrs.evolve(config, relay=attrs.evolve(config.relay, spool_dir=relay_spool))
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    config = prepared_config(args)
     if args.workers > 1:
         _check_workers(args, config)
     setup_logging(args.log_level, args.log_format)
