@@ -128,6 +128,7 @@ async function show(id) {
     $("html-frame").removeAttribute("src");
     tab("text");
   }
+  load();  // the unread count: viewing marked it read
 }
 
 async function remove(ids) {
