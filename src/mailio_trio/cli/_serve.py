@@ -352,11 +352,25 @@ async def _start_web(nursery: trio.Nursery, inbox: Inbox, web: tuple[str, int]) 
     host, port = web
     try:
         urls: list[str] = await nursery.start(serve_web, inbox, host, port)
-    except OSError as exc:
+    except Exception as exc:
+        # Hypercorn's nursery wraps the bind error in an exception group.
+        error = _os_error(exc)
+        if error is None:
+            raise
         raise _CannotListen(
-            f"cannot listen on {_show_address(host, port)} (web): {exc.strerror or exc}"
+            f"cannot listen on {_show_address(host, port)} (web): {error.strerror or error}"
         ) from None
     return "".join(f", web inbox {url}/" for url in urls)
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _os_error(inner)) is not None:
+                return found
+    return None
 
 
 def prepared_config(args: argparse.Namespace) -> Config:
@@ -403,12 +417,33 @@ def run(args: argparse.Namespace) -> int:
         try:
             if args.workers > 1:
                 return _serve_workers(args, config, build)
-            trio.run(_serve, build(), config, args.smtps_listen or (), inbox, args.web)
+            _run_serve(build(), config, args.smtps_listen or (), inbox, args.web)
         except _CannotListen as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return EXIT_FAILURE
     print(f"{PROG}: stopped", flush=True)
     return EXIT_OK
+
+
+def _run_serve(
+    server: Server,
+    config: Config,
+    smtps_listen: Sequence[tuple[str, int]],
+    inbox: Inbox | None,
+    web: tuple[str, int] | None,
+) -> None:
+    """``trio.run(_serve, ...)``; a listener that failed inside the nursery is one line too."""
+    try:
+        trio.run(_serve, server, config, smtps_listen, inbox, web)
+    except BaseExceptionGroup as group:
+        # The web inbox binds in the server's nursery, which wraps its error.
+        matched, rest = group.split(_CannotListen)
+        if matched is None or rest is not None:
+            raise
+        error: BaseException = matched
+        while isinstance(error, BaseExceptionGroup):
+            error = error.exceptions[0]
+        raise error from None
 
 
 def _check_workers(args: argparse.Namespace, config: Config) -> None:
