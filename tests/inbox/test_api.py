@@ -5,6 +5,7 @@ SMTP with ``smtplib`` and HTTP with ``httpx``, each blocking client in a thread.
 
 from __future__ import annotations
 
+import email.message
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -252,3 +253,20 @@ async def test_the_cap_flag_drops_the_oldest(tmp_path: Path) -> None:
                 await running.send(message(subject))
             listing = (await _get(running, "/api/v1/messages")).json()
         assert [m["Subject"] for m in listing["messages"]] == ["c", "b"]
+
+
+async def test_cid_images_point_at_the_messages_own_parts(serving: Serving) -> None:
+    msg = message("Logo", html='<p>Hi</p><img src="cid:logo@x.example">')
+    html_part = msg.get_body(("html",))
+    assert isinstance(html_part, email.message.EmailMessage)
+    html_part.add_related(b"\x89PNG fake", maintype="image", subtype="png", cid="<logo@x.example>")
+    with trio.fail_after(30):
+        await serving.send(msg)
+        [entry] = (await _get(serving, "/api/v1/messages")).json()["messages"]
+        full = (await _get(serving, f"/api/v1/message/{entry['ID']}")).json()
+        [inline] = full["Inline"]
+        assert inline["ContentID"] == "logo@x.example"
+        html = (await _get(serving, f"/api/v1/message/{entry['ID']}/html")).text
+        link = f"/api/v1/message/{entry['ID']}/part/{inline['PartID']}"
+        assert f'src="{link}"' in html
+        assert (await _get(serving, link)).content == b"\x89PNG fake"

@@ -153,6 +153,13 @@ def _drive(serving: Serving, downloads: Path) -> dict[str, Any]:
 
             page.locator("#delete-one").click()
             expect(rows).to_have_count(2)
+            page.locator("#search").fill("subject:password")
+            page.locator("#search").press("Enter")
+            expect(rows).to_have_count(1)
+            expect(rows.first).to_contain_text("Password reset")
+            page.locator("#search").fill("")
+            page.locator("#search").press("Enter")
+            expect(rows).to_have_count(2)
             expect(page.locator("#message-pane")).to_be_hidden()
             remaining = rows.all_inner_texts()
         finally:

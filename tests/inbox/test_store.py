@@ -211,3 +211,11 @@ async def test_inbox_wakes_waiters_and_subscribers() -> None:
             assert (last.kind, last.ids) == ("delete", None)
     finally:
         inbox.close()
+
+
+def test_the_snippet_of_an_html_only_message_is_its_text() -> None:
+    raw = (
+        b"Subject: s\r\nContent-Type: text/html\r\n\r\n"
+        b"<style>p {color: red}</style><p>Hello &amp; <b>welcome</b></p>\r\n"
+    )
+    assert parse(raw).snippet == "Hello & welcome"

@@ -37,6 +37,11 @@ __all__ = [
 ]
 
 
+# Documented and shown (repr, tracebacks, Sphinx) under the public path, as trio does.
+for _obj in (Inbox, InboxEvent, NewMessage, Stored, inbox_handler, open_inbox):
+    _obj.__module__ = __name__
+
+
 def __getattr__(name: str) -> Any:
     # Starlette and Hypercorn are an optional extra: imported on first use only.
     if name in ("inbox_app", "serve_web"):

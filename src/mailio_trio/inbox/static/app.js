@@ -82,6 +82,7 @@ async function show(id) {
     if (li.dataset.id === id) li.classList.remove("unread");
   }
   $("message-pane").hidden = false;
+  $("placeholder").hidden = true;
   $("m-subject").textContent = m.Subject || "(no subject)";
   dl($("m-meta"), [
     ["From", who(m.From)],
@@ -142,6 +143,7 @@ async function remove(ids) {
 function closeMessage() {
   selected = null;
   $("message-pane").hidden = true;
+  $("placeholder").hidden = false;
   $("html-frame").removeAttribute("src");
 }
 
