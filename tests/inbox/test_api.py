@@ -270,3 +270,18 @@ async def test_cid_images_point_at_the_messages_own_parts(serving: Serving) -> N
         link = f"/api/v1/message/{entry['ID']}/part/{inline['PartID']}"
         assert f'src="{link}"' in html
         assert (await _get(serving, link)).content == b"\x89PNG fake"
+
+
+async def test_an_attachment_name_outside_ascii_downloads(serving: Serving) -> None:
+    with trio.fail_after(30):
+        await serving.send(message("Names", attachment=('fa"cture\r\n–été.pdf', b"x")))
+        [entry] = (await _get(serving, "/api/v1/messages")).json()["messages"]
+        full = (await _get(serving, f"/api/v1/message/{entry['ID']}")).json()
+        [attachment] = full["Attachments"]
+        part = await _get(serving, f"/api/v1/message/{entry['ID']}/part/{attachment['PartID']}")
+    assert part.content == b"x"
+    disposition = part.headers["content-disposition"]
+    assert disposition == (
+        'attachment; filename="facturet.pdf"; '
+        "filename*=UTF-8''fa%22cture%0D%0A%E2%80%93%C3%A9t%C3%A9.pdf"
+    )

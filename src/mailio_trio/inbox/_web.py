@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import urllib.parse
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
@@ -58,6 +59,15 @@ def _int(request: Request, name: str, default: int, *, low: int = 0, high: int =
     if not value.lstrip("-").isdigit():
         return default
     return max(low, min(high, int(value)))
+
+
+def _attachment(filename: str) -> str:
+    """``Content-Disposition`` for a client-chosen name: ASCII fallback, RFC 6266 ``filename*``."""
+    plain = "".join(c for c in filename if c.isascii() and c.isprintable() and c not in '"\\')
+    disposition = f'attachment; filename="{plain or "part"}"'
+    if plain != filename:
+        disposition += f"; filename*=UTF-8''{urllib.parse.quote(filename, safe='')}"
+    return disposition
 
 
 def _not_found(message_id: str) -> Response:
@@ -135,13 +145,12 @@ def inbox_app(inbox: Inbox) -> Starlette:
         if found is None:
             return PlainTextResponse("no such part", status_code=404)
         content, content_type, filename = found
-        safe = filename.replace('"', "").replace("\\", "").replace("\r", "").replace("\n", "")
         return Response(
             content,
             media_type=content_type,
             headers={
                 **_NOSNIFF,
-                "Content-Disposition": f'attachment; filename="{safe}"',
+                "Content-Disposition": _attachment(filename),
                 "Content-Security-Policy": "default-src 'none'; sandbox",
             },
         )
