@@ -25,3 +25,12 @@ def test_handler_examples_register_cleanly(page: str) -> None:
     names = [h.name for h in server.chain.handlers("rcpt")]  # type: ignore[attr-defined]
     assert names[0] == "core"
     assert names.index("log_recipient") < names.index("only_example")
+
+
+def test_authentication_example_orders_after_the_verification() -> None:
+    [block] = python_blocks("authentication.md")
+    namespace: dict[str, object] = {}
+    exec(compile(block, "docs/authentication.md", "exec"), namespace)
+    server = namespace["server"]
+    names = [h.name for h in server.chain.handlers("queue")]  # type: ignore[attr-defined]
+    assert "only_authenticated" in names

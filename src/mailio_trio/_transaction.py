@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from mailio_trio.protocol import ConnectionLost, Reply
+from mailio_trio.protocol.catalogue import INTERNAL_ERROR
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
 
 __all__ = ["COMMIT_FAILED", "commit", "peer_closed", "roll_back"]
 
-COMMIT_FAILED = Reply(451, "Local error in processing, try again later", "4.3.0")
+# The catalogue's 451 4.3.0 under the name chain.commit tests for (by identity).
+COMMIT_FAILED = INTERNAL_ERROR
 
 
 def step_name(step: Callable[[], Awaitable[None]]) -> str:

@@ -48,6 +48,8 @@ class AbuseKind(enum.Enum):
     OVERLONG_COMMAND = "over-long command lines"
     AUTH_FAILED = "failed authentications"
     TLS_HANDSHAKE = "failed TLS handshakes"
+    PROXY_HEADER = "refused, late or cut PROXY protocol headers"
+    PROXY_UNTRUSTED = "connections from outside server.proxy_trusted"
 
 
 @attrs.define(eq=False)

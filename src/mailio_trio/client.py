@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import base64
 import enum
-import re
 import ssl
 from contextlib import asynccontextmanager
 from pathlib import Path  # noqa: TC003  # isinstance() needs it at run time
@@ -42,10 +41,18 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from mailio_trio.protocol import LineSplitter, Need, OverlongLine, Reply, crlf_line_endings
+# DotStuffer lived here first; the name stays importable from the client.
+from mailio_trio.protocol import (
+    DotStuffer,
+    Need,
+    Reply,
+    ReplyReader,
+    ServerProtocolError,
+    mail_parameters,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable, Sequence
+    from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
 __all__ = [
     "DotStuffer",
@@ -61,10 +68,6 @@ __all__ = [
     "send",
 ]
 
-# RFC 5321 §4.5.3.1.5 allows reply lines of 512 octets; real servers send longer
-# banners, so be lenient, but bounded: a hostile server must not fill our memory.
-REPLY_LINE_LIMIT = 4096
-REPLY_MAX_LINES = 128
 CHUNK_SIZE = 64 * 1024
 
 
@@ -154,48 +157,6 @@ class SendResult:
         return {r: reply for r, reply in self.recipients.items() if not reply.is_positive}
 
 
-class DotStuffer:
-    """Dot-stuff a body fed in chunks (RFC 5321 §4.5.2), carrying line state across them.
-
-    Gives the same octets as :func:`mailio_trio.protocol.dot_stuff` on the
-    whole body: bare CR / LF become CRLF, a leading ``.`` is doubled, the body
-    ends with CRLF, then ``.\\r\\n``.
-    """
-
-    def __init__(self) -> None:
-        self._line_start = True
-        self._held_cr = False
-        self._empty = True
-
-    def feed(self, chunk: bytes) -> bytes:
-        if not chunk:
-            return b""
-        if self._held_cr:
-            chunk = b"\r" + chunk
-            self._held_cr = False
-        if chunk.endswith(b"\r"):
-            # It may be half of a CRLF split across chunks: decide with the next one.
-            chunk = chunk[:-1]
-            self._held_cr = True
-            if not chunk:
-                return b""
-        self._empty = False
-        chunk = crlf_line_endings(chunk)
-        if self._line_start and chunk.startswith(b"."):
-            chunk = b"." + chunk
-        self._line_start = chunk.endswith(b"\n")
-        return chunk.replace(b"\n.", b"\n..")
-
-    def finish(self) -> bytes:
-        out = b""
-        if self._held_cr:
-            out = b"\r\n"
-            self._held_cr, self._line_start, self._empty = False, True, False
-        if not self._empty and not self._line_start:
-            out += b"\r\n"
-        return out + b".\r\n"
-
-
 def _is_8bit(data: bytes) -> bool:
     return not data.isascii()
 
@@ -219,7 +180,7 @@ class SMTPClient:
     esmtp: bool = False
     secure: bool = False
     greeting: Reply | None = None
-    _splitter: LineSplitter = attrs.field(factory=lambda: LineSplitter(REPLY_LINE_LIMIT))
+    _reader: ReplyReader = attrs.field(factory=ReplyReader)
 
     # -- wire ----------------------------------------------------------------
 
@@ -231,22 +192,6 @@ class SMTPClient:
             raise SMTPTimeout(f"timed out sending to {self.host}") from None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise SMTPConnectionLost(f"connection to {self.host} lost: {exc}") from exc
-
-    async def _line(self) -> bytes:
-        while True:
-            line = self._splitter.next_line()
-            if isinstance(line, OverlongLine):
-                raise SMTPProtocolError(f"{self.host} sent a reply line over {REPLY_LINE_LIMIT}")
-            if line is not Need.DATA:
-                assert isinstance(line, bytes)
-                return line
-            try:
-                chunk = await self.stream.receive_some(CHUNK_SIZE)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
-                raise SMTPConnectionLost(f"connection to {self.host} lost: {exc}") from exc
-            if not chunk:
-                raise SMTPConnectionLost(f"{self.host} closed the connection")
-            self._splitter.feed(bytes(chunk))
 
     async def read_reply(self, seconds: float | None = None) -> Reply:
         """Read one (possibly multi-line) reply.
@@ -261,30 +206,21 @@ class SMTPClient:
             raise SMTPTimeout(f"timed out waiting for {self.host}") from None
 
     async def _read_reply(self) -> Reply:
-        texts: list[str] = []
-        code = 0
         while True:
-            raw = (await self._line()).rstrip(b"\r\n")
-            line = raw.decode("utf-8", "replace")
-            if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in ("", " ", "-"):
-                raise SMTPProtocolError(f"{self.host} sent a malformed reply: {line[:80]!r}")
-            if code and int(line[:3]) != code:
-                raise SMTPProtocolError(f"{self.host} changed the code inside a reply")
-            code = int(line[:3])
-            texts.append(line[4:].replace("\r", " "))
-            if len(texts) > REPLY_MAX_LINES:
-                raise SMTPProtocolError(f"{self.host} sent a reply over {REPLY_MAX_LINES} lines")
-            if line[3:4] != "-":
-                break
-        if not 200 <= code <= 599:
-            raise SMTPProtocolError(f"{self.host} sent reply code {code}")
-        enhanced = None
-        head, _, rest = texts[0].partition(" ")
-        if re.fullmatch(r"[245]\.\d{1,3}\.\d{1,3}", head) and head[0] == str(code)[0]:
-            enhanced = head
-            # RFC 2034 §4: every line of the reply repeats the code; show the text once.
-            texts = [rest] + [t.partition(" ")[2] if t.startswith(head) else t for t in texts[1:]]
-        return Reply(code, "\n".join(texts), enhanced)
+            try:
+                reply = self._reader.next_reply()
+            except ServerProtocolError as exc:
+                raise SMTPProtocolError(f"{self.host} {exc}") from None
+            if reply is not Need.DATA:
+                assert isinstance(reply, Reply)
+                return reply
+            try:
+                chunk = await self.stream.receive_some(CHUNK_SIZE)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+                raise SMTPConnectionLost(f"connection to {self.host} lost: {exc}") from exc
+            if not chunk:
+                raise SMTPConnectionLost(f"{self.host} closed the connection")
+            self._reader.feed(bytes(chunk))
 
     async def command(self, line: str) -> Reply:
         """Send one command line (CRLF added) and return the reply, whatever its code."""
@@ -321,7 +257,7 @@ class SMTPClient:
         """Upgrade to TLS (RFC 3207) and say EHLO again; SNI is :attr:`host`."""
         await self._expect("STARTTLS", "STARTTLS", (220,))
         # RFC 3207 §4.2: anything the server sent before the handshake is not trusted.
-        self._splitter.take_buffered()
+        self._reader.take_buffered()
         stream = trio.SSLStream(self.stream, context, server_hostname=self.host)
         try:
             with trio.fail_after(self.timeout):
@@ -378,6 +314,8 @@ class SMTPClient:
         *,
         smtputf8: bool | None = None,
         eight_bit: bool | None = None,
+        mail_params: Sequence[str] = (),
+        rcpt_params: Mapping[str, Sequence[str]] | None = None,
     ) -> SendResult:
         """Send one message to the recipients the server accepts.
 
@@ -391,6 +329,10 @@ class SMTPClient:
           eight_bit: Whether the body has 8-bit octets (``BODY=8BITMIME``);
             ``None`` means scan it. Without 8BITMIME at the server it is sent
             anyway, as Postfix does, rather than mangled.
+          mail_params: More ``KEY=value`` parameters for MAIL (``RET=HDRS``);
+            the caller checks the server offers their extension.
+          rcpt_params: More parameters for a recipient's RCPT, by recipient
+            (``NOTIFY=SUCCESS``).
 
         Returns:
           Each recipient's reply; see :class:`SendResult`.
@@ -413,27 +355,14 @@ class SMTPClient:
                 if isinstance(body, bytes)
                 else await trio.to_thread.run_sync(_file_is_8bit, body)
             )
-        if smtputf8 and not self.supports("SMTPUTF8"):
-            raise SMTPError(
-                553,
-                f"message needs SMTPUTF8 (non-ASCII addresses), which {self.host} does not offer",
-                "5.6.7",
-            )
-        limit = self.extensions.get("SIZE", "")
-        if limit.isdigit() and int(limit) > 0 and size > int(limit):
-            # RFC 1870 §6: do not send what the server told us it will refuse.
-            raise SMTPError(
-                552, f"message of {size} octets exceeds {self.host}'s limit of {limit}", "5.3.4"
-            )
-        params = []
-        if self.supports("SIZE"):
-            params.append(f"SIZE={size}")
-        if eight_bit and self.supports("8BITMIME"):
-            params.append("BODY=8BITMIME")
-        if smtputf8:
-            params.append("SMTPUTF8")
-        mail = " ".join([f"MAIL FROM:<{sender}>", *params])
-        rcpts = [f"RCPT TO:<{r}>" for r in recipients]
+        params = mail_parameters(
+            self.extensions, size, eight_bit=eight_bit, smtputf8=smtputf8, server=self.host
+        )
+        if isinstance(params, Reply):
+            raise SMTPError(params.code, params.text, params.enhanced)
+        mail = " ".join([f"MAIL FROM:<{sender}>", *params, *mail_params])
+        extra = rcpt_params or {}
+        rcpts = [" ".join([f"RCPT TO:<{r}>", *extra.get(r, ())]) for r in recipients]
         replies: dict[str, Reply] = {}
         if self.supports("PIPELINING"):
             # RFC 2920 §3.1: MAIL and RCPTs may go in one group; read the replies in order.

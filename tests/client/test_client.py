@@ -8,14 +8,11 @@ from typing import TYPE_CHECKING
 import pytest
 import trio
 import trustme
-from hypothesis import given
-from hypothesis import strategies as st
 from smtp_peers import PeerHandler, run_aiosmtpd
 
 from mailio_trio import Config, Limits, Server
 from mailio_trio.chain import Handler, Request, Response
 from mailio_trio.client import (
-    DotStuffer,
     SMTPConnectionLost,
     SMTPError,
     SMTPReplyError,
@@ -24,7 +21,6 @@ from mailio_trio.client import (
     open_smtp_client,
     send,
 )
-from mailio_trio.protocol import dot_stuff
 from mailio_trio.testing import start_capturing_server
 
 if TYPE_CHECKING:
@@ -33,24 +29,6 @@ if TYPE_CHECKING:
     from mailio_trio.testing import RunningServer
 
 BODY = b"Subject: hi\r\nFrom: a@example.org\r\n\r\n.leading dot\r\nline\r\n..two\r\n"
-
-
-@given(st.binary(max_size=300), st.lists(st.integers(1, 50), max_size=20))
-def test_chunked_dot_stuffing_equals_whole_body(body: bytes, cuts: list[int]) -> None:
-    stuffer = DotStuffer()
-    out, pos = b"", 0
-    for size in cuts:
-        out += stuffer.feed(body[pos : pos + size])
-        pos += size
-    out += stuffer.feed(body[pos:]) + stuffer.finish()
-    assert out == dot_stuff(body)
-
-
-@pytest.mark.parametrize("body", [b"", b"\r", b".", b"a\r", b"\r\n.\r\n", b"x\n.\ny", b"a\r\r\n.b"])
-def test_dot_stuffing_edge_cases_byte_by_byte(body: bytes) -> None:
-    stuffer = DotStuffer()
-    out = b"".join(stuffer.feed(body[i : i + 1]) for i in range(len(body))) + stuffer.finish()
-    assert out == dot_stuff(body)
 
 
 async def test_send_delivers_body_byte_identical(mailio_server: RunningServer) -> None:

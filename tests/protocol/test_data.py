@@ -1,4 +1,4 @@
-"""DataReader: the end of DATA, dot-unstuffing, smuggling, limits; and dot_stuff."""
+"""DataReader: the end of DATA, dot-unstuffing, smuggling, limits; dot_stuff and DotStuffer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mailio_trio.protocol import BareLineEndings, DataReader, ProtocolUsageError, dot_stuff
+from mailio_trio.protocol import (
+    BareLineEndings,
+    DataReader,
+    DotStuffer,
+    ProtocolUsageError,
+    dot_stuff,
+)
 
 
 def feed_all(reader: DataReader, chunks: list[bytes]) -> tuple[bytes, bool, bytes]:
@@ -302,3 +308,24 @@ def test_dot_free_chunks(chunks: list[bytes], body: bytes, trailing: bytes) -> N
     reader = DataReader(max_size=0)
     out = b"".join(reader.feed(chunk) for chunk in chunks)
     assert (out, reader.done, reader.take_trailing()) == (body, True, trailing)
+
+
+# -- DotStuffer: dot_stuff for a body fed in chunks ---------------------------
+
+
+@given(st.binary(max_size=300), st.lists(st.integers(1, 50), max_size=20))
+def test_chunked_dot_stuffing_equals_whole_body(body: bytes, cuts: list[int]) -> None:
+    stuffer = DotStuffer()
+    out, pos = b"", 0
+    for size in cuts:
+        out += stuffer.feed(body[pos : pos + size])
+        pos += size
+    out += stuffer.feed(body[pos:]) + stuffer.finish()
+    assert out == dot_stuff(body)
+
+
+@pytest.mark.parametrize("body", [b"", b"\r", b".", b"a\r", b"\r\n.\r\n", b"x\n.\ny", b"a\r\r\n.b"])
+def test_dot_stuffing_edge_cases_byte_by_byte(body: bytes) -> None:
+    stuffer = DotStuffer()
+    out = b"".join(stuffer.feed(body[i : i + 1]) for i in range(len(body))) + stuffer.finish()
+    assert out == dot_stuff(body)

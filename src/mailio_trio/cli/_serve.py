@@ -81,7 +81,35 @@ def server_flags() -> Parser:
     group.add_argument("--max-message-size", type=positive_int, metavar="BYTES")
     group.add_argument("--idle-timeout", type=positive_float, metavar="SECONDS")
     _add_relay_flags(group)
+    _add_proxy_flags(group)
     return flags
+
+
+def _cidr_arg(value: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} must be a network in CIDR form (10.0.0.0/8) or an address"
+        ) from None
+
+
+def _add_proxy_flags(group: argparse._ArgumentGroup) -> None:
+    group.add_argument(
+        "--proxy-protocol",
+        action="store_true",
+        default=None,
+        help="expect a PROXY protocol header (v1 or v2) from the --proxy-trusted balancers",
+    )
+    group.add_argument(
+        "--proxy-trusted",
+        metavar="CIDR",
+        type=_cidr_arg,
+        action="append",
+        help="a load balancer's network whose PROXY headers are believed, repeatable",
+    )
 
 
 def _smart_host_arg(value: str) -> str:
@@ -186,6 +214,10 @@ def _flags_table(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         limits["message_size"] = args.max_message_size
     if args.idle_timeout is not None:
         limits["idle_timeout"] = args.idle_timeout
+    if args.proxy_protocol:
+        server["proxy_protocol"] = True
+    if args.proxy_trusted:
+        server["proxy_trusted"] = args.proxy_trusted
     relay: dict[str, Any] = {}
     dns: dict[str, Any] = {}
     if args.relay or args.smart_host:

@@ -12,7 +12,7 @@ plugin's own table lives in the plugin and is reached through
 from __future__ import annotations
 
 from mailio_trio.config._auth import AuthConfig, Mechanism
-from mailio_trio.config._config import Config
+from mailio_trio.config._config import Config, ProxyUntrusted
 from mailio_trio.config._mailauth import MailauthConfig
 from mailio_trio.config._sections import DnsConfig, Limits, MaildirConfig, RelayConfig
 from mailio_trio.config._tls import TLSConfig, TLSVersion
@@ -27,6 +27,7 @@ __all__ = [
     "MailauthConfig",
     "MaildirConfig",
     "Mechanism",
+    "ProxyUntrusted",
     "RelayConfig",
     "TLSConfig",
     "TLSVersion",

@@ -7,6 +7,7 @@ an optional plugin's own table lives in the plugin and is reached through
 
 from __future__ import annotations
 
+import enum
 import os
 import socket
 from pathlib import Path
@@ -25,12 +26,46 @@ from mailio_trio.config._toml import (
     dumps,
     load_toml,
 )
-from mailio_trio.config._validators import ConfigError, parse_listen, positive, show, strings
+from mailio_trio.config._validators import (
+    ConfigError,
+    networks,
+    parse_listen,
+    positive,
+    show,
+    strings,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-__all__ = ["Config"]
+__all__ = ["Config", "ProxyUntrusted"]
+
+
+class ProxyUntrusted(enum.Enum):
+    """What ``proxy_protocol`` does with a connection from outside ``proxy_trusted``."""
+
+    REFUSE = "refuse"
+    """Close it unanswered: only the balancers may reach a port that expects a header."""
+    SMTP = "smtp"
+    """Serve it as plain SMTP, its own address standing; a PROXY line is then one
+    more unrecognized command (``500 5.5.1``), never believed."""
+
+
+def _proxy_untrusted(value: str | ProxyUntrusted) -> ProxyUntrusted:
+    if isinstance(value, ProxyUntrusted):
+        return value
+    try:
+        return ProxyUntrusted(str(value).lower())
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in ProxyUntrusted)
+        raise ConfigError(
+            f"server.proxy_untrusted = {show(value)}: must be one of {allowed}"
+        ) from None
+
+
+def _proxy_trusted(value: Any) -> tuple[str, ...]:
+    return networks(value, "server.proxy_trusted")
+
 
 T = TypeVar("T")
 
@@ -117,6 +152,8 @@ class Config:
     smtputf8: bool = True
     eight_bit_mime: bool = True
     pipelining: bool = True
+    chunking: bool = True
+    """Offer CHUNKING (RFC 3030): messages sent in ``BDAT`` chunks, without BINARYMIME."""
     enhanced_status_codes: bool = True
     spool_dir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
     """Where DATA bodies are streamed while handlers run; ``None`` is the system temp dir."""
@@ -142,7 +179,24 @@ class Config:
     where the kernel cannot tell it (Linux's ``PR_SET_PDEATHSIG`` needs no polling).
     One ``getppid()`` a second costs nothing and leaves an orphan serving for a second."""
 
+    proxy_protocol: bool = False
+    """Expect a PROXY protocol header (HAProxy's, v1 or v2) before SMTP from the
+    ``proxy_trusted`` peers, and serve the client it names (``docs/deploy.md``)."""
+    proxy_trusted: tuple[str, ...] = attrs.field(default=(), converter=_proxy_trusted)
+    """CIDRs of the load balancers whose PROXY headers are believed."""
+    proxy_timeout: float = attrs.field(default=5.0, validator=positive)
+    """Seconds a trusted peer has for the whole header; a balancer sends it at once."""
+    proxy_untrusted: ProxyUntrusted = attrs.field(
+        default=ProxyUntrusted.REFUSE, converter=_proxy_untrusted
+    )
+    """``refuse`` (close) or ``smtp`` (serve without a header) a peer outside ``proxy_trusted``."""
+
     def __attrs_post_init__(self) -> None:
+        if self.proxy_protocol and not self.proxy_trusted:
+            raise ConfigError(
+                "server.proxy_protocol = true: server.proxy_trusted must list the load "
+                "balancers' networks (nobody else's header may be believed)"
+            )
         if not self.domains:
             host = self.hostname.lower().rstrip(".")
             parent = host.split(".", 1)[1] if host.count(".") >= 2 else host

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailio_trio.plugins import (
     auth,
+    bdat,
     connect,
     data,
     ehlo,
@@ -56,6 +57,7 @@ CORE_PLUGINS = (
     mail,
     rcpt,
     data,
+    bdat,
     queue,
     rset,
     noop,
@@ -157,6 +159,7 @@ CONDITIONAL_KEYS: dict[str, str] = {
     "queue/relay": "[relay]",
     "rcpt/local": "[maildir]",
     "queue/maildir": "[maildir]",
+    "queue/dsn": "[maildir]",
     "queue/print": "the serve --capture/--print flags",
 }
 

@@ -26,11 +26,19 @@ from __future__ import annotations
 import enum
 import re
 
+from mailio_trio.protocol.catalogue import MESSAGE_TOO_BIG
 from mailio_trio.protocol.errors import ProtocolUsageError
 from mailio_trio.protocol.hops import HopCounter
 from mailio_trio.protocol.replies import Reply
 
-__all__ = ["BareLineEndings", "DataReader", "crlf_line_endings", "data_problem", "dot_stuff"]
+__all__ = [
+    "BareLineEndings",
+    "DataReader",
+    "DotStuffer",
+    "crlf_line_endings",
+    "data_problem",
+    "dot_stuff",
+]
 
 # RFC 5321 §4.5.3.1.6: a text line is at most 998 octets + CRLF = 1000.
 DEFAULT_TEXT_LINE_LIMIT = 1000
@@ -85,6 +93,9 @@ class DataReader:
       hops: ``Received:`` lines in the header block so far.
       too_many_hops: ``hops`` reached ``max_hops``.
     """
+
+    # BDAT chunks (protocol/chunking.py) share every check but dot-unstuffing.
+    _unstuff = True
 
     def __init__(
         self,
@@ -210,13 +221,14 @@ class DataReader:
         if self._at_line_start:
             self._after_crlf = region.endswith(b"\r\n")
 
-        # RFC 5321 §4.5.2: a line starting with "." loses that dot — except a
-        # lone-dot line that was not the terminator, which stays as content.
-        if at_start and text[0] == _DOT and not text.startswith(b".\r\n"):
-            text = text[1:]
-        # Clean text is the region itself, so "\n." in it means "\r\n." in the region.
-        if not (crlf_dot_free and text is region) and b"\n." in text:
-            text = _STUFFED_DOT.sub(b"\n", text)
+        if self._unstuff:
+            # RFC 5321 §4.5.2: a line starting with "." loses that dot — except a
+            # lone-dot line that was not the terminator, which stays as content.
+            if at_start and text[0] == _DOT and not text.startswith(b".\r\n"):
+                text = text[1:]
+            # Clean text is the region itself, so "\n." in it means "\r\n." in the region.
+            if not (crlf_dot_free and text is region) and b"\n." in text:
+                text = _STUFFED_DOT.sub(b"\n", text)
 
         if not self._hops.done:  # the header block only: one attribute test per chunk after
             self._hops.feed(text)
@@ -310,10 +322,60 @@ def dot_stuff(body: bytes) -> bytes:
 TOO_MANY_HOPS = Reply(554, "Too many hops: mail loop detected (RFC 5321 section 6.3)", "5.4.6")
 
 
+class DotStuffer:
+    """Dot-stuff a body fed in chunks (RFC 5321 §4.5.2), carrying line state across them.
+
+    Gives the same octets as :func:`dot_stuff` on the whole body: bare CR / LF
+    become CRLF, a leading ``.`` is doubled, the body ends with CRLF, then
+    ``.\\r\\n``. The client streams a body from a file through it, one chunk
+    at a time, so the body is never held whole.
+
+    Example:
+      >>> stuffer = DotStuffer()
+      >>> stuffer.feed(b"a\\r") + stuffer.feed(b"\\n.b") + stuffer.finish()
+      b'a\\r\\n..b\\r\\n.\\r\\n'
+    """
+
+    def __init__(self) -> None:
+        self._line_start = True
+        self._held_cr = False
+        self._empty = True
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Return the stuffed octets for ``chunk`` (a trailing CR waits for the next)."""
+        if not chunk:
+            return b""
+        if self._held_cr:
+            chunk = b"\r" + chunk
+            self._held_cr = False
+        if chunk.endswith(b"\r"):
+            # It may be half of a CRLF split across chunks: decide with the next one.
+            chunk = chunk[:-1]
+            self._held_cr = True
+            if not chunk:
+                return b""
+        self._empty = False
+        chunk = crlf_line_endings(chunk)
+        if self._line_start and chunk.startswith(b"."):
+            chunk = b"." + chunk
+        self._line_start = chunk.endswith(b"\n")
+        return chunk.replace(b"\n.", b"\n..")
+
+    def finish(self) -> bytes:
+        """Return the end of the body: a held CR, a missing CRLF, then ``.\\r\\n``."""
+        out = b""
+        if self._held_cr:
+            out = b"\r\n"
+            self._held_cr, self._line_start, self._empty = False, True, False
+        if not self._empty and not self._line_start:
+            out += b"\r\n"
+        return out + b".\r\n"
+
+
 def data_problem(reader: DataReader, policy: BareLineEndings, line_limit: int) -> Reply | None:
     """The refusal a finished DATA body earns (size, bare line endings, line length), if any."""
     if reader.size_exceeded:
-        return Reply(552, "Message size exceeds fixed maximum message size", "5.3.4")
+        return MESSAGE_TOO_BIG
     if reader.bare_line_ending_seen and policy is BareLineEndings.REJECT:
         return Reply(550, "Bare CR or LF in message; lines must end with CRLF", "5.5.2")
     if reader.line_too_long:

@@ -1,7 +1,9 @@
 """The ways the protocol can fail, after h11's Local/RemoteProtocolError.
 
 ``ClientProtocolError`` is the peer's mistake: it carries the reply the session
-sends back. ``ProtocolUsageError`` is ours: calling the core wrongly is a bug.
+sends back. ``ServerProtocolError`` is the peer's mistake when we are the
+client: what the server sent is not an SMTP reply. ``ProtocolUsageError`` is
+ours: calling the core wrongly is a bug.
 ``ConnectionLost``: the peer is gone.
 """
 
@@ -19,6 +21,15 @@ class ClientProtocolError(Exception):
     def __init__(self, reply: Reply) -> None:
         super().__init__(f"{reply.code} {reply.enhanced or ''} {reply.text}".replace("  ", " "))
         self.reply = reply
+
+
+class ServerProtocolError(Exception):
+    """The server sent something that is not an SMTP reply (RFC 5321 §4.2).
+
+    Raised by :class:`~mailio_trio.protocol.replies.ReplyReader`; the message
+    reads after the server's name (``"sent reply code 700"``), which the
+    client puts in front of it.
+    """
 
 
 class ProtocolUsageError(Exception):

@@ -24,9 +24,17 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from mailio_trio.protocol.dsn import DsnRcpt
 from mailio_trio.protocol.hops import count_hops
 from mailio_trio.relay import schedule
-from mailio_trio.relay.bounce import build_delay_dsn, build_dsn, delay_recipients, should_bounce
+from mailio_trio.relay.bounce import (
+    build_delay_dsn,
+    build_dsn,
+    delay_recipients,
+    failure_recipients,
+    relayed_recipients,
+    should_bounce,
+)
 from mailio_trio.relay.deliver import MxResolver, deliver_group
 from mailio_trio.relay.spool import Entry, ErrorInfo, RecipientStatus, Spool
 
@@ -129,6 +137,7 @@ class RelayWorker:
             groups[state.address.rpartition("@")[2].lower()].append(state.address)
         lock = trio.Lock()
         message = self.spool.message_path(entry.id)
+        dsn = {s.address: DsnRcpt(s.notify, s.orcpt) for s in entry.pending()}
 
         async def one_group(domain: str, recipients: list[str]) -> None:
             async with self._limiter:
@@ -142,6 +151,9 @@ class RelayWorker:
                     config=self.config.relay,
                     ehlo_name=self.ehlo_name,
                     resolver=self.resolver,
+                    dsn=dsn,
+                    ret=entry.ret,
+                    envid=entry.envid,
                 )
             async with lock:
                 current = await self.spool.load(entry.id)
@@ -151,6 +163,7 @@ class RelayWorker:
                     if state.address in outcomes and state.status is RecipientStatus.PENDING:
                         outcome = outcomes[state.address]
                         state.status, state.error = outcome.status, outcome.error
+                        state.relayed = outcome.relayed
                 await self.spool.save(current)
 
         async with trio.open_nursery() as nursery:
@@ -212,7 +225,9 @@ class RelayWorker:
             await self.spool.save(entry)
             logger.info("%s: retry %d at %.0f", entry.id, entry.attempts, entry.next_attempt)
             return
-        if entry.failed() and not entry.bounced:
+        if entry.failed() and not failure_recipients(entry):
+            logger.info("%s: no failure report (NOTIFY without FAILURE)", entry.id)
+        if not entry.bounced and (failure_recipients(entry) or relayed_recipients(entry)):
             try:
                 await self._bounce(entry)
             except Exception:

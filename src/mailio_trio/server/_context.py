@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from mailio_trio.config import Config
     from mailio_trio.dns import Resolver
     from mailio_trio.protocol import Reply
+    from mailio_trio.protocol.proxy import ProxyHeader
     from mailio_trio.server._session import Session
 
 __all__ = [
@@ -52,6 +53,10 @@ class ClientInfo:
     hostname: str | None = None
     """The reverse DNS name once confirmed, else ``None``."""
     helo: str | None = None
+    proxy: ProxyHeader | None = None
+    """The PROXY protocol header this connection came with (``server.proxy_protocol``)."""
+    proxied_by: tuple[str, int] | None = None
+    """The load balancer's own address and port when a PROXY header was read."""
 
 
 @attrs.frozen

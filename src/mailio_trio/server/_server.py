@@ -23,10 +23,13 @@ import trio
 
 from mailio_trio.abuse import AbuseKind
 from mailio_trio.chain import Chain, Handler, HandlerFunc, handler_decorator
-from mailio_trio.config import Config, ConfigError
+from mailio_trio.config import Config, ConfigError, ProxyUntrusted
+from mailio_trio.networks import Network, in_networks, parse_networks
 from mailio_trio.protocol import Reply
+from mailio_trio.protocol.catalogue import TOO_MANY_CONNECTIONS, TOO_MANY_FROM_YOU
 from mailio_trio.server._admission import Admission, PerIpLimiter
 from mailio_trio.server._context import tls_info
+from mailio_trio.server._proxy import PrefixedStream, read_proxy_header, refuse_untrusted
 from mailio_trio.server._session import ClientInfo, ServerContext, Session
 from mailio_trio.server._spool import prepare_directory
 from mailio_trio.server._submit import SubmissionRefused
@@ -36,6 +39,8 @@ if TYPE_CHECKING:
     from email.message import EmailMessage
 
     from mailio_trio.dns import Resolver
+    from mailio_trio.plugins.dsn import DsnOutbox
+    from mailio_trio.protocol import Reply
     from mailio_trio.relay.worker import RelayWorker
     from mailio_trio.server._submit import SubmissionResult
 
@@ -46,8 +51,6 @@ logger = logging.getLogger("mailio_trio.server")
 Address = tuple[str, int]
 """A bound ``(host, port)``."""
 
-TOO_MANY_CONNECTIONS = Reply(421, "Too many connections, try again later", "4.7.0")
-TOO_MANY_FROM_YOU = Reply(421, "Too many connections from your address, try again later", "4.7.0")
 
 # Running out of file descriptors is a passing condition: wait, then accept again,
 # as trio.serve_listeners does.
@@ -62,6 +65,8 @@ class ServerStatistics:
     refused_over_limit: int
     tls_handshakes: int = 0
     """Implicit-TLS connections still in their handshake (they count toward the limit)."""
+    proxy_headers: int = 0
+    """Connections still sending their PROXY protocol header (they count toward the limit)."""
 
 
 @attrs.define(eq=False)
@@ -95,11 +100,14 @@ class Server:
     _accept_scopes: set[trio.CancelScope] = attrs.field(factory=set, init=False)
     _serving: int = attrs.field(default=0, init=False)
     _handshaking: int = attrs.field(default=0, init=False)
+    _proxy_waiting: int = attrs.field(default=0, init=False)
+    _proxy_trusted: tuple[Network, ...] = attrs.field(init=False)
     _stopped: trio.Event = attrs.field(factory=trio.Event, init=False)
     _sessions_total: int = attrs.field(default=0, init=False)
     _refused: int = attrs.field(default=0, init=False)
     relay: RelayWorker | None = attrs.field(default=None, init=False)
     """The relay worker when ``relay.enabled``; run by :meth:`serve_listeners`."""
+    _dsn_outbox: DsnOutbox | None = attrs.field(default=None, init=False)
     _relay_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
     _per_ip: PerIpLimiter = attrs.field(init=False)
     _warned_no_keeper: bool = attrs.field(default=False, init=False)
@@ -125,10 +133,30 @@ class Server:
             discard=self.discard,
         )
         self._per_ip = PerIpLimiter(self.config.limits)
+        self._proxy_trusted = parse_networks(self.config.proxy_trusted)
         register_core(self.chain)
         register_configured(self.chain, self.config, has_resolver=self.resolver is not None)
         if self.config.relay.enabled:
             self._start_relay()
+        if self.config.maildir.enabled:
+            from mailio_trio.plugins import dsn
+
+            # Delivered-at-the-mailbox reports (RFC 3461 NOTIFY=SUCCESS), sent after the 250.
+            self._dsn_outbox = dsn.DsnOutbox(self._submit_dsn)
+            dsn.register(self.chain, self._dsn_outbox)
+
+    async def _submit_dsn(self, data: bytes, sender: str, recipients: list[str]) -> None:
+        # Through our own queue chain: a local sender's DSN lands in its maildir
+        # instead of being relayed to ourselves; a remote one is spooled.
+        try:
+            await self.send_mail(data, sender=sender, recipients=recipients)
+        except SubmissionRefused as exc:
+            if not exc.refused or any(o.reply.code < 500 for o in exc.refused):
+                raise  # the worker keeps the entry and tries again later
+            # A DSN whose recipient our own policy refuses for good (no such
+            # mailbox, relaying off) has nowhere to go: drop it, as MTAs drop
+            # a double bounce, rather than retry it until the spool expires.
+            logger.warning("DSN to %s dropped: %s", ", ".join(recipients), exc.reply)
 
     def _start_relay(self) -> None:
         from mailio_trio.dns import DnsResolver
@@ -136,21 +164,7 @@ class Server:
         from mailio_trio.relay.worker import RelayWorker
 
         resolver = self.resolver or DnsResolver()
-
-        async def submit_bounce(data: bytes, sender: str, recipients: list[str]) -> None:
-            # Through our own queue chain: a local sender's DSN lands in its maildir
-            # instead of being relayed to ourselves; a remote one is spooled.
-            try:
-                await self.send_mail(data, sender=sender, recipients=recipients)
-            except SubmissionRefused as exc:
-                if not exc.refused or any(o.reply.code < 500 for o in exc.refused):
-                    raise  # the worker keeps the entry and tries again later
-                # A DSN whose recipient our own policy refuses for good (no such
-                # mailbox, relaying off) has nowhere to go: drop it, as MTAs drop
-                # a double bounce, rather than retry it until the spool expires.
-                logger.warning("DSN to %s dropped: %s", ", ".join(recipients), exc.reply)
-
-        self.relay = RelayWorker(self.config, resolver, submit=submit_bounce)
+        self.relay = RelayWorker(self.config, resolver, submit=self._submit_dsn)
         queue_relay.register(self.chain, self.relay)
 
     async def _run_relay(self, *, task_status: trio.TaskStatus[None]) -> None:
@@ -235,6 +249,7 @@ class Server:
             sessions_total=self._sessions_total,
             refused_over_limit=self._refused,
             tls_handshakes=self._handshaking,
+            proxy_headers=self._proxy_waiting,
         )
 
     def reload_tls(self, context: ssl.SSLContext | None = None) -> None:
@@ -323,6 +338,8 @@ class Server:
             async with trio.open_nursery() as connections:
                 if self.relay is not None and self._relay_scope is None:
                     await connections.start(self._run_relay)
+                if self._dsn_outbox is not None and not self._dsn_outbox.running:
+                    await connections.start(self._dsn_outbox.run)
                 with accept_scope:
                     async with trio.open_nursery() as accepting:
                         for listener in listeners:
@@ -376,9 +393,10 @@ class Server:
 
     async def _handle(self, stream: trio.SocketStream, tls: bool) -> None:
         self._sessions_total += 1
-        # Clients still in their TLS handshake count: a flood of stalled handshakes
-        # must hit the limit like a flood of idle sessions.
-        if len(self._context.sessions) + self._handshaking >= self.config.limits.max_connections:
+        # Clients still in their TLS handshake or PROXY header count: a flood of
+        # stalled handshakes must hit the limit like a flood of idle sessions.
+        busy = len(self._context.sessions) + self._handshaking + self._proxy_waiting
+        if busy >= self.config.limits.max_connections:
             self._refused += 1
             if tls:  # a plaintext 421 means nothing to a client that expects TLS
                 await trio.aclose_forcefully(stream)
@@ -390,6 +408,24 @@ class Server:
         except OSError:
             await trio.aclose_forcefully(stream)
             return
+        client = ClientInfo(address=host, port=port)
+        early = b""  # the client's first bytes, read with a PROXY header
+        if self.config.proxy_protocol:
+            # Before admission: the per-address limits count the client the
+            # header names, never the balancer.
+            if in_networks(host, self._proxy_trusted):
+                self._proxy_waiting += 1
+                try:
+                    proxied = await read_proxy_header(stream, self._context, (host, port))
+                finally:
+                    self._proxy_waiting -= 1
+                if proxied is None:
+                    return
+                client, early = proxied.client_info((host, port)), proxied.trailing
+                host = client.address
+            elif self.config.proxy_untrusted is ProxyUntrusted.REFUSE:
+                await refuse_untrusted(stream, self._context, (host, port))
+                return
         admission = self._per_ip.admit(host, trio.current_time())
         if admission is not Admission.ADMITTED:
             self._refused += 1
@@ -404,13 +440,17 @@ class Server:
             await _refuse(stream, TOO_MANY_FROM_YOU, self.config.limits.farewell_timeout)
             return
         try:
-            client = ClientInfo(address=host, port=port)
             if not tls:
-                await Session(self._context, stream, client).run()
+                session = Session(self._context, stream, client)
+                if early:
+                    session.push_input(early)
+                await session.run()
                 return
             self._handshaking += 1
             try:
-                tls_stream = await self._handshake(stream, client)
+                tls_stream = await self._handshake(
+                    PrefixedStream(stream, early) if early else stream, client
+                )
             finally:
                 self._handshaking -= 1
             if tls_stream is not None:
@@ -422,8 +462,8 @@ class Server:
             self._per_ip.release(host)
 
     async def _handshake(
-        self, stream: trio.SocketStream, client: ClientInfo
-    ) -> trio.SSLStream[trio.SocketStream] | None:
+        self, stream: trio.abc.Stream, client: ClientInfo
+    ) -> trio.SSLStream[trio.abc.Stream] | None:
         """Implicit TLS: the handshake, in this connection's task and under its timeout."""
         context = self._context.tls_context
         assert context is not None  # serve_tls refuses to start without one
@@ -467,6 +507,8 @@ class Server:
         if self._relay_scope is not None:
             # Deliveries in flight are cut: the spool records them as still pending.
             self._relay_scope.cancel()
+        if self._dsn_outbox is not None:
+            self._dsn_outbox.stop()  # success reports are best effort (plugins/dsn.py)
         for scope in self._accept_scopes:
             scope.cancel()
         for session in list(self._context.sessions):

@@ -41,6 +41,7 @@ from mailio_trio.chain import (
     order_handlers,
 )
 from mailio_trio.message import Envelope, Message
+from mailio_trio.plugins.ehlo import dsn_offered
 from mailio_trio.protocol import (
     ClientProtocolError,
     Command,
@@ -53,7 +54,17 @@ from mailio_trio.protocol import (
     data_problem,
     parse_command,
 )
-from mailio_trio.server._connection import LINE_TOO_LONG, Connection
+from mailio_trio.protocol.catalogue import (
+    DATA_TIMEOUT,
+    INTERNAL_ERROR,
+    LINE_TOO_LONG,
+    NOT_IMPLEMENTED,
+    SHUTTING_DOWN,
+    TOO_MANY_UNRECOGNIZED,
+)
+from mailio_trio.protocol.dsn import ORCPT_LIMIT
+from mailio_trio.server._bdat import ChunkedMessage, receive_bdat
+from mailio_trio.server._connection import Connection
 from mailio_trio.server._context import (
     ClientInfo,
     Close,
@@ -80,13 +91,6 @@ transcript = logging.getLogger("mailio_trio.transcript")
 # most of a small command's CPU. TLS sessions keep trio.SSLStream. Tests run the
 # end-to-end suites both ways by turning this off (tests/conftest.py).
 FAST_SOCKET_IO = os.name == "posix"
-
-INTERNAL_ERROR = Reply(451, "Local error in processing, try again later", "4.3.0")
-SHUTTING_DOWN = Reply(421, "Service shutting down, closing connection", "4.3.2")
-DATA_TIMEOUT = Reply(421, "DATA timeout, closing connection", "4.4.2")
-NOT_IMPLEMENTED = Reply(502, "Command not implemented", "5.5.1")
-# The unrecognized/core handler's farewell, for lines that never parse as a command.
-TOO_MANY_UNRECOGNIZED = Reply(421, "Too many unrecognized commands, closing connection", "4.7.0")
 
 
 @attrs.define(eq=False)
@@ -115,10 +119,16 @@ class Session(Connection):
     _own: dict[str, list[Handler]] = attrs.field(factory=dict, init=False)
     _plans: dict[str, tuple[Step, ...]] | None = attrs.field(default=None, init=False)
     """Plans of commands with per-session handlers; None while there are none."""
-    _data_timed_out: bool = attrs.field(default=False, init=False)
+    chunked: ChunkedMessage | None = attrs.field(default=None, init=False)
+    """A message arriving in BDAT chunks, until its ``LAST`` (``server/_bdat.py``)."""
 
     def __attrs_post_init__(self) -> None:
-        self._splitter = LineSplitter(self.context.config.limits.command_line_length)
+        config = self.context.config
+        limit = config.limits.command_line_length
+        if dsn_offered(config):
+            # RFC 3461 §4: DSN lengthens a RCPT line by up to 500 octets (NOTIFY, ORCPT).
+            limit += ORCPT_LIMIT
+        self._splitter = LineSplitter(limit)
         if FAST_SOCKET_IO and type(self.stream) is trio.SocketStream:
             self._fd = self.stream.socket.fileno()
 
@@ -182,6 +192,9 @@ class Session(Connection):
     def reset_transaction(self) -> None:
         """Forget the envelope and what handlers stored for it (RSET, EHLO, after DATA)."""
         self.envelope = Envelope()
+        if self.chunked is not None:
+            self.chunked.discard()
+            self.chunked = None
         for key in [k for k in self.values if k.split("/", 1)[0] in _TRANSACTION_COMMANDS]:
             del self.values[key]
 
@@ -332,6 +345,8 @@ class Session(Connection):
             await self._send_last(INTERNAL_ERROR)
         finally:
             self.context.sessions.discard(self)
+            if self.chunked is not None:  # gone between two chunks: no spool file left behind
+                self.chunked.discard()
             if type(self.stream) is trio.SocketStream:
                 # What aclose_forcefully does for a plain socket, without its two
                 # cancel scopes and checkpoint: the close itself never blocks.
@@ -409,6 +424,10 @@ class Session(Connection):
                 f"AUTH {command.argument.split(' ')[0]} ***" if command.verb is Verb.AUTH else line
             )
             transcript.debug("[%s] C: %r", self.id, shown)
+        if command.verb is Verb.BDAT:
+            # Its chunk follows the line, read whatever the chain decides.
+            await receive_bdat(self, command)
+            return
         name = command.name if command.verb is not None else "unrecognized"
         plan = self.plan(name)
         if not plan:
@@ -540,7 +559,7 @@ class Session(Connection):
         return Decision.ACCEPT, reply
 
 
-_TRANSACTION_COMMANDS = frozenset({"mail", "rcpt", "data", "queue"})
+_TRANSACTION_COMMANDS = frozenset({"mail", "rcpt", "data", "bdat", "queue"})
 _DEFAULT_ACCEPT = Reply(250, "OK", "2.0.0")
 _CONNECT = Command(None, "connect", "")
 _QUEUE = Command(None, "queue", "")

@@ -45,6 +45,7 @@ from mailio_trio.protocol import (
     parse_mail_from,
     parse_rcpt_to,
 )
+from mailio_trio.protocol.catalogue import INTERNAL_ERROR, MESSAGE_TOO_BIG
 from mailio_trio.server._context import Close
 from mailio_trio.server._session import ClientInfo, Session
 
@@ -54,8 +55,6 @@ if TYPE_CHECKING:
     from mailio_trio.server._session import ServerContext
 
 __all__ = ["ApiUser", "RecipientOutcome", "SubmissionRefused", "SubmissionResult", "submit"]
-
-_INTERNAL_ERROR = Reply(451, "Local error in processing, try again later", "4.3.0")
 
 
 @attrs.frozen
@@ -210,9 +209,7 @@ async def submit(
     envelope = _envelope(sender, recipients, data)
     config = context.config
     if len(data) > config.limits.message_size:
-        raise SubmissionRefused(
-            Reply(552, "Message size exceeds fixed maximum message size", "5.3.4")
-        )
+        raise SubmissionRefused(MESSAGE_TOO_BIG)
     session = Session(
         context,
         _NoConnection(),
@@ -238,7 +235,7 @@ async def submit(
     try:
         reply = await session.deliver(received)  # removes the file, whatever the answer
     except Close as close:  # a queue handler ended the "connection"
-        reply = close.reply or _INTERNAL_ERROR
+        reply = close.reply or INTERNAL_ERROR
         path.unlink(missing_ok=True)
     if not reply.is_positive:
         raise SubmissionRefused(reply, outcomes)
@@ -259,7 +256,7 @@ async def _check_recipients(session: Session, envelope: Envelope) -> list[Recipi
         try:
             reply = await session.decide("rcpt", Request(command, session))
         except Close as close:
-            reply = close.reply or _INTERNAL_ERROR
+            reply = close.reply or INTERNAL_ERROR
             outcomes.append(RecipientOutcome(recipient, reply))
             session.log.info("send_mail: recipient %r refused: %s", str(recipient), reply)
             raise SubmissionRefused(reply, outcomes) from None

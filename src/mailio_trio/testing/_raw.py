@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
-from mailio_trio.protocol import Reply
+from mailio_trio.protocol import Need, Reply, ReplyReader
 
 if TYPE_CHECKING:
     import ssl
@@ -23,35 +23,31 @@ class RawConnection:
     """Bytes to a server and replies back, for tests that need exact control."""
 
     stream: trio.abc.Stream
-    _buffer: bytearray = attrs.field(factory=bytearray)
+    # The client's own reader, so the harness and the client cannot disagree
+    # about a reply; they differ only in what they raise (see read_reply).
+    _reader: ReplyReader = attrs.field(factory=ReplyReader)
 
     async def send(self, data: bytes) -> None:
         await self.stream.send_all(data)
 
     async def _fill(self) -> bool:
         chunk = await self.stream.receive_some(65536)
-        self._buffer += chunk
+        self._reader.feed(bytes(chunk))
         return bool(chunk)
 
     async def read_reply(self) -> Reply:
-        """Read one (possibly multi-line) reply; raises ``EOFError`` if the server closed."""
-        lines: list[str] = []
-        while True:
-            while (end := self._buffer.find(b"\r\n")) < 0:
-                if not await self._fill():
-                    raise EOFError(f"connection closed; partial reply {bytes(self._buffer)!r}")
-            line = bytes(self._buffer[:end]).decode("utf-8")
-            del self._buffer[: end + 2]
-            lines.append(line[4:])
-            if line[3:4] != "-":
-                break
-        code = int(line[:3])
-        enhanced = None
-        first = lines[0].split(" ", 1)
-        if code // 100 in (2, 4, 5) and len(first[0].split(".")) == 3 and first[0][:1].isdigit():
-            enhanced = first[0]
-            lines = [ln.split(" ", 1)[1] if " " in ln else "" for ln in lines]
-        return Reply(code, "\n".join(lines), enhanced)
+        """Read one (possibly multi-line) reply.
+
+        Raises:
+          EOFError: The server closed before a whole reply arrived.
+          mailio_trio.protocol.ServerProtocolError: What came is not an SMTP
+            reply (tests of a misbehaving server can assert on it).
+        """
+        while (reply := self._reader.next_reply()) is Need.DATA:
+            if not await self._fill():
+                raise EOFError(f"connection closed; partial reply {self._reader.take_buffered()!r}")
+        assert isinstance(reply, Reply)
+        return reply
 
     async def command(self, line: str | bytes) -> Reply:
         """Send one command line (CRLF added) and read its reply."""
@@ -76,7 +72,9 @@ class RawConnection:
         Raises:
           AssertionError: The server sent bytes after its ``220`` before TLS.
         """
-        assert not self._buffer, f"plaintext after STARTTLS's reply: {bytes(self._buffer)!r}"
+        assert not self._reader.has_buffered, (
+            f"plaintext after STARTTLS's reply: {self._reader.take_buffered()!r}"
+        )
         tls = trio.SSLStream(self.stream, context, server_hostname=server_hostname)
         await tls.do_handshake()
         self.stream = tls
