@@ -1,7 +1,7 @@
 """The import direction of the layers (docs/architecture.md), kept by a test.
 
 protocol ← config ← {client, dns, tls, message, networks, abuse} ← mailauth ← chain
-← {relay, plugins} ← server ← {cli, testing, pytest_plugin}
+← {relay, plugins} ← server ← {cli, testing, inbox, pytest_plugin}
 
 A module may import, at run time, only its own layer and the ones below it.
 An import under ``if TYPE_CHECKING:`` runs never, so it may point up — but each
@@ -40,6 +40,7 @@ LAYERS: dict[str, int] = {
     "server": 6,
     "cli": 7,
     "testing": 7,
+    "inbox": 7,  # the capture store and web inbox: a queue handler, like testing/
     "pytest_plugin": 7,
     "__init__": 7,
     "__main__": 7,

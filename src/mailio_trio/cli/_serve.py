@@ -26,7 +26,12 @@ from mailio_trio.cli._args import (
     positive_float,
     positive_int,
 )
-from mailio_trio.cli._capture import add_capture_arguments, install_capture
+from mailio_trio.cli._capture import (
+    add_capture_arguments,
+    capturing,
+    install_capture,
+    open_capture_inbox,
+)
 from mailio_trio.cli._logging import setup_logging
 from mailio_trio.cli._tls import add_tls_arguments, apply_tls_arguments, reload_tls, start_smtps
 from mailio_trio.cli._workers import add_workers_arguments
@@ -37,7 +42,16 @@ from mailio_trio.server._spool import prepare_directory
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-__all__ = ["add_parser", "checked_file", "effective_config", "run", "server_flags"]
+    from mailio_trio.inbox import Inbox
+
+__all__ = [
+    "add_parser",
+    "checked_file",
+    "effective_config",
+    "prepared_config",
+    "run",
+    "server_flags",
+]
 
 # What `mailio-trio serve` runs with when neither a file nor a flag says
 # otherwise: a loopback-only server that keeps mail for "localhost" in ./mail.
@@ -307,7 +321,16 @@ async def _watch_signals(signals: Any, server: Server, cancel_scope: trio.Cancel
         stopping = True
 
 
-def _where_mail_goes(config: Config) -> str:
+def _where_mail_goes(config: Config, inbox: Inbox | None = None) -> str:
+    if inbox is not None:
+        store = inbox.store
+        kept = (
+            f"captured mail is kept in {store.path} "
+            f"(newest {store.max_messages}, {store.max_bytes} octets at most)"
+        )
+        if not config.maildir.enabled:
+            return kept
+        return f"{_where_mail_goes(config)}; {kept}"
     if not config.maildir.enabled:
         return "maildir delivery is off: accepted mail is not kept"
     mailboxes = Path(config.maildir.root) / config.maildir.path
@@ -345,8 +368,15 @@ def _inherited(
 
 
 async def _serve(
-    server: Server, config: Config, smtps_listen: Sequence[tuple[str, int]] = ()
+    server: Server,
+    config: Config,
+    smtps_listen: Sequence[tuple[str, int]] = (),
+    inbox: Inbox | None = None,
+    web: tuple[str, int] | None = None,
+    *,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
+    """Serve until shut down; ``task_status`` gets the "listening on" line (for tests)."""
     from mailio_trio.server import _systemd
 
     if activated := _systemd.listen_sockets():
@@ -372,9 +402,13 @@ async def _serve(
                 + [f"{_show_address(h, p)} (SMTPS)" for h, p in smtps]
             )
             scrape = await _start_metrics(nursery, server)
-            print(f"{PROG}: listening on {where}; {_where_mail_goes(config)}", flush=True)
+            if inbox is not None and web is not None:
+                where += await _start_web(nursery, inbox, web)
+            listening = f"{PROG}: listening on {where}; {_where_mail_goes(config, inbox)}"
+            print(listening, flush=True)
             if scrape:
                 print(f"{PROG}: metrics on {scrape}", flush=True)
+            task_status.started(listening)
             nursery.start_soon(_watch_signals, signals, server, nursery.cancel_scope)
             _systemd.notify("READY=1", f"STATUS=listening on {where}")
             if (interval := _systemd.watchdog_interval()) is not None:
@@ -395,10 +429,42 @@ async def _start_metrics(nursery: trio.Nursery, server: Server) -> str:
     return ", ".join(f"http://{_show_address(h, p)}/metrics" for h, p in bound)
 
 
-def run(args: argparse.Namespace) -> int:
+async def _start_web(nursery: trio.Nursery, inbox: Inbox, web: tuple[str, int]) -> str:
+    from mailio_trio.inbox import serve_web
+
+    host, port = web
+    try:
+        urls: list[str] = await nursery.start(serve_web, inbox, host, port)
+    except Exception as exc:
+        # Hypercorn's nursery wraps the bind error in an exception group.
+        error = _os_error(exc)
+        if error is None:
+            raise
+        raise _CannotListen(
+            f"cannot listen on {_show_address(host, port)} (web): {error.strerror or error}"
+        ) from None
+    return "".join(f", web inbox {url}/" for url in urls)
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            if (found := _os_error(inner)) is not None:
+                return found
+    return None
+
+
+def prepared_config(args: argparse.Namespace) -> Config:
+    """The effective configuration with the sink's changes and its directories made.
+
+    Raises:
+      ConfigError: One line.
+    """
     config = effective_config(args)
     maildir = config.maildir
-    if args.capture or args.print_messages or args.discard:
+    if capturing(args) or args.discard:
         # A development or benchmark sink takes mail for any domain; it stores
         # only when asked to (never with --discard, which reads and drops bodies).
         keep = args.maildir is not None and not args.discard
@@ -412,26 +478,55 @@ def run(args: argparse.Namespace) -> int:
     if config.relay.enabled and config.relay.spool_dir is not None:
         relay_spool = prepare_directory("relay.spool_dir", config.relay.spool_dir)
         config = attrs.evolve(config, relay=attrs.evolve(config.relay, spool_dir=relay_spool))
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    config = prepared_config(args)
     if args.workers > 1:
         _check_workers(args, config)
     setup_logging(args.log_level, args.log_format)
     with contextlib.ExitStack() as stack:  # holds a --tls-self-signed certificate's directory
         config = apply_tls_arguments(args, config, stack)
+        inbox = open_capture_inbox(args)
+        if inbox is not None:
+            stack.callback(inbox.close)
 
         def build() -> Server:
             server = Server(config, discard=args.discard)
-            install_capture(server.chain, args)
+            install_capture(server.chain, args, inbox=inbox)
             return server
 
         try:
             if args.workers > 1:
                 return _serve_workers(args, config, build)
-            trio.run(_serve, build(), config, args.smtps_listen or ())
+            _run_serve(build(), config, args.smtps_listen or (), inbox, args.web)
         except _CannotListen as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return EXIT_FAILURE
     print(f"{PROG}: stopped", flush=True)
     return EXIT_OK
+
+
+def _run_serve(
+    server: Server,
+    config: Config,
+    smtps_listen: Sequence[tuple[str, int]],
+    inbox: Inbox | None,
+    web: tuple[str, int] | None,
+) -> None:
+    """``trio.run(_serve, ...)``; a listener that failed inside the nursery is one line too."""
+    try:
+        trio.run(_serve, server, config, smtps_listen, inbox, web)
+    except BaseExceptionGroup as group:
+        # The web inbox binds in the server's nursery, which wraps its error.
+        matched, rest = group.split(_CannotListen)
+        if matched is None or rest is not None:
+            raise
+        error: BaseException = matched
+        while isinstance(error, BaseExceptionGroup):
+            error = error.exceptions[0]
+        raise error from None
 
 
 def _check_workers(args: argparse.Namespace, config: Config) -> None:

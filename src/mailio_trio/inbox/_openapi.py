@@ -1,0 +1,252 @@
+"""The OpenAPI 3.1 description of the inbox API, by hand (``GET /api/v1/openapi.json``).
+
+Kept beside the routes on purpose: a test validates it (openapi-spec-validator)
+and checks that every route is described.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["openapi"]
+
+_STR = {"type": "string"}
+_INT = {"type": "integer"}
+_BOOL = {"type": "boolean"}
+_ADDRESS = {
+    "type": "object",
+    "properties": {"Name": _STR, "Address": _STR},
+    "required": ["Name", "Address"],
+}
+_ADDRESSES = {"type": "array", "items": {"$ref": "#/components/schemas/Address"}}
+_ATTACHMENT = {
+    "type": "object",
+    "properties": {
+        "PartID": _STR,
+        "FileName": _STR,
+        "ContentType": _STR,
+        "ContentID": _STR,
+        "Size": _INT,
+    },
+    "required": ["PartID", "FileName", "ContentType", "Size"],
+}
+_SUMMARY = {
+    "type": "object",
+    "properties": {
+        "ID": _STR,
+        "MessageID": _STR,
+        "Read": _BOOL,
+        "From": {"$ref": "#/components/schemas/Address"},
+        "To": _ADDRESSES,
+        "Cc": _ADDRESSES,
+        "Bcc": _ADDRESSES,
+        "ReplyTo": _ADDRESSES,
+        "Subject": _STR,
+        "Created": {"type": "string", "format": "date-time"},
+        "Username": _STR,
+        "Tags": {"type": "array", "items": _STR},
+        "Size": _INT,
+        "Attachments": _INT,
+        "Snippet": _STR,
+    },
+    "required": ["ID", "MessageID", "From", "To", "Subject", "Created", "Size", "Snippet"],
+}
+_LIST = {
+    "type": "object",
+    "properties": {
+        "total": _INT,
+        "unread": _INT,
+        "count": _INT,
+        "messages_count": _INT,
+        "messages_unread": _INT,
+        "start": _INT,
+        "tags": {"type": "array", "items": _STR},
+        "messages": {"type": "array", "items": {"$ref": "#/components/schemas/MessageSummary"}},
+    },
+    "required": ["total", "unread", "count", "messages"],
+}
+_NULLABLE_STR = {"type": ["string", "null"]}
+_MESSAGE = {
+    "type": "object",
+    "properties": {
+        "ID": _STR,
+        "MessageID": _STR,
+        "From": {"$ref": "#/components/schemas/Address"},
+        "To": _ADDRESSES,
+        "Cc": _ADDRESSES,
+        "Bcc": _ADDRESSES,
+        "ReplyTo": _ADDRESSES,
+        "ReturnPath": _STR,
+        "Subject": _STR,
+        "Date": _STR,
+        "Tags": {"type": "array", "items": _STR},
+        "Username": _STR,
+        "Text": _STR,
+        "HTML": _STR,
+        "Size": _INT,
+        "Inline": {"type": "array", "items": {"$ref": "#/components/schemas/Attachment"}},
+        "Attachments": {"type": "array", "items": {"$ref": "#/components/schemas/Attachment"}},
+        "Created": {"type": "string", "format": "date-time"},
+        "Envelope": {
+            "type": "object",
+            "description": "Ours: the SMTP envelope (From is null for <>).",
+            "properties": {"From": _NULLABLE_STR, "To": {"type": "array", "items": _STR}},
+        },
+        "Session": {
+            "type": "object",
+            "description": "Ours: what the SMTP session said.",
+            "properties": {
+                "ClientAddress": _STR,
+                "Helo": _NULLABLE_STR,
+                "TLS": _BOOL,
+                "AuthUser": _NULLABLE_STR,
+                "AuthenticationResults": _NULLABLE_STR,
+            },
+        },
+    },
+    "required": ["ID", "From", "To", "Subject", "Text", "HTML", "Size", "Attachments"],
+}
+
+_ID = {"name": "ID", "in": "path", "required": True, "schema": _STR,
+       "description": "A message ID, or `latest` for the newest message."}  # fmt: skip
+_PAGING = [
+    {"name": "start", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+]
+_NOT_FOUND = {
+    "404": {"description": "No such message", "content": {"text/plain": {"schema": _STR}}}
+}
+
+
+def _json(ref: str, description: str = "OK") -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}},
+    }
+
+
+def _get(summary: str, responses: dict[str, Any], parameters: list[Any] | None = None) -> Any:
+    operation: dict[str, Any] = {"summary": summary, "responses": responses}
+    if parameters:
+        operation["parameters"] = parameters
+    return {"get": operation}
+
+
+def openapi() -> dict[str, Any]:
+    """The document; a fresh dict each call."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "mailio-trio capture inbox",
+            "version": "1",
+            "description": "Messages captured by `mailio-trio serve --capture`. Paths and "
+            "JSON shapes follow Mailpit's v1 API where Mailpit has the call.",
+        },
+        "paths": {
+            "/api/v1/messages": {
+                "get": {
+                    "summary": "List messages, newest first (Mailpit)",
+                    "parameters": _PAGING,
+                    "responses": {"200": _json("MessagesList")},
+                },
+                "delete": {
+                    "summary": "Delete messages by ID, or all without a body (Mailpit)",
+                    "requestBody": {
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"IDs": {"type": "array", "items": _STR}},
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {"description": "ok", "content": {"text/plain": {"schema": _STR}}},
+                        "400": {"description": 'A body that is not {"IDs": [...]}'},
+                    },
+                },
+            },
+            "/api/v1/search": _get(
+                "Search: from:, to:, subject:, free text; every term must match (Mailpit)",
+                {"200": _json("MessagesList")},
+                [{"name": "query", "in": "query", "required": True, "schema": _STR}, *_PAGING],
+            ),
+            "/api/v1/message/{ID}": _get(
+                "One message, parsed; marks it read (Mailpit)",
+                {"200": _json("Message"), **_NOT_FOUND},
+                [_ID],
+            ),
+            "/api/v1/message/{ID}/raw": _get(
+                "The message source as received (Mailpit)",
+                {
+                    "200": {"description": "OK", "content": {"text/plain": {"schema": _STR}}},
+                    **_NOT_FOUND,
+                },
+                [_ID],
+            ),
+            "/api/v1/message/{ID}/headers": _get(
+                "The message headers, name to values (Mailpit)",
+                {
+                    "200": {
+                        "description": "OK",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": {"type": "array", "items": _STR},
+                                }
+                            }
+                        },
+                    },
+                    **_NOT_FOUND,
+                },
+                [_ID],
+            ),
+            "/api/v1/message/{ID}/part/{PartID}": _get(
+                "One part's decoded content, as a download (Mailpit)",
+                {
+                    "200": {"description": "The part", "content": {"*/*": {"schema": _STR}}},
+                    **_NOT_FOUND,
+                },
+                [_ID, {"name": "PartID", "in": "path", "required": True, "schema": _STR}],
+            ),
+            "/api/v1/message/{ID}/html": _get(
+                "Ours: the HTML part under a strict CSP, for a sandboxed frame",
+                {
+                    "200": {"description": "OK", "content": {"text/html": {"schema": _STR}}},
+                    **_NOT_FOUND,
+                },
+                [_ID, {"name": "remote", "in": "query", "schema": {"enum": ["0", "1"]}}],
+            ),
+            "/api/v1/wait": _get(
+                "Ours: wait until at least `count` messages are stored (long poll)",
+                {
+                    "200": _json("MessagesList", "The count was reached"),
+                    "408": _json("MessagesList", "The timeout came first"),
+                },
+                [
+                    {"name": "count", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                    {"name": "timeout", "in": "query", "schema": {"type": "integer"}},
+                ],
+            ),
+            "/api/v1/events": _get(
+                "Ours: server-sent events, `new` (a MessageSummary) and `delete` ({IDs})",
+                {"200": {"description": "OK", "content": {"text/event-stream": {"schema": _STR}}}},
+            ),
+            "/api/v1/openapi.json": _get(
+                "This document",
+                {"200": {"description": "OK", "content": {"application/json": {"schema": {}}}}},
+            ),
+        },
+        "components": {
+            "schemas": {
+                "Address": _ADDRESS,
+                "Attachment": _ATTACHMENT,
+                "MessageSummary": _SUMMARY,
+                "MessagesList": _LIST,
+                "Message": _MESSAGE,
+            }
+        },
+    }
