@@ -59,6 +59,11 @@ LANGUAGES = ("python", "toml", "console")
 DIRECTIVES = {"skip": "next", "continue": "previous", "fragment": "next"}
 
 
+def shown(page: Path) -> str:
+    """The page as a reader names it: ``docs/relay.md``."""
+    return str(page.relative_to(ROOT)) if page.is_relative_to(ROOT) else page.name
+
+
 def blocks(document: Document) -> Iterable[Region]:
     lexer = FencedCodeBlockLexer("|".join(LANGUAGES), {"language": "language", "source": "source"})
     for region in lexer(document):
@@ -90,7 +95,7 @@ class Item:
 
     @property
     def id(self) -> str:
-        return f"{self.page.relative_to(ROOT)}:{self.lines[-1]}"
+        return f"{shown(self.page)}:{self.lines[-1]}"
 
 
 def reason(arguments: str) -> str | None:
@@ -108,13 +113,12 @@ def items(page: Path) -> Iterator[Item]:
     previous: Item | None = None
     for example in parse(page):
         kind, value = example.parsed
-        where = f"{page.relative_to(ROOT)}:{example.line}"
+        where = f"{shown(page)}:{example.line}"
         if kind == "directive":
             name, arguments = value
             if arguments.split()[:1] != [DIRECTIVES[name]]:
-                yield Item(
-                    page, "", (example.line,), error=f"{where}: write {name}: {DIRECTIVES[name]}"
-                )
+                known = f"{name}: {DIRECTIVES[name]}"
+                yield Item(page, "", (example.line,), error=f"{where}: only {known} is known")
             elif name != "continue" and reason(arguments) is None:
                 yield Item(page, "", (example.line,), error=f'{where}: {name} needs a "reason"')
             else:
@@ -139,9 +143,7 @@ def items(page: Path) -> Iterator[Item]:
     if previous is not None:
         yield previous
     if pending:
-        yield Item(
-            page, "", (0,), error=f"{page.relative_to(ROOT)}: {sorted(pending)} before no block"
-        )
+        yield Item(page, "", (0,), error=f"{shown(page)}: {sorted(pending)} before no block")
 
 
 ITEMS = [item for page in PAGES for item in items(page)]
@@ -184,6 +186,8 @@ def commands(source: str) -> Iterator[str]:
         command: list[str] = []
         for word in [*words, "&&"]:
             if word in ("&&", "||", ";", "|"):
+                if command[:3] == ["python", "-m", "mailio_trio"]:
+                    command[:3] = ["mailio-trio"]
                 if command[:1] == ["mailio-trio"]:
                     yield shlex.join(command)
                 command = []
@@ -235,14 +239,48 @@ def test_command_lines_are_found() -> None:
     assert list(commands("$ mailio-trio serve\nmailio-trio: listening on ...\n")) == [
         "mailio-trio serve"
     ]
+    assert list(commands("MAILIO_PASSWORD=x python -m mailio_trio send --to a@b | cat")) == [
+        "mailio-trio send --to a@b"
+    ]
+
+
+def test_directives_attach_to_the_next_block(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "```python\nx = 1\n```\n\n<!-- continue: previous -->\n```python\nassert x\n```\n\n"
+        '<!-- skip: next "needs a network" -->\n```console\nmailio-trio serve\n```\n\n'
+        '<!-- fragment: next "placeholder paths" -->\n```toml\n[maildir]\n```\n'
+    )
+    python, console, toml = items(page)
+    assert (python.language, python.lines) == ("python", (1, 6))
+    assert (console.language, console.skip) == ("console", "needs a network")
+    assert (toml.language, toml.fragment) == ("toml", "placeholder paths")
+    assert not any(item.error for item in (python, console, toml))
+
+
+def test_malformed_directives_fail(tmp_path: Path) -> None:
+    page = tmp_path / "page.md"
+    page.write_text(
+        "<!-- skip: start -->\n```python\npass\n```\n\n"
+        "<!-- skip: next -->\n```python\npass\n```\n\n"
+        "<!-- continue: previous -->\n```toml\n```\n\n"
+        '<!-- fragment: next "dangling" -->\n'
+    )
+    errors = [item.error for item in items(page) if item.error]
+    assert errors == [
+        "page.md:1: only skip: next is known",
+        'page.md:6: skip needs a "reason"',
+        "page.md:12: continues no python block",
+        "page.md: ['fragment'] before no block",
+    ]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=[str(page.relative_to(ROOT)) for page in PAGES])
 def test_commands_are_in_console_blocks(page: Path) -> None:
-    """A command shown in an untagged or text block would escape the parser check."""
+    """A command shown in an untagged, text or shell block would escape the parser check."""
     lexer = RawFencedCodeBlockLexer(re.compile(r"(?P<info>[^\n]*)$\n", re.M))
     for region in lexer(Document(page.read_text(), str(page))):
-        if region.lexemes["info"].strip() not in ("", "text"):
+        if region.lexemes["info"].strip() not in ("", "text", "bash", "sh", "shell"):
             continue
         for line in str(region.lexemes["source"]).splitlines():
             assert not re.match(r"(\$ )?mailio-trio ", line), (
