@@ -48,4 +48,9 @@ def bench(session: nox.Session) -> None:
     if any("smtp-source" in arg or "smtp-sink" in arg for arg in session.posargs):
         # Postfix's C generator and sink: unpacked from Debian's package, no daemon.
         session.run("sh", "bench/get_postfix.sh", external=True)
+    if any("smtp-server" in arg for arg in session.posargs):
+        # nodemailer's smtp-server (issue #18): the pinned version from package-lock.json.
+        session.run(
+            "npm", "ci", "--no-audit", "--no-fund", "--prefix", "bench/smtp-server", external=True
+        )
     session.run("python", "bench/run.py", *session.posargs)

@@ -13,6 +13,7 @@ error and the run reports it, so a server cannot look fast by refusing mail.
 Usage (also imported by ``bench/run.py``)::
 
     python bench/loadgen.py --port 2525 --sessions 20 --messages 2000 --size 1024
+    python bench/loadgen.py --port 2525 --message signed-1k.eml   # a given (pre-signed) message
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ def make_body(size: int) -> bytes:
     line = b"x" * 74 + b"\r\n"
     lines = max(1, (size - len(header)) // len(line))
     return header + line * lines
+
+
+def stuff(message: bytes) -> bytes:
+    """``message`` as DATA content: dot-stuffed (RFC 5321 §4.5.2), ending in CRLF."""
+    data = message.replace(b"\r\n.", b"\r\n..")
+    if data.startswith(b"."):
+        data = b"." + data
+    return data if data.endswith(b"\r\n") else data + b"\r\n"
 
 
 def script(messages: int, body: bytes, *, pipelining: bool) -> list[tuple[bytes, int]]:
@@ -94,14 +103,17 @@ def run(
     size: int,
     pipelining: bool = False,
     host: str = "127.0.0.1",
+    message: bytes | None = None,
 ) -> Result:
     """Deliver ``messages`` messages over ``sessions`` concurrent connections.
 
     Args:
       per_connection: Messages per connection; a connection that finishes is
         replaced by a new one while messages remain.
+      message: Send this message as it is (dot-stuffed here), e.g. a pre-signed
+        one, instead of ``make_body(size)``.
     """
-    body = make_body(size)
+    body = make_body(size) if message is None else stuff(message)
     sel = selectors.DefaultSelector()
     result = Result()
     remaining = messages
@@ -238,7 +250,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--pipelining", action="store_true")
     parser.add_argument("--procs", type=int, default=1)
+    parser.add_argument(
+        "--message", metavar="FILE", help="send this message file as it is (e.g. DKIM-signed)"
+    )
     a = parser.parse_args()
+    message = None
+    if a.message:
+        with open(a.message, "rb") as f:
+            message = f.read()
     r = run_parallel(
         a.port,
         procs=a.procs,
@@ -248,6 +267,7 @@ def main() -> None:
         size=a.size,
         pipelining=a.pipelining,
         host=a.host,
+        message=message,
     )
     print(json.dumps({**r.__dict__, "rate": r.messages / r.seconds if r.seconds else 0}))
 

@@ -14,12 +14,32 @@ reporting the server's RSS growth (peak ``VmHWM`` minus ``VmRSS`` before); and
 WD, W2-like traffic into durable maildirs (file and directory fsync'd before
 each ``250``), reporting the rate.
 
+The new capabilities, ours only too, each next to the same traffic without it:
+
+- email authentication (issue #14): WS/WA, W2's traffic spooled with
+  verification off/on (SPF pass, no signature); WSK/WAK, the same with a
+  pre-signed 1 KiB DKIM message; LAT0/LAT, NOOP round-trip latency on one
+  session while another sends a 10 MiB signed message, verification off/on
+  (see ``sessions.noop_latency``). Serving mode ``auth`` starts the loopback
+  DNS server ``serve_dns.py`` (SPF, DMARC, the DKIM key) and checks once per
+  start that SPF, DMARC and DKIM really decide (``_check_mailauth``).
+- the PROXY protocol (issue #16): W2H, W2 through HAProxy forwarding plain
+  TCP; W2X, through HAProxy with ``send-proxy-v2`` to a server expecting the
+  header. Against W2 direct, in the same run; HAProxy's own CPU is reported.
+
+Reference servers: aiosmtpd's Sink, Postfix's smtp-sink, the Trio probe, and
+nodemailer's smtp-server (issue #18; ``smtp-server`` as shipped, with its fixed
+100 ms wait before the greeting, and ``smtp-server-nodelay`` without it, see
+``smtp-server/sink.js``).
+
 The machine is shared and noisy: compare only figures from the same run.
 
 Usage::
 
     python bench/run.py --rounds 3
     python bench/run.py --rounds 2 --workloads W2,W2P --servers mailio,aiosmtpd
+    python bench/run.py --rounds 3 --workloads WS,WA,WSK,WAK,LAT0,LAT --servers mailio
+    python bench/run.py --rounds 3 --workloads W2,W2H,W2X --servers mailio
 """
 
 from __future__ import annotations
@@ -30,6 +50,7 @@ import datetime
 import os
 import platform
 import resource
+import shutil
 import signal
 import socket
 import statistics
@@ -37,12 +58,17 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import loadgen
+import sessions
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 HERE = Path(__file__).parent
 TICK = os.sysconf("SC_CLK_TCK")
@@ -60,7 +86,14 @@ class Workload:
     size: int
     pipelining: bool = False
     mode: str = "discard"
-    """How mailio_trio serves it: ``discard``, ``spool`` or ``maildir`` (the last two: ours only)"""
+    """How mailio_trio serves it: ``discard``, ``spool``, ``maildir``, ``auth`` (spool with
+    verification), ``haproxy`` (discard, behind HAProxy) or ``proxy`` (discard, behind HAProxy
+    with ``send-proxy-v2``); all but ``discard`` are ours only"""
+    message: str = ""
+    """A file of ``serve_dns.py make`` sent as it is (pre-signed); empty: ``make_body(size)``"""
+    loadgen_only: bool = False
+    """Sent by loadgen whatever ``--generator`` says: its group compares with workloads
+    smtp-source cannot send (a given message), so the whole group uses one generator"""
 
 
 WORKLOADS = {
@@ -73,13 +106,87 @@ WORKLOADS = {
         Workload("W4", "1000 idle sessions after EHLO", 1000, 0, 0, 0),
         Workload("BIG", "one 100 MiB message, spooled to disk", 1, 1, 1, 100 << 20, mode="spool"),
         Workload("WD", "W2 into durable maildirs (fsync)", 20, 1000, 50, 1024, mode="maildir"),
+        # Email authentication (issue #14): spooled, as verification needs the body kept.
+        Workload(
+            "WS",
+            "W2 spooled, verification off",
+            20,
+            2000,
+            100,
+            1024,
+            mode="spool",
+            loadgen_only=True,
+        ),
+        Workload(
+            "WA",
+            "W2 spooled, SPF+DMARC on (unsigned)",
+            20,
+            2000,
+            100,
+            1024,
+            mode="auth",
+            loadgen_only=True,
+        ),
+        Workload(
+            "WSK",
+            "W2 spooled, DKIM-signed, verification off",
+            20,
+            2000,
+            100,
+            1024,
+            mode="spool",
+            message="signed-1k.eml",
+        ),
+        Workload(
+            "WAK",
+            "W2 spooled, DKIM-signed, SPF+DKIM+DMARC on",
+            20,
+            2000,
+            100,
+            1024,
+            mode="auth",
+            message="signed-1k.eml",
+        ),
+        # sessions = 2: the big-message session and the NOOP session; messages: repeats.
+        Workload(
+            "LAT0",
+            "NOOP latency beside a 10 MiB signed message, verification off",
+            2,
+            3,
+            3,
+            10 << 20,
+            mode="spool",
+            message="signed-10m.eml",
+        ),
+        Workload(
+            "LAT",
+            "NOOP latency beside a 10 MiB signed message being verified",
+            2,
+            3,
+            3,
+            10 << 20,
+            mode="auth",
+            message="signed-10m.eml",
+        ),
+        # The PROXY protocol (issue #16): compare with W2 (direct) in the same run.
+        Workload("W2H", "W2 through HAProxy (plain TCP)", 20, 2000, 100, 1024, mode="haproxy"),
+        Workload("W2X", "W2 through HAProxy, send-proxy-v2", 20, 2000, 100, 1024, mode="proxy"),
+        # TODO(redis-limits): W2 with the Redis-backed rate limits another branch is
+        # building: a workload here with mode="redis", and in _run_mode a redis-server
+        # on a free loopback port (started and stopped like HAProxy, _start_redis) whose
+        # address serve_mailio.py passes to the limits plugin (a --limits-redis URL
+        # flag there); compare with W2 (in-process limits) in the same run.
     ]
 }
+LATENCY = ("LAT0", "LAT")
+PROXY_MODES = ("haproxy", "proxy")
 
 
-def _server_command(name: str, port: int, mode: str = "discard", scratch: str = "") -> list[str]:
+def _server_command(
+    name: str, port: int, mode: str = "discard", scratch: str = "", dns_port: int = 0
+) -> list[str]:
     py = sys.executable
-    extra = {"discard": [], "spool": ["--spool"], "maildir": ["--maildir", scratch]}[mode]
+    extra = _mailio_flags(mode, scratch, dns_port)
     if name == "aiosmtpd":
         return [
             py,
@@ -97,14 +204,41 @@ def _server_command(name: str, port: int, mode: str = "discard", scratch: str = 
         return [sink, "-u", "nobody", "-m", "2000", f"127.0.0.1:{port}", "2000"]
     if name == "probe":
         return [py, str(HERE / "serve_probe.py"), str(port)]
+    if name in ("smtp-server", "smtp-server-nodelay"):
+        # nodemailer's smtp-server (issue #18): `npm ci` in bench/smtp-server first.
+        if not (SMTP_SERVER / "node_modules" / "smtp-server").is_dir():
+            raise SystemExit(
+                f"{SMTP_SERVER}/node_modules is missing: run `npm ci` there "
+                "(nox -s bench does when --servers names smtp-server)"
+            )
+        nodelay = ["--no-greeting-delay"] if name == "smtp-server-nodelay" else []
+        return ["node", str(SMTP_SERVER / "sink.js"), str(port), *nodelay]
     if name.startswith("mailio"):
         # mailio-base is the same server, run with an older checkout's src/ first on
         # the path (--base-src, see _run_mode): before/after in one run.
         workers = name.partition("-w")[2] or "1"
         return [py, str(HERE / "serve_mailio.py"), str(port), workers, *extra]
     raise SystemExit(
-        f"unknown server {name!r}: mailio, mailio-wN, mailio-base, probe, smtp-sink, aiosmtpd"
+        f"unknown server {name!r}: mailio, mailio-wN, mailio-base, probe, smtp-sink, "
+        "smtp-server, smtp-server-nodelay, aiosmtpd"
     )
+
+
+def _mailio_flags(mode: str, scratch: str, dns_port: int) -> list[str]:
+    """serve_mailio.py's flags for a serving mode."""
+    return {
+        "discard": [],
+        "spool": ["--spool"],
+        "maildir": ["--maildir", scratch],
+        "auth": ["--spool", "--mailauth", str(dns_port)],
+        "haproxy": [],
+        "proxy": ["--proxy-protocol"],
+    }[mode]
+
+
+SMTP_SERVER = HERE / "smtp-server"
+UNSUPPORTED = 3
+"""serve_mailio.py's exit status when the src/ it runs lacks a mode's feature."""
 
 
 POSTFIX_ROOT = os.environ.get("MAILIO_BENCH_POSTFIX", str(HERE / ".postfix"))
@@ -161,13 +295,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
+def _wait_listening(port: int, proc: subprocess.Popen[bytes], greets: bool = True) -> None:
+    """Until ``port`` greets (``greets=False``: accepts; a PROXY server waits for a header)."""
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise SystemExit(f"server exited with {proc.returncode}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1) as s:
-            s.recv(100)  # the greeting: the server is really serving
+            if greets:
+                s.recv(100)  # the greeting: the server is really serving
             return
         time.sleep(0.05)
     raise SystemExit("server did not start listening")
@@ -233,15 +369,43 @@ def _idle_sessions(port: int, count: int, pids: list[int]) -> dict[str, float]:
     return {"kib_per_conn": (after - before) / count, "rss_kib": after}
 
 
-def measure(server: str, workload: Workload, port: int, pids: list[int]) -> dict[str, float]:
+MESSAGES: Path | None = None
+"""Where ``serve_dns.py make`` wrote the zone and the pre-signed messages (once per run)."""
+
+
+def _message(workload: Workload) -> bytes | None:
+    if not workload.message:
+        return None
+    assert MESSAGES is not None
+    return (MESSAGES / workload.message).read_bytes()
+
+
+def measure(
+    server: str, workload: Workload, port: int, pids: list[int], proxy_pids: Sequence[int] = ()
+) -> dict[str, float]:
+    """One workload; ``proxy_pids``: HAProxy, whose CPU is reported apart from the server's."""
     if workload.name == "W4":
         return _idle_sessions(port, workload.sessions, pids)
+    message = _message(workload)
     rss0 = _status_kib(pids, "VmRSS")
     _reset_peak(pids)
     cpu0 = _cpu(pids)
-    if GENERATOR == "smtp-source" and not workload.pipelining:
+    proxy_cpu0 = _cpu(list(proxy_pids))
+    if workload.name in LATENCY:
+        assert message is not None
+        latency = sessions.noop_latency(port, message, repeats=workload.messages)
+        return {
+            **latency,
+            "cpu_us": (_cpu(pids) - cpu0) / workload.messages * 1e6,
+            "peak_kib": _status_kib(pids, "VmHWM"),
+            "growth_kib": _status_kib(pids, "VmHWM") - rss0,
+        }
+    if GENERATOR == "smtp-source" and not (
+        workload.pipelining or workload.loadgen_only or message is not None
+    ):
         r = _smtp_source(port, workload)
     else:
+        # loadgen: pipelined workloads, and a given message (smtp-source makes its own).
         r = loadgen.run(
             port,
             sessions=workload.sessions,
@@ -249,8 +413,10 @@ def measure(server: str, workload: Workload, port: int, pids: list[int]) -> dict
             per_connection=workload.per_connection,
             size=workload.size,
             pipelining=workload.pipelining,
+            message=message,
         )
     cpu = _cpu(pids) - cpu0
+    proxy_cpu = _cpu(list(proxy_pids)) - proxy_cpu0
     if r.errors or r.messages != workload.messages:
         raise SystemExit(
             f"{server} {workload.name}: {r.errors} errors, {r.messages} messages ({r.first_error})"
@@ -261,6 +427,7 @@ def measure(server: str, workload: Workload, port: int, pids: list[int]) -> dict
         "gen_cpu_us": r.cpu / r.messages * 1e6,
         "peak_kib": _status_kib(pids, "VmHWM"),
         "growth_kib": _status_kib(pids, "VmHWM") - rss0,
+        **({"proxy_cpu_us": proxy_cpu / r.messages * 1e6} if proxy_pids else {}),
     }
 
 
@@ -276,6 +443,86 @@ def run_server(
     return out
 
 
+def _start_helper(command: list[str], what: str) -> tuple[subprocess.Popen[str], int]:
+    """A helper process that prints ``listening on HOST:PORT``; it and its port."""
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # bounded: the helper prints it or exits
+    if not line.startswith("listening on "):
+        _stop(proc)
+        raise SystemExit(f"{what} did not start: {line!r}")
+    return proc, int(line.rpartition(":")[2])
+
+
+def _stop(proc: subprocess.Popen[Any]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+HAPROXY = os.environ.get("MAILIO_BENCH_HAPROXY", "haproxy")
+
+
+def _start_haproxy(
+    scratch: str, backend_port: int, send_proxy: bool
+) -> tuple[subprocess.Popen[bytes], int]:
+    """HAProxy (Debian's) on a free loopback port in front of ``backend_port``, one thread.
+
+    One thread: it shares the two vCPUs with the server and the generator; a
+    deployment runs it on a machine of its own. Its CPU is reported apart.
+    """
+    binary = shutil.which(HAPROXY)
+    if binary is None:
+        raise SystemExit("haproxy is not installed (apt-get install haproxy)")
+    port = _free_port()
+    config = Path(scratch) / "haproxy.cfg"
+    option = " send-proxy-v2" if send_proxy else ""
+    config.write_text(
+        f"""\
+global
+    maxconn 4000
+    nbthread 1
+
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+
+frontend smtp_in
+    bind 127.0.0.1:{port}
+    default_backend mailio
+
+backend mailio
+    server s1 127.0.0.1:{backend_port}{option}
+"""
+    )
+    with open(Path(scratch) / "haproxy.log", "wb") as log:  # its notices; shown if it fails
+        proc = subprocess.Popen(
+            [binary, "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT, cwd=scratch
+        )
+    return proc, port
+
+
+def _check_mailauth(port: int) -> None:
+    """SPF, DMARC and DKIM really decide: the plain check message refused, the signed accepted.
+
+    ``check.example.org`` fails SPF from 127.0.0.1 and publishes ``p=reject``
+    (``serve_dns.py``), so DMARC passes only through a verified DKIM signature.
+    """
+    assert MESSAGES is not None
+    sender = "bench@check.example.org"
+    plain = sessions.send_one(port, sender, (MESSAGES / "check-plain.eml").read_bytes())
+    signed = sessions.send_one(port, sender, (MESSAGES / "check-signed.eml").read_bytes())
+    if not plain.startswith(b"5") or not signed.startswith(b"250"):
+        raise SystemExit(
+            f"verification is not deciding: unsigned {plain!r} (want 5xx), signed {signed!r}"
+        )
+
+
 def _run_mode(
     server: str, workloads: list[Workload], mode: str, base_src: str | None
 ) -> dict[str, dict[str, float]]:
@@ -287,30 +534,54 @@ def _run_mode(
         if not base_src:
             raise SystemExit("mailio-base needs --base-src DIR (an older checkout's src/)")
         env = {**os.environ, "PYTHONPATH": base_src}
-    with tempfile.TemporaryDirectory(prefix="mailio-bench-") as scratch:
-        command = _server_command(server, port, mode, scratch)
+    if mode == "redis":
+        raise SystemExit("TODO(redis-limits): not built yet (see WORKLOADS)")
+    with contextlib.ExitStack() as stack:
+        scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="mailio-bench-"))
+        dns_port = 0
+        if mode == "auth":
+            assert MESSAGES is not None
+            dns, dns_port = _start_helper(
+                [sys.executable, str(HERE / "serve_dns.py"), "serve", str(MESSAGES)], "serve_dns"
+            )
+            stack.callback(_stop, dns)
+        command = _server_command(server, port, mode, scratch, dns_port)
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env, cwd=scratch)
+        stack.callback(_stop, proc)
         try:
-            _wait_listening(port, proc)
-            time.sleep(0.2)  # let workers finish starting
-            pids = _tree(proc.pid)
-            warm = loadgen.run(port, sessions=2, messages=20, per_connection=10, size=1024)
-            if warm.errors:
-                raise SystemExit(f"{server} ({mode}) failed the warm-up: {warm.first_error}")
-            return {w.name: measure(server, w, port, pids) for w in workloads}
-        finally:
-            proc.send_signal(signal.SIGTERM)
+            _wait_listening(port, proc, greets=mode != "proxy")
+        except SystemExit:
+            if proc.returncode == UNSUPPORTED:
+                print(f"# {server}: its src/ has no {mode} mode; skipped", flush=True)
+                return {}
+            raise
+        client_port, proxy_pids = port, []
+        if mode in PROXY_MODES:
+            haproxy, client_port = _start_haproxy(scratch, port, send_proxy=mode == "proxy")
+            stack.callback(_stop, haproxy)
             try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+                _wait_listening(client_port, haproxy)
+            except SystemExit:
+                print((Path(scratch) / "haproxy.log").read_text(errors="replace"), file=sys.stderr)
+                raise
+            proxy_pids = [haproxy.pid]
+        time.sleep(0.2)  # let workers finish starting
+        pids = _tree(proc.pid)
+        warm = loadgen.run(client_port, sessions=2, messages=20, per_connection=10, size=1024)
+        if warm.errors:
+            raise SystemExit(f"{server} ({mode}) failed the warm-up: {warm.first_error}")
+        if mode == "auth":
+            _check_mailauth(client_port)
+        return {w.name: measure(server, w, client_port, pids, proxy_pids) for w in workloads}
+    raise AssertionError("unreachable")  # ExitStack does not swallow exceptions
 
 
 def _headline(workload: str, m: dict[str, float]) -> float:
     """The one figure per round: RSS growth in MiB (BIG), KiB per connection (W4), or msg/s."""
     if workload == "BIG":
         return m["growth_kib"] / 1024
+    if workload in LATENCY:
+        return m["all_p99_ms"]
     return m.get("rate", m.get("kib_per_conn", 0.0))
 
 
@@ -328,15 +599,23 @@ def main() -> None:
         "--generator",
         choices=["loadgen", "smtp-source"],
         default="loadgen",
-        help="who sends (pipelined workloads always use loadgen); smtp-source: Postfix's, "
-        "see bench/get_postfix.sh",
+        help="who sends (pipelined workloads and those sending a given message always use "
+        "loadgen); smtp-source: Postfix's, see bench/get_postfix.sh",
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiply every workload's message count (at least 1 each): 0.1 for a smoke test",
     )
     args = parser.parse_args()
-    global GENERATOR
+    global GENERATOR, MESSAGES
     GENERATOR = args.generator
-    workloads = [WORKLOADS[w] for w in args.workloads.split(",")]
+    unknown = [w for w in args.workloads.split(",") if w not in WORKLOADS]
+    if unknown:
+        raise SystemExit(f"unknown workloads {unknown}: {', '.join(WORKLOADS)}")
+    workloads = [_scaled(WORKLOADS[w], args.scale) for w in args.workloads.split(",")]
     servers = args.servers.split(",")
-    baseline = servers[-1]
     results: dict[str, dict[str, list[dict[str, float]]]] = {
         s: {w.name: [] for w in workloads} for s in servers
     }
@@ -347,13 +626,47 @@ def main() -> None:
         f"generator={GENERATOR}",
         flush=True,
     )
-    for rnd in range(args.rounds):
+    with contextlib.ExitStack() as stack:
+        if any(w.message or w.mode == "auth" for w in workloads):
+            MESSAGES = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mailio-msg-")))
+            # One key and one set of pre-signed messages for the whole run.
+            subprocess.run(
+                [sys.executable, str(HERE / "serve_dns.py"), "make", str(MESSAGES)],
+                check=True,
+                timeout=300,
+            )
+        _rounds(args.rounds, servers, workloads, results, args.base_src)
+    _report(workloads, servers, results)
+
+
+def _scaled(workload: Workload, scale: float) -> Workload:
+    if scale == 1.0 or workload.name == "W4":
+        return workload
+    return replace(workload, messages=max(1, round(workload.messages * scale)))
+
+
+def _rounds(
+    rounds: int,
+    servers: list[str],
+    workloads: list[Workload],
+    results: dict[str, dict[str, list[dict[str, float]]]],
+    base_src: str | None,
+) -> None:
+    for rnd in range(rounds):
         for server in servers:
-            out = run_server(server, workloads, args.base_src)
+            out = run_server(server, workloads, base_src)
             for name, m in out.items():
                 results[server].setdefault(name, []).append(m)
             summary = " ".join(f"{n}={_headline(n, m):.1f}" for n, m in out.items())
             print(f"round {rnd + 1} {server:10} {summary}", flush=True)
+
+
+def _report(
+    workloads: list[Workload],
+    servers: list[str],
+    results: dict[str, dict[str, list[dict[str, float]]]],
+) -> None:
+    baseline = servers[-1]
     print()
     print(
         "| workload | server | msg/s (median) | ratio | server CPU µs/msg | peak RSS MiB | "
@@ -361,6 +674,8 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|")
     for w in workloads:
+        if w.name in LATENCY:
+            continue  # their own table, below
         for server in servers:
             runs = results[server][w.name]
             if not runs:
@@ -384,7 +699,7 @@ def main() -> None:
                 )
                 continue
             rate = statistics.median(r["rate"] for r in runs)
-            base_runs = results[baseline][w.name]
+            base_runs = results[baseline].get(w.name, [])
             ratio = (
                 f"{rate / statistics.median(r['rate'] for r in base_runs):.2f}×"
                 if base_runs
@@ -400,6 +715,65 @@ def main() -> None:
         f"\nratio = median msg/s ÷ {baseline}'s median in this run "
         "(W4: KiB per idle connection, lower is better)"
     )
+    _report_proxy(workloads, servers, results)
+    _report_latency(workloads, servers, results)
+
+
+def _median(runs: list[dict[str, float]], key: str) -> float:
+    return statistics.median(r[key] for r in runs)
+
+
+def _report_proxy(
+    workloads: list[Workload],
+    servers: list[str],
+    results: dict[str, dict[str, list[dict[str, float]]]],
+) -> None:
+    rows = [
+        (w, s, results[s][w.name])
+        for w in workloads
+        if w.mode in PROXY_MODES
+        for s in servers
+        if results[s][w.name]
+    ]
+    if not rows:
+        return
+    print("\nHAProxy's own CPU (one thread; not in the server's figure above):\n")
+    print("| workload | server | HAProxy CPU µs/msg |")
+    print("|---|---|---|")
+    for w, server, runs in rows:
+        print(f"| {w.name} {w.title} | {server} | {_median(runs, 'proxy_cpu_us'):,.0f} |")
+
+
+def _report_latency(
+    workloads: list[Workload],
+    servers: list[str],
+    results: dict[str, dict[str, list[dict[str, float]]]],
+) -> None:
+    rows = [
+        (w, s, results[s][w.name])
+        for w in workloads
+        if w.name in LATENCY
+        for s in servers
+        if results[s][w.name]
+    ]
+    if not rows:
+        return
+    print(
+        "\nNOOP round trips on one session while another sends a 10 MiB DKIM-signed message "
+        "(medians over the rounds; ms). verify: NOOPs overlapping the wait between the big "
+        "message's final dot and its reply; transfer: the rest.\n"
+    )
+    print(
+        "| workload | server | final dot → reply | verify NOOPs | p50 | p99 | max | "
+        "transfer NOOPs | p50 | p99 | max |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for w, server, runs in rows:
+        cells = [f"{_median(runs, 'final_dot_ms'):,.1f}"]
+        for phase in ("verify", "transfer"):
+            cells.append(f"{_median(runs, phase + '_n'):,.0f}")
+            cells += [f"{_median(runs, f'{phase}_{q}_ms'):,.2f}" for q in ("p50", "p99", "max")]
+        print(f"| {w.name} | {server} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

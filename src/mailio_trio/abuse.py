@@ -50,6 +50,7 @@ class AbuseKind(enum.Enum):
     TLS_HANDSHAKE = "failed TLS handshakes"
     PROXY_HEADER = "refused, late or cut PROXY protocol headers"
     PROXY_UNTRUSTED = "connections from outside server.proxy_trusted"
+    REDIS_DOWN = "Redis calls failed open"
 
 
 @attrs.define(eq=False)

@@ -52,7 +52,7 @@ from mailio_trio.protocol import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable, Sequence
+    from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
 __all__ = [
     "DotStuffer",
@@ -314,6 +314,8 @@ class SMTPClient:
         *,
         smtputf8: bool | None = None,
         eight_bit: bool | None = None,
+        mail_params: Sequence[str] = (),
+        rcpt_params: Mapping[str, Sequence[str]] | None = None,
     ) -> SendResult:
         """Send one message to the recipients the server accepts.
 
@@ -327,6 +329,10 @@ class SMTPClient:
           eight_bit: Whether the body has 8-bit octets (``BODY=8BITMIME``);
             ``None`` means scan it. Without 8BITMIME at the server it is sent
             anyway, as Postfix does, rather than mangled.
+          mail_params: More ``KEY=value`` parameters for MAIL (``RET=HDRS``);
+            the caller checks the server offers their extension.
+          rcpt_params: More parameters for a recipient's RCPT, by recipient
+            (``NOTIFY=SUCCESS``).
 
         Returns:
           Each recipient's reply; see :class:`SendResult`.
@@ -354,8 +360,9 @@ class SMTPClient:
         )
         if isinstance(params, Reply):
             raise SMTPError(params.code, params.text, params.enhanced)
-        mail = " ".join([f"MAIL FROM:<{sender}>", *params])
-        rcpts = [f"RCPT TO:<{r}>" for r in recipients]
+        mail = " ".join([f"MAIL FROM:<{sender}>", *params, *mail_params])
+        extra = rcpt_params or {}
+        rcpts = [" ".join([f"RCPT TO:<{r}>", *extra.get(r, ())]) for r in recipients]
         replies: dict[str, Reply] = {}
         if self.supports("PIPELINING"):
             # RFC 2920 §3.1: MAIL and RCPTs may go in one group; read the replies in order.

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from mailio_trio.protocol import Address
+    from mailio_trio.protocol.dsn import DsnRcpt, Ret
 
 __all__ = ["Envelope", "Message"]
 
@@ -27,6 +28,17 @@ class Envelope:
     recipients: list[Address] = attrs.field(factory=list)
     body: str | None = None
     smtputf8: bool = False
+    ret: Ret | None = None
+    """MAIL's ``RET`` (RFC 3461 §4.3), if given."""
+    envid: str | None = None
+    """MAIL's ``ENVID`` (RFC 3461 §4.4), xtext-decoded, if given."""
+    dsn: dict[tuple[str, str], DsnRcpt] = attrs.field(factory=dict)
+    """Per recipient (by ``Address.key()``), RCPT's ``NOTIFY`` and ``ORCPT``
+    when it gave either; absent recipients gave neither."""
+
+    def recipient_dsn(self, recipient: Address) -> DsnRcpt | None:
+        """The DSN parameters RCPT gave ``recipient``, or ``None``."""
+        return self.dsn.get(recipient.key())
 
     def copy(self) -> Envelope:
         return Envelope(
@@ -35,6 +47,9 @@ class Envelope:
             recipients=list(self.recipients),
             body=self.body,
             smtputf8=self.smtputf8,
+            ret=self.ret,
+            envid=self.envid,
+            dsn=dict(self.dsn),
         )
 
 

@@ -20,6 +20,8 @@ TABLES: dict[str, tuple[dict[str, Any], str, Any]] = {
     "tls": ({"ciphers": "ECDHE+AESGCM"}, "ciphers", "ECDHE+AESGCM"),
     "auth": ({"allow_insecure": True}, "allow_insecure", True),
     "mailauth": ({"authserv_id": "mx.example.com"}, "authserv_id", "mx.example.com"),
+    "metrics": ({"listen": "127.0.0.1:9025"}, "listen", "127.0.0.1:9025"),
+    "redis": ({"url": "redis://127.0.0.1:6379/0"}, "url", "redis://127.0.0.1:6379/0"),
 }
 
 

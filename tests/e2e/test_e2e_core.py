@@ -45,6 +45,7 @@ async def test_ehlo_lists_enabled_extensions(mailio_server: RunningServer) -> No
         f"SIZE {100 * 1024 * 1024}",
         "8BITMIME",
         "SMTPUTF8",
+        "CHUNKING",
         "ENHANCEDSTATUSCODES",
     }
     # No certificate, no credentials check: neither may be promised.

@@ -80,8 +80,9 @@ def test_ten_megabyte_line_is_not_buffered() -> None:
     chunk = b"x" * 65536
     for _ in range(160):
         splitter.feed(chunk)
-        assert splitter.buffered_size <= 512
         assert splitter.next_line() is Need.DATA
+        # Held only until the lines before it are out (a BDAT chunk may follow one).
+        assert splitter.buffered_size <= 512
     splitter.feed(b"\r\nQUIT\r\n")
     assert drain(splitter) == [OverlongLine(length=160 * 65536 + 2), b"QUIT"]
     assert splitter.buffered_size == 0
@@ -108,6 +109,7 @@ def test_take_buffered_drops_pipelined_plaintext() -> None:
 def test_take_buffered_resets_discarding() -> None:
     splitter = LineSplitter(limit=10)
     splitter.feed(b"q" * 50)
+    assert splitter.next_line() is Need.DATA  # nothing before it: dropped now
     assert splitter.has_buffered
     assert splitter.take_buffered() == b""
     splitter.feed(b"EHLO x\r\n")
@@ -155,3 +157,35 @@ def test_any_chunking_gives_the_same_lines(stream: bytes, cuts: list[int], limit
         else:
             model.append(raw.removesuffix(b"\r"))
     assert got == model
+
+
+def test_octets_after_a_line_are_kept_whole_even_if_too_long_for_a_line() -> None:
+    # A BDAT chunk (RFC 3030) sent with its command: no line, however long.
+    splitter = LineSplitter(limit=10)
+    splitter.feed(b"BDAT 50\r\n" + b"c" * 50)
+    assert splitter.next_line() == b"BDAT 50"
+    assert splitter.take_buffered() == b"c" * 50
+
+
+@given(
+    payload=st.binary(max_size=200),
+    cuts=st.lists(st.integers(min_value=0), max_size=8),
+)
+def test_take_buffered_after_a_line_returns_the_rest(payload: bytes, cuts: list[int]) -> None:
+    """Fed as the session feeds (only when no line is ready), the rest is intact."""
+    stream = b"NOOP\r\nBDAT 1\r\n" + payload
+    splitter = LineSplitter(limit=16)
+    points = sorted({c % (len(stream) + 1) for c in cuts})
+    pieces = [stream[a:b] for a, b in itertools.pairwise([0, *points, len(stream)])]
+    fed = 0
+    lines: list[bytes | OverlongLine] = []
+    while len(lines) < 2:
+        line = splitter.next_line()
+        if line is Need.DATA:
+            splitter.feed(pieces[fed])
+            fed += 1
+            continue
+        lines.append(line)
+    assert lines == [b"NOOP", b"BDAT 1"]
+    rest = splitter.take_buffered() + b"".join(pieces[fed:])
+    assert rest == payload

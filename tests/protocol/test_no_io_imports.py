@@ -45,6 +45,9 @@ def test_public_names() -> None:
     assert sorted(mailio_trio.protocol.__all__) == [
         "Address",
         "BareLineEndings",
+        "Bdat",
+        "BdatSyntaxError",
+        "ChunkReader",
         "ClientProtocolError",
         "Command",
         "ConnectionLost",
@@ -64,6 +67,7 @@ def test_public_names() -> None:
         "data_problem",
         "dot_stuff",
         "mail_parameters",
+        "parse_bdat",
         "parse_command",
         "parse_helo_name",
         "parse_mail_from",

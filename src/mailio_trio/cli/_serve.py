@@ -66,6 +66,13 @@ def server_flags() -> Parser:
     group.add_argument("--spool", metavar="DIR", help="spool directory (default ./spool)")
     group.add_argument("--max-message-size", type=positive_int, metavar="BYTES")
     group.add_argument("--idle-timeout", type=positive_float, metavar="SECONDS")
+    group.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        type=listen_arg,
+        help="serve Prometheus /metrics, /healthz and /readyz over HTTP here "
+        "(metrics.listen; needs the metrics extra)",
+    )
     _add_relay_flags(group)
     _add_proxy_flags(group)
     return flags
@@ -218,7 +225,11 @@ def _flags_table(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
                 "all must use one port (dns.port)"
             )
         dns.update(nameservers=[ip for ip, _ in args.dns_server], port=ports[0])
+    metrics: dict[str, Any] = {}
+    if getattr(args, "metrics", None):
+        metrics["listen"] = args.metrics
     tables = {
+        "metrics": metrics,
         "server": server,
         "limits": limits,
         "maildir": maildir,
@@ -289,6 +300,9 @@ async def _watch_signals(signals: Any, server: Server, cancel_scope: trio.Cancel
             cancel_scope.cancel()
             return
         print(f"{PROG}: {name}, shutting down (send it again to stop at once)", flush=True)
+        from mailio_trio.server._systemd import notify
+
+        notify("STOPPING=1", "STATUS=draining")
         server.shutdown()
         stopping = True
 
@@ -317,16 +331,35 @@ async def _open_listeners(
     return listeners
 
 
+def _inherited(
+    activated: Mapping[str, Sequence[Any]],
+) -> tuple[list[trio.SocketListener], list[trio.SocketListener]]:
+    """Plain and implicit-TLS listeners from systemd's sockets (``FileDescriptorName=smtps``)."""
+    plain: list[trio.SocketListener] = []
+    tls: list[trio.SocketListener] = []
+    for name, sockets in activated.items():
+        for sock in sockets:
+            listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+            (tls if name == "smtps" else plain).append(listener)
+    return plain, tls
+
+
 async def _serve(
     server: Server, config: Config, smtps_listen: Sequence[tuple[str, int]] = ()
 ) -> None:
-    listeners = await _open_listeners([parse_listen(item) for item in config.listen])
-    try:
-        tls_listeners = await _open_listeners(smtps_listen, " (SMTPS)")
-    except _CannotListen:
-        for listener in listeners:
-            await listener.aclose()
-        raise
+    from mailio_trio.server import _systemd
+
+    if activated := _systemd.listen_sockets():
+        # Socket activation: systemd bound the ports; --listen/--smtps-listen are its own.
+        listeners, tls_listeners = _inherited(activated)
+    else:
+        listeners = await _open_listeners([parse_listen(item) for item in config.listen])
+        try:
+            tls_listeners = await _open_listeners(smtps_listen, " (SMTPS)")
+        except _CannotListen:
+            for listener in listeners:
+                await listener.aclose()
+            raise
     # Signals are caught before the "listening" line, so a supervisor (or a
     # test) that signals as soon as it reads the line gets a clean shutdown.
     signals_wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -338,10 +371,28 @@ async def _serve(
                 [_show_address(h, p) for h, p in bound]
                 + [f"{_show_address(h, p)} (SMTPS)" for h, p in smtps]
             )
+            scrape = await _start_metrics(nursery, server)
             print(f"{PROG}: listening on {where}; {_where_mail_goes(config)}", flush=True)
+            if scrape:
+                print(f"{PROG}: metrics on {scrape}", flush=True)
             nursery.start_soon(_watch_signals, signals, server, nursery.cancel_scope)
+            _systemd.notify("READY=1", f"STATUS=listening on {where}")
+            if (interval := _systemd.watchdog_interval()) is not None:
+                nursery.start_soon(_systemd.watchdog, interval)
             await server.wait_stopped()
             nursery.cancel_scope.cancel()
+
+
+async def _start_metrics(nursery: trio.Nursery, server: Server) -> str:
+    """Start ``metrics.listen``'s HTTP listener; returns its URLs ("" when off)."""
+    if server.config.metrics.listen is None:
+        return ""
+    try:
+        bound: list[tuple[str, int]] = await nursery.start(server.serve_metrics)
+    except OSError as exc:
+        where = server.config.metrics.listen
+        raise _CannotListen(f"cannot listen on {where} (metrics): {exc.strerror or exc}") from None
+    return ", ".join(f"http://{_show_address(h, p)}/metrics" for h, p in bound)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from mailio_trio.config._auth import AuthConfig, Mechanism
 from mailio_trio.config._config import Config, ProxyUntrusted
 from mailio_trio.config._mailauth import MailauthConfig
+from mailio_trio.config._metrics import MetricsConfig, RedisConfig
 from mailio_trio.config._sections import DnsConfig, Limits, MaildirConfig, RelayConfig
 from mailio_trio.config._tls import TLSConfig, TLSVersion
 from mailio_trio.config._validators import ConfigError, networks, parse_listen, show
@@ -27,7 +28,9 @@ __all__ = [
     "MailauthConfig",
     "MaildirConfig",
     "Mechanism",
+    "MetricsConfig",
     "ProxyUntrusted",
+    "RedisConfig",
     "RelayConfig",
     "TLSConfig",
     "TLSVersion",

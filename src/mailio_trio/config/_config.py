@@ -17,6 +17,7 @@ import attrs
 
 from mailio_trio.config._auth import AuthConfig
 from mailio_trio.config._mailauth import MailauthConfig
+from mailio_trio.config._metrics import MetricsConfig, RedisConfig
 from mailio_trio.config._sections import DnsConfig, Limits, MaildirConfig, RelayConfig
 from mailio_trio.config._tls import TLSConfig
 from mailio_trio.config._toml import (
@@ -124,6 +125,14 @@ def _mailauth(value: Any) -> MailauthConfig:
     return _section(MailauthConfig, value, "mailauth")
 
 
+def _metrics(value: Any) -> MetricsConfig:
+    return _section(MetricsConfig, value, "metrics")
+
+
+def _redis(value: Any) -> RedisConfig:
+    return _section(RedisConfig, value, "redis")
+
+
 def _tls(value: Any) -> TLSConfig:
     return _section(TLSConfig, value, "tls")
 
@@ -152,6 +161,8 @@ class Config:
     smtputf8: bool = True
     eight_bit_mime: bool = True
     pipelining: bool = True
+    chunking: bool = True
+    """Offer CHUNKING (RFC 3030): messages sent in ``BDAT`` chunks, without BINARYMIME."""
     enhanced_status_codes: bool = True
     spool_dir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
     """Where DATA bodies are streamed while handlers run; ``None`` is the system temp dir."""
@@ -172,6 +183,10 @@ class Config:
     relay: RelayConfig = attrs.field(factory=RelayConfig, converter=_relay)
     mailauth: MailauthConfig = attrs.field(factory=MailauthConfig, converter=_mailauth)
     """Email authentication on receipt: authserv-id and trusted networks (``[mailauth]``)."""
+    metrics: MetricsConfig = attrs.field(factory=MetricsConfig, converter=_metrics)
+    """The Prometheus and health-check listener (``[metrics]``); off by default."""
+    redis: RedisConfig = attrs.field(factory=RedisConfig, converter=_redis)
+    """State shared by several servers (``[redis]``); off by default."""
     worker_parent_check: float = attrs.field(default=1.0, validator=positive)
     """Seconds between a ``--workers`` child's checks that its parent still lives,
     where the kernel cannot tell it (Linux's ``PR_SET_PDEATHSIG`` needs no polling).

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailio_trio.plugins import (
     auth,
+    bdat,
     connect,
     data,
     ehlo,
@@ -56,6 +57,7 @@ CORE_PLUGINS = (
     mail,
     rcpt,
     data,
+    bdat,
     queue,
     rset,
     noop,
@@ -85,6 +87,7 @@ OPTIONAL_PLUGINS: dict[str, str] = {
     "mail/spf": "mailio_trio.plugins.spf",
     "rcpt/limits": "mailio_trio.plugins.limits",
     "rcpt/dnsbl": "mailio_trio.plugins.dnsbl",
+    "rcpt/greylist": "mailio_trio.plugins.greylist",
     "queue/mailauth": "mailio_trio.plugins.mailauth",
     "queue/spamd": "mailio_trio.plugins.spamd",
 }
@@ -157,6 +160,7 @@ CONDITIONAL_KEYS: dict[str, str] = {
     "queue/relay": "[relay]",
     "rcpt/local": "[maildir]",
     "queue/maildir": "[maildir]",
+    "queue/dsn": "[maildir]",
     "queue/print": "the serve --capture/--print flags",
 }
 

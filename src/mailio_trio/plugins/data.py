@@ -20,6 +20,9 @@ async def data(req: Request, res: Response) -> None:
         res.reject(503, "Need MAIL command", "5.5.1")
     elif not session.envelope.recipients:
         res.reject(503, "Need RCPT command", "5.5.1")
+    elif session.chunked is not None:
+        # RFC 3030 §2: never both in one transaction; the client must RSET.
+        res.reject(503, "DATA after BDAT", "5.5.1")
     elif req.argument:
         res.reject(501, "Syntax: DATA", "5.5.4")
     else:

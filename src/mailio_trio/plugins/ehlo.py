@@ -14,7 +14,14 @@ from mailio_trio.plugins.helo import greeted
 from mailio_trio.protocol import parse_helo_name
 
 if TYPE_CHECKING:
+    from mailio_trio.config import Config
     from mailio_trio.server._session import Session
+
+
+def dsn_offered(config: Config) -> bool:
+    """Whether DSN (RFC 3461) is offered: only where mail is delivered or relayed,
+    the two places its reports come from."""
+    return config.maildir.enabled or config.relay.enabled
 
 
 def keywords(session: Session) -> list[str]:
@@ -28,6 +35,10 @@ def keywords(session: Session) -> list[str]:
         words.append("8BITMIME")  # RFC 6152
     if config.smtputf8:
         words.append("SMTPUTF8")  # RFC 6531
+    if dsn_offered(config):
+        words.append("DSN")  # RFC 3461
+    if config.chunking:
+        words.append("CHUNKING")  # RFC 3030, without BINARYMIME
     if config.enhanced_status_codes:
         words.append("ENHANCEDSTATUSCODES")  # RFC 2034
     words.extend(session.context.chain.extensions(session))

@@ -9,7 +9,11 @@ from mailio_trio.protocol import Verb
 @never_waits
 async def help(req: Request, res: Response) -> None:
     session = req.session
-    verbs = " ".join(v.name for v in Verb if session.handlers(v.value))
+    verbs = " ".join(
+        v.name
+        for v in Verb
+        if session.handlers(v.value) and (v is not Verb.BDAT or session.config.chunking)
+    )
     res.accept(214, f"Commands: {verbs}\nSee RFC 5321", "2.0.0")
 
 

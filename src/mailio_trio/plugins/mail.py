@@ -10,16 +10,24 @@ from typing import TYPE_CHECKING
 
 from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_waits
 from mailio_trio.message import Envelope
+from mailio_trio.plugins.ehlo import dsn_offered
 from mailio_trio.protocol import MailFrom, parse_mail_from
 from mailio_trio.protocol.catalogue import MESSAGE_TOO_BIG
+from mailio_trio.protocol.dsn import MAIL_KEYWORDS, parse_dsn_mail
 
 if TYPE_CHECKING:
     from mailio_trio.server._session import Session
 
 
 def start(session: Session, mail: MailFrom) -> None:
+    dsn = parse_dsn_mail(mail.params)  # checked in mail() already
     session.envelope = Envelope(
-        sender=mail.sender, has_sender=True, body=mail.body, smtputf8=mail.smtputf8
+        sender=mail.sender,
+        has_sender=True,
+        body=mail.body,
+        smtputf8=mail.smtputf8,
+        ret=dsn.ret,
+        envid=dsn.envid,
     )
 
 
@@ -39,7 +47,9 @@ async def mail(req: Request, res: Response) -> None:
         req.argument,
         smtputf8=esmtp and config.smtputf8,
         eight_bit_mime=esmtp and config.eight_bit_mime,
+        extra_params=MAIL_KEYWORDS if esmtp and dsn_offered(config) else (),
     )
+    parse_dsn_mail(parsed.params)  # RFC 3461 §4.3, §4.4: a bad RET or ENVID is 501 5.5.4
     if parsed.size is not None and parsed.size > config.limits.message_size:
         res.reject(MESSAGE_TOO_BIG.code, MESSAGE_TOO_BIG.text, MESSAGE_TOO_BIG.enhanced)
         return

@@ -34,9 +34,13 @@ def make_handler(worker: RelayWorker) -> Handler:
         assert message is not None
         config = req.session.config
         envelope = message.envelope
-        remote = [
-            str(r) for r in envelope.recipients if r.domain and not config.is_local_domain(r.domain)
+        foreign = [
+            r for r in envelope.recipients if r.domain and not config.is_local_domain(r.domain)
         ]
+        remote = [str(r) for r in foreign]
+        # RFC 3461 §5.2.1: NOTIFY and ORCPT go on with each recipient, RET and ENVID
+        # with the message.
+        dsn = {str(r): d for r in foreign if (d := envelope.recipient_dsn(r)) is not None}
         if not remote:
             res.accept()
             return
@@ -57,6 +61,9 @@ def make_handler(worker: RelayWorker) -> Handler:
                 remote,
                 smtputf8=envelope.smtputf8,
                 body_8bit=envelope.body == "8BITMIME" or None,
+                dsn=dsn,
+                ret=envelope.ret,
+                envid=envelope.envid,
             )
         except OSError as exc:
             res.log.error("cannot spool message for relaying: %s", exc)

@@ -8,6 +8,10 @@ more than one place (and tests compare against).
 
 from __future__ import annotations
 
+from mailio_trio.protocol.chunking import Bdat as Bdat
+from mailio_trio.protocol.chunking import BdatSyntaxError as BdatSyntaxError
+from mailio_trio.protocol.chunking import ChunkReader as ChunkReader
+from mailio_trio.protocol.chunking import parse_bdat as parse_bdat
 from mailio_trio.protocol.commands import Address as Address
 from mailio_trio.protocol.commands import Command as Command
 from mailio_trio.protocol.commands import MailFrom as MailFrom
@@ -37,6 +41,9 @@ from mailio_trio.protocol.replies import ReplyReader as ReplyReader
 __all__ = [
     "Address",
     "BareLineEndings",
+    "Bdat",
+    "BdatSyntaxError",
+    "ChunkReader",
     "ClientProtocolError",
     "Command",
     "ConnectionLost",
@@ -56,6 +63,7 @@ __all__ = [
     "data_problem",
     "dot_stuff",
     "mail_parameters",
+    "parse_bdat",
     "parse_command",
     "parse_helo_name",
     "parse_mail_from",

@@ -94,6 +94,9 @@ class DataReader:
       too_many_hops: ``hops`` reached ``max_hops``.
     """
 
+    # BDAT chunks (protocol/chunking.py) share every check but dot-unstuffing.
+    _unstuff = True
+
     def __init__(
         self,
         *,
@@ -218,13 +221,14 @@ class DataReader:
         if self._at_line_start:
             self._after_crlf = region.endswith(b"\r\n")
 
-        # RFC 5321 §4.5.2: a line starting with "." loses that dot — except a
-        # lone-dot line that was not the terminator, which stays as content.
-        if at_start and text[0] == _DOT and not text.startswith(b".\r\n"):
-            text = text[1:]
-        # Clean text is the region itself, so "\n." in it means "\r\n." in the region.
-        if not (crlf_dot_free and text is region) and b"\n." in text:
-            text = _STUFFED_DOT.sub(b"\n", text)
+        if self._unstuff:
+            # RFC 5321 §4.5.2: a line starting with "." loses that dot — except a
+            # lone-dot line that was not the terminator, which stays as content.
+            if at_start and text[0] == _DOT and not text.startswith(b".\r\n"):
+                text = text[1:]
+            # Clean text is the region itself, so "\n." in it means "\r\n." in the region.
+            if not (crlf_dot_free and text is region) and b"\n." in text:
+                text = _STUFFED_DOT.sub(b"\n", text)
 
         if not self._hops.done:  # the header block only: one attribute test per chunk after
             self._hops.feed(text)

@@ -68,6 +68,19 @@ class LineSplitter:
         self._queue: collections.deque[bytearray | OverlongLine] = collections.deque([bytearray()])
         # While a dropped line's LF has not arrived: octets dropped so far.
         self._discarding: int | None = None
+        # Octets at the end of the last feed that are already too long for a
+        # line. They are dropped at the next feed, not at once: the lines before
+        # them may include a BDAT command, whose chunk they are (RFC 3030), and
+        # take_buffered() must hand that chunk over whole. The next feed only
+        # comes once every line before them was returned, and next_line drops
+        # them as soon as it has nothing else to return.
+        self._overlong_tail = 0
+
+    def _drop_overlong_tail(self) -> None:
+        tail = self._queue[-1]
+        assert isinstance(tail, bytearray)
+        del tail[len(tail) - self._overlong_tail :]
+        self._discarding, self._overlong_tail = self._overlong_tail, 0
 
     def feed(self, data: bytes) -> None:
         """Add bytes received from the client.
@@ -77,6 +90,8 @@ class LineSplitter:
         """
         if not data:
             return
+        if self._overlong_tail:
+            self._drop_overlong_tail()
         if self._discarding is not None:
             end = data.find(b"\n")
             if end == -1:
@@ -97,8 +112,7 @@ class LineSplitter:
             last_lf = tail.rfind(b"\n", 0, start)
         partial = len(tail) - (last_lf + 1)
         if partial >= self.limit:
-            del tail[last_lf + 1 :]
-            self._discarding = partial
+            self._overlong_tail = partial
 
     def next_line(self) -> bytes | OverlongLine | Need:
         """Return the next complete line without its terminator.
@@ -116,6 +130,8 @@ class LineSplitter:
             end = head.find(b"\n")
             if end == -1:
                 if len(queue) == 1:
+                    if self._overlong_tail:  # every line before it is out: drop it now
+                        self._drop_overlong_tail()
                     return Need.DATA
                 queue.popleft()  # an exhausted segment before an OverlongLine
                 continue
@@ -143,7 +159,9 @@ class LineSplitter:
         """Return and forget everything received but not yet returned as a line.
 
         After ``STARTTLS`` the session calls this to drop plaintext the client
-        pipelined behind the command (the CVE-2011-0411 command injection).
+        pipelined behind the command (the CVE-2011-0411 command injection);
+        after ``BDAT`` it takes the chunk's first octets, which are all here:
+        an over-long tail is only dropped once no line is left before it.
         Dropped over-long content is already gone and is not included.
         """
         queue = self._queue
@@ -154,6 +172,7 @@ class LineSplitter:
             pending = b"".join(bytes(seg) for seg in queue if isinstance(seg, bytearray))
             self._queue = collections.deque([bytearray()])
         self._discarding = None
+        self._overlong_tail = 0
         return pending
 
     @property

@@ -12,6 +12,17 @@ can never bounce. None is made for a null sender or for a message that was
 itself ``Auto-Submitted`` (RFC 3834 §2: no automatic replies to automatic
 mail) — the loops mail-io guarded against.
 
+The client's DSN parameters (RFC 3461) shape it: a recipient is reported
+only for the events its ``NOTIFY`` asked for (without ``NOTIFY``: failures
+and delays, never success; ``NEVER``: nothing); ``RET=FULL`` returns the
+whole message (``message/rfc822``) in a failure report instead of its
+headers; ``ENVID`` comes back as ``Original-Envelope-Id`` and each
+``ORCPT`` as that recipient's ``Original-Recipient`` (RFC 3464 §2.2.1,
+§2.3.1). Success reports (``Action: relayed`` when the next hop does not
+offer DSN, ``Action: delivered`` at local delivery, see
+``mailio_trio.plugins.dsn``) carry the headers only, whatever ``RET`` says
+(RFC 3461 §4.3: it is for failures).
+
 A *delay* DSN (``Action: delayed``, ``Status: 4.x.y``, ``Will-Retry-Until``)
 has the same shape and says plainly that it is a warning: nothing to do, we
 keep trying until the date given. RFC 3461 §4.1: a recipient whose client gave
@@ -31,17 +42,29 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from mailio_trio.relay.spool import NotifyOn
+from mailio_trio.protocol.dsn import NotifyOn, Ret
+from mailio_trio.relay.spool import RecipientStatus
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from mailio_trio.relay.spool import Entry, RecipientState
 
-__all__ = ["build_delay_dsn", "build_dsn", "delay_recipients", "should_bounce"]
+__all__ = [
+    "build_delay_dsn",
+    "build_delivered_dsn",
+    "build_dsn",
+    "delay_recipients",
+    "failure_recipients",
+    "relayed_recipients",
+    "should_bounce",
+]
 
 # Headers are what the DSN quotes; read no further into a message than this.
 HEADER_LIMIT = 256 * 1024
+# RET=FULL returns the message itself up to this size, its headers beyond
+# (RFC 3461 §4.3 lets the reporting MTA truncate; a bounce must not fail for size).
+FULL_LIMIT = 10 * 1024 * 1024
 
 
 def _headers(message: Path) -> bytes:
@@ -87,7 +110,21 @@ class _Reported:
 
 def delay_recipients(entry: Entry) -> list[RecipientState]:
     """The still-pending recipients a delay DSN reports (RFC 3461 §4.1 ``NOTIFY``)."""
-    return [r for r in entry.pending() if r.notify is None or NotifyOn.DELAY in r.notify]
+    return [r for r in entry.pending() if r.wants(NotifyOn.DELAY)]
+
+
+def failure_recipients(entry: Entry) -> list[RecipientState]:
+    """The failed recipients a failure DSN reports: all but ``NOTIFY`` without ``FAILURE``."""
+    return [r for r in entry.failed() if r.wants(NotifyOn.FAILURE)]
+
+
+def relayed_recipients(entry: Entry) -> list[RecipientState]:
+    """Recipients handed to a next hop without DSN whose client asked for ``SUCCESS``."""
+    return [
+        r
+        for r in entry.recipients
+        if r.status is RecipientStatus.DELIVERED and r.relayed and r.wants(NotifyOn.SUCCESS)
+    ]
 
 
 def _reasons(states: list[RecipientState]) -> list[str]:
@@ -112,25 +149,76 @@ def _delay_status(state: RecipientState) -> tuple[str, str]:
 def build_dsn(
     entry: Entry, message: Path, *, reporting_mta: str, now: datetime | None = None
 ) -> bytes:
-    """The DSN for ``entry``'s failed recipients, as wire bytes (blocking: reads headers)."""
-    failed = entry.failed()
-    lines = [
-        f"This is the mail system at {reporting_mta}.",
-        "",
-        "Your message could not be delivered to one or more recipients.",
-        "",
-        *_reasons(failed),
-    ]
+    """The DSN for ``entry``'s finished recipients, as wire bytes (blocking: reads the message).
+
+    It reports the :func:`failure_recipients` (``Action: failed``) and the
+    :func:`relayed_recipients` (``Action: relayed``) in one message (RFC
+    3464 §2.3.3 lets one DSN mix actions); the caller sends it only when
+    either list has someone.
+    """
+    failed = failure_recipients(entry)
+    relayed = relayed_recipients(entry)
+    lines = [f"This is the mail system at {reporting_mta}.", ""]
+    if failed:
+        lines += ["Your message could not be delivered to one or more recipients.", ""]
+        lines += _reasons(failed)
+    if relayed:
+        if failed:
+            lines.append("")
+        lines += [
+            "Your message was passed on to the recipients' mail systems below, which do",
+            "not report delivery status: this is the last notice you will get for them.",
+            "",
+            *(f"<{state.address}>: relayed" for state in relayed),
+        ]
     blocks = [_Reported(state, "failed", *_status(state)) for state in failed]
+    blocks += [_Reported(state, "relayed", *_success_status(state)) for state in relayed]
     return _report(
         entry,
         message,
         reporting_mta=reporting_mta,
-        subject="Undelivered Mail Returned to Sender",
+        subject="Undelivered Mail Returned to Sender" if failed else "Relayed Mail Report",
+        text=lines,
+        recipients=blocks,
+        now=now,
+        full=bool(failed) and entry.ret is Ret.FULL,
+    )
+
+
+def build_delivered_dsn(
+    entry: Entry, message: Path, *, reporting_mta: str, now: datetime | None = None
+) -> bytes:
+    """The ``Action: delivered`` report for every recipient of ``entry`` (blocking).
+
+    ``entry`` describes a message delivered to local mailboxes just now; it
+    is never spooled (see ``mailio_trio.plugins.dsn``).
+    """
+    lines = [
+        f"This is the mail system at {reporting_mta}.",
+        "",
+        "Your message was delivered to the recipients below.",
+        "",
+        *(f"<{state.address}>: delivered to the mailbox" for state in entry.recipients),
+    ]
+    blocks = [_Reported(state, "delivered", *_success_status(state)) for state in entry.recipients]
+    return _report(
+        entry,
+        message,
+        reporting_mta=reporting_mta,
+        subject="Successful Mail Delivery Report",  # Postfix's wording
         text=lines,
         recipients=blocks,
         now=now,
     )
+
+
+def _success_status(state: RecipientState) -> tuple[str, str]:
+    error = state.error  # for a delivered recipient, the next hop's 250
+    if error is None or not str(error.code).startswith("2"):
+        return "2.0.0", "smtp; 250 2.0.0 delivered"
+    status = error.enhanced if error.enhanced and error.enhanced[0] == "2" else "2.0.0"
+    enhanced = f"{error.enhanced} " if error.enhanced else ""
+    return status, f"smtp; {error.code} {enhanced}{' '.join(error.text.split())}"
 
 
 def build_delay_dsn(
@@ -180,8 +268,13 @@ def _report(
     text: list[str],
     recipients: list[_Reported],
     now: datetime | None,
+    full: bool = False,
 ) -> bytes:
-    """The multipart/report (RFC 6522) both kinds of DSN share."""
+    """The multipart/report (RFC 6522) every kind of DSN shares.
+
+    ``full`` returns the whole message (``message/rfc822``) instead of its
+    headers, up to :data:`FULL_LIMIT`.
+    """
     now = now or datetime.now(UTC)
     dsn = EmailMessage(policy=email.policy.SMTP)
     dsn["From"] = f"Mail Delivery System <MAILER-DAEMON@{reporting_mta}>"
@@ -194,20 +287,26 @@ def _report(
     dsn.make_mixed()
     dsn.replace_header("Content-Type", "multipart/report")
     dsn.set_param("report-type", "delivery-status")
+    # RFC 3464 §2.2: Original-Envelope-Id comes first, extension fields last.
     per_message = [
+        *([("Original-Envelope-Id", entry.envid)] if entry.envid is not None else []),
         ("Reporting-MTA", f"dns; {reporting_mta}"),
-        ("X-Mailio-Queue-ID", entry.id),
         ("Arrival-Date", format_datetime(datetime.fromtimestamp(entry.created, UTC))),
+        ("X-Mailio-Queue-ID", entry.id),
     ]
     blocks = [per_message]
     for reported in recipients:
         state, diagnostic = reported.state, reported.diagnostic
         block = [
+            # RFC 3464 §2.3.1: the ORCPT, decoded, before Final-Recipient.
+            *([("Original-Recipient", str(state.orcpt))] if state.orcpt is not None else []),
             ("Final-Recipient", f"rfc822; {state.address}"),
             ("Action", reported.action),
             ("Status", reported.status),
         ]
-        if state.error is not None and state.error.remote:
+        if reported.action == "delivered":
+            block.append(("Diagnostic-Code", diagnostic))
+        elif state.error is not None and state.error.remote:
             block.append(("Remote-MTA", f"dns; {state.error.remote.split(' ')[0]}"))
             block.append(("Diagnostic-Code", diagnostic))
         else:  # our own decision (DNS, retry deadline): no remote said anything
@@ -224,6 +323,9 @@ def _report(
             part[name] = value
         status_part.attach(part)  # type: ignore[arg-type]  # a header block is a plain Message (RFC 3464 §2.1)
     dsn.attach(status_part)
+    if full and message.stat().st_size <= FULL_LIMIT:
+        dsn.attach(_returned_message(message))
+        return dsn.as_bytes(policy=email.policy.SMTP)
     headers_part = EmailMessage(policy=email.policy.SMTP)
     headers_part["Content-Type"] = "text/rfc822-headers"
     headers = _headers(message).decode("utf-8", "replace")
@@ -231,3 +333,11 @@ def _report(
     headers_part["Content-Transfer-Encoding"] = "8bit" if not headers.isascii() else "7bit"
     dsn.attach(headers_part)
     return dsn.as_bytes(policy=email.policy.SMTP)
+
+
+def _returned_message(message: Path) -> EmailMessage:
+    """The whole message as a ``message/rfc822`` part (``RET=FULL``)."""
+    original = email.parser.BytesParser(policy=email.policy.SMTP).parsebytes(message.read_bytes())
+    part = EmailMessage(policy=email.policy.SMTP)
+    part.set_content(original)
+    return part

@@ -29,9 +29,11 @@ from mailio_trio.relay.spool import ErrorInfo, RecipientStatus
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Mapping
     from pathlib import Path
 
     from mailio_trio.config import RelayConfig
+    from mailio_trio.protocol.dsn import DsnRcpt, Ret
 
 __all__ = ["MxResolver", "Outcome", "Target", "deliver_group", "route"]
 
@@ -59,6 +61,8 @@ class Target:
 class Outcome:
     status: RecipientStatus
     error: ErrorInfo | None = None
+    relayed: bool = False
+    """Delivered to a host that does not offer DSN: its reports stop with us."""
 
 
 class RouteError(Exception):
@@ -155,8 +159,16 @@ async def deliver_group(
     config: RelayConfig,
     ehlo_name: str,
     resolver: MxResolver,
+    dsn: Mapping[str, DsnRcpt] | None = None,
+    ret: Ret | None = None,
+    envid: str | None = None,
 ) -> dict[str, Outcome]:
     """Send ``message`` to ``recipients`` (all in ``domain``) over one connection.
+
+    A host that offers DSN gets the client's parameters (RFC 3461 §5.2.1):
+    ``RET`` and ``ENVID`` on MAIL, each recipient's ``NOTIFY`` and ``ORCPT``
+    (from ``dsn``) on its RCPT. To one that does not, the recipients it
+    takes are ``relayed`` (§5.2.2): their success report is ours to send.
 
     Returns:
       Every recipient's outcome: delivered, failed (permanent) or pending (retry).
@@ -189,8 +201,18 @@ async def deliver_group(
                 command_timeout=config.command_timeout,
                 data_timeout=config.data_timeout,
             ) as client:
+                offers_dsn = client.supports("DSN")
+                mail_params, rcpt_params = (
+                    _dsn_params(recipients, dsn or {}, ret, envid) if offers_dsn else ((), {})
+                )
                 result = await client.send_message(
-                    sender, recipients, message, smtputf8=smtputf8, eight_bit=body_8bit
+                    sender,
+                    recipients,
+                    message,
+                    smtputf8=smtputf8,
+                    eight_bit=body_8bit,
+                    mail_params=mail_params,
+                    rcpt_params=rcpt_params,
                 )
         except SMTPError as exc:
             last = _error(exc, remote)
@@ -205,10 +227,33 @@ async def deliver_group(
         for recipient, reply in result.recipients.items():
             info = ErrorInfo(reply.code, reply.enhanced, reply.text, remote)
             if reply.is_positive:
-                outcomes[recipient] = Outcome(RecipientStatus.DELIVERED, info)
+                outcomes[recipient] = Outcome(RecipientStatus.DELIVERED, info, not offers_dsn)
             elif reply.is_permanent:
                 outcomes[recipient] = Outcome(RecipientStatus.FAILED, info)
             else:
                 outcomes[recipient] = Outcome(RecipientStatus.PENDING, info)
         return outcomes
     return everyone(RecipientStatus.PENDING, last)
+
+
+def _dsn_params(
+    recipients: list[str], dsn: Mapping[str, DsnRcpt], ret: Ret | None, envid: str | None
+) -> tuple[list[str], dict[str, list[str]]]:
+    """The DSN parameters to pass on, as MAIL's and each RCPT's ``KEY=value`` words."""
+    from mailio_trio.protocol.dsn import xtext_encode
+
+    mail = [f"RET={ret.value}"] if ret is not None else []
+    if envid is not None:
+        mail.append(f"ENVID={xtext_encode(envid)}")
+    rcpt: dict[str, list[str]] = {}
+    for recipient in recipients:
+        given = dsn.get(recipient)
+        if given is None:
+            continue
+        words = rcpt.setdefault(recipient, [])
+        if given.notify is not None:
+            # RFC 3461 §4.1 orders nothing; sorted, so the wire form is stable.
+            words.append("NOTIFY=" + ",".join(sorted(n.value for n in given.notify)))
+        if given.orcpt is not None:
+            words.append(f"ORCPT={given.orcpt.encode()}")
+    return mail, rcpt

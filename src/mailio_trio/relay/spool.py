@@ -45,12 +45,16 @@ import secrets
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import trio
 
 from mailio_trio._durable import fsync_dir
+from mailio_trio.protocol.dsn import DsnRcpt, NotifyOn, Orcpt, Ret
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 __all__ = ["Entry", "ErrorInfo", "NotifyOn", "RecipientState", "RecipientStatus", "Spool"]
 
@@ -75,24 +79,26 @@ class ErrorInfo:
     """The host that answered (``Remote-MTA``), or ``None`` when we decided locally."""
 
 
-class NotifyOn(enum.Enum):
-    """RFC 3461 §4.1 ``NOTIFY`` values: which DSNs a recipient's client asked for."""
-
-    NEVER = "NEVER"
-    SUCCESS = "SUCCESS"
-    FAILURE = "FAILURE"
-    DELAY = "DELAY"
-
-
 @attrs.define
 class RecipientState:
     address: str
     status: RecipientStatus = RecipientStatus.PENDING
     error: ErrorInfo | None = None
     notify: frozenset[NotifyOn] | None = None
-    """The client's ``NOTIFY`` for this recipient; ``None``: not given, our defaults
-    apply. (The server does not offer the DSN extension yet, so entries it spools
-    leave it ``None``; the field is read from entries that carry it.)"""
+    """The client's ``NOTIFY`` for this recipient (RFC 3461 §4.1); ``None``: not
+    given, our defaults apply (failures and delays reported, success not)."""
+    orcpt: Orcpt | None = None
+    """The client's ``ORCPT`` (RFC 3461 §4.2), passed on and reported as
+    ``Original-Recipient``."""
+    relayed: bool = False
+    """Delivered to a next hop that does not offer DSN: a ``NOTIFY=SUCCESS``
+    recipient's ``relayed`` report is ours to send (RFC 3461 §5.2.2)."""
+
+    def wants(self, kind: NotifyOn) -> bool:
+        """Whether a report of ``kind`` is wanted; without NOTIFY, failures and delays."""
+        if self.notify is None:
+            return kind in (NotifyOn.FAILURE, NotifyOn.DELAY)
+        return kind in self.notify
 
 
 @attrs.define(eq=False)
@@ -115,6 +121,11 @@ class Entry:
     """True once the delay warning is settled: submitted, or found not wanted
     (null sender, auto-submitted, every recipient's NOTIFY without DELAY).
     Persisted, so a restart never sends a second one."""
+    ret: Ret | None = None
+    """MAIL's ``RET`` (RFC 3461 §4.3): ``FULL`` returns the whole message in a
+    failure report; ``HDRS`` or none, its headers."""
+    envid: str | None = None
+    """MAIL's ``ENVID`` (RFC 3461 §4.4), decoded; ``Original-Envelope-Id`` in reports."""
 
     def pending(self) -> list[RecipientState]:
         return [r for r in self.recipients if r.status is RecipientStatus.PENDING]
@@ -138,6 +149,8 @@ class Entry:
                     "status": r.status.value,
                     "error": None if r.error is None else attrs.asdict(r.error),
                     **({} if r.notify is None else {"notify": sorted(n.value for n in r.notify)}),
+                    **({} if r.orcpt is None else {"orcpt": str(r.orcpt)}),
+                    **({"relayed": True} if r.relayed else {}),
                 }
                 for r in self.recipients
             ],
@@ -148,6 +161,9 @@ class Entry:
             "body_8bit": self.body_8bit,
             "bounced": self.bounced,
             "delay_warned": self.delay_warned,
+            # Written only when set, so entries stay readable by older versions.
+            **({} if self.ret is None else {"ret": self.ret.value}),
+            **({} if self.envid is None else {"envid": self.envid}),
         }
 
     @classmethod
@@ -165,6 +181,8 @@ class Entry:
                         if r.get("notify") is None
                         else frozenset(NotifyOn(n) for n in r["notify"])
                     ),
+                    orcpt=_orcpt(r.get("orcpt")),
+                    relayed=bool(r.get("relayed", False)),
                 )
                 for r in data["recipients"]
             ],
@@ -175,7 +193,16 @@ class Entry:
             body_8bit=data.get("body_8bit"),
             bounced=bool(data.get("bounced", False)),
             delay_warned=bool(data.get("delay_warned", False)),
+            ret=None if data.get("ret") is None else Ret(data["ret"]),
+            envid=None if data.get("envid") is None else str(data["envid"]),
         )
+
+
+def _orcpt(value: Any) -> Orcpt | None:
+    if value is None:
+        return None
+    addr_type, _, address = str(value).partition(";")
+    return Orcpt(addr_type, address)
 
 
 def _write_synced(tmp: Path, write: Any) -> None:
@@ -266,6 +293,9 @@ class Spool:
         smtputf8: bool = False,
         body_8bit: bool | None = None,
         now: float | None = None,
+        dsn: Mapping[str, DsnRcpt] | None = None,
+        ret: Ret | None = None,
+        envid: str | None = None,
     ) -> Entry:
         """Write an entry's files and fsync them, all in ``tmp/`` (``queue/relay``'s phase one).
 
@@ -277,19 +307,32 @@ class Spool:
         it may only clear ``tmp/``, and then the commit fails (``451``)
         instead of committing metadata without its message.
 
+        ``dsn`` maps a recipient (as in ``recipients``) to its RCPT's DSN
+        parameters; ``ret`` and ``envid`` are MAIL's.
+
         Raises:
           OSError: Nothing of the entry is left.
         """
         now = time.time() if now is None else now
+        dsn = dsn or {}
         entry_id = f"{int(now):x}-{secrets.token_hex(6)}"
         entry = Entry(
             id=entry_id,
             sender=sender,
-            recipients=[RecipientState(a) for a in recipients],
+            recipients=[
+                RecipientState(
+                    a,
+                    notify=dsn[a].notify if a in dsn else None,
+                    orcpt=dsn[a].orcpt if a in dsn else None,
+                )
+                for a in recipients
+            ],
             created=now,
             next_attempt=now,
             smtputf8=smtputf8,
             body_8bit=body_8bit,
+            ret=ret,
+            envid=envid,
         )
 
         def copy(f: Any) -> None:

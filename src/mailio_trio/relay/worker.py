@@ -15,6 +15,7 @@ brought back.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections import defaultdict
@@ -24,9 +25,17 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from mailio_trio.protocol.dsn import DsnRcpt
 from mailio_trio.protocol.hops import count_hops
 from mailio_trio.relay import schedule
-from mailio_trio.relay.bounce import build_delay_dsn, build_dsn, delay_recipients, should_bounce
+from mailio_trio.relay.bounce import (
+    build_delay_dsn,
+    build_dsn,
+    delay_recipients,
+    failure_recipients,
+    relayed_recipients,
+    should_bounce,
+)
 from mailio_trio.relay.deliver import MxResolver, deliver_group
 from mailio_trio.relay.spool import Entry, ErrorInfo, RecipientStatus, Spool
 
@@ -63,6 +72,9 @@ class RelayWorker:
     _in_flight: set[str] = attrs.field(factory=set, init=False)
     _limiter: trio.CapacityLimiter = attrs.field(init=False)
     _idle: trio.Event = attrs.field(factory=trio.Event, init=False)
+    outcomes: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
+    """Delivery attempts per recipient by outcome (``delivered``, ``pending``: to be
+    retried, ``failed``), for the server's metrics."""
 
     @spool.default
     def _spool(self) -> Spool:
@@ -129,6 +141,7 @@ class RelayWorker:
             groups[state.address.rpartition("@")[2].lower()].append(state.address)
         lock = trio.Lock()
         message = self.spool.message_path(entry.id)
+        dsn = {s.address: DsnRcpt(s.notify, s.orcpt) for s in entry.pending()}
 
         async def one_group(domain: str, recipients: list[str]) -> None:
             async with self._limiter:
@@ -142,6 +155,9 @@ class RelayWorker:
                     config=self.config.relay,
                     ehlo_name=self.ehlo_name,
                     resolver=self.resolver,
+                    dsn=dsn,
+                    ret=entry.ret,
+                    envid=entry.envid,
                 )
             async with lock:
                 current = await self.spool.load(entry.id)
@@ -150,7 +166,9 @@ class RelayWorker:
                 for state in current.recipients:
                     if state.address in outcomes and state.status is RecipientStatus.PENDING:
                         outcome = outcomes[state.address]
+                        self.outcomes[outcome.status.value] += 1
                         state.status, state.error = outcome.status, outcome.error
+                        state.relayed = outcome.relayed
                 await self.spool.save(current)
 
         async with trio.open_nursery() as nursery:
@@ -212,7 +230,9 @@ class RelayWorker:
             await self.spool.save(entry)
             logger.info("%s: retry %d at %.0f", entry.id, entry.attempts, entry.next_attempt)
             return
-        if entry.failed() and not entry.bounced:
+        if entry.failed() and not failure_recipients(entry):
+            logger.info("%s: no failure report (NOTIFY without FAILURE)", entry.id)
+        if not entry.bounced and (failure_recipients(entry) or relayed_recipients(entry)):
             try:
                 await self._bounce(entry)
             except Exception:

@@ -35,6 +35,7 @@ class Admission(enum.Enum):
     ADMITTED = "admitted"
     TOO_MANY_CONCURRENT = "too many concurrent connections from this address"
     TOO_FAST = "too many connections from this address in the last minute"
+    AUTH_LOCKOUT = "locked out after too many failed authentications"
 
 
 @attrs.define(eq=False)

@@ -34,6 +34,8 @@ from mailio_trio.protocol import (
 from mailio_trio.protocol.catalogue import LINE_TOO_LONG
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from mailio_trio.config import Config
     from mailio_trio.server._context import ClientInfo, ServerContext
 
@@ -85,6 +87,8 @@ class Connection:
     _fd: int = attrs.field(default=-1, init=False)
     """The socket's fd while the fast plain-socket path is in use, else -1."""
     _budget: int = attrs.field(default=_FAST_IO_BUDGET, init=False)
+    _data_timed_out: bool = attrs.field(default=False, init=False)
+    """A message body's ``limits.data_timeout`` ran out (the session answers ``421 4.4.2``)."""
 
     @property
     def config(self) -> Config:
@@ -261,6 +265,58 @@ class Connection:
         They come before anything read from the stream, on both socket paths.
         """
         self._splitter.feed(data)
+
+    async def receive_exact(
+        self, size: int, sink: Callable[[bytes], object], seconds: float
+    ) -> float:
+        """Hand exactly the next ``size`` octets of input to ``sink`` (a BDAT chunk).
+
+        What the line splitter already holds comes first (the client may send
+        a chunk with its command); then reads of at most
+        ``limits.data_read_size`` octets that never ask for more than the
+        chunk, so what follows it stays for the command loop and no more than
+        one read is ever held. Like a DATA body, the read runs on the idle
+        scope with a deadline of its own (see ``Session.receive_message``).
+
+        Args:
+          size: Octets to read.
+          sink: Called with each piece, in order.
+          seconds: The most this may take.
+
+        Returns:
+          What is left of ``seconds``.
+
+        Raises:
+          ConnectionLost: The client went away.
+          trio.Cancelled: ``seconds`` ran out (``_data_timed_out`` is set) or shutdown.
+        """
+        if size <= 0:
+            return seconds
+        idle = self._idle_scope
+        if idle is None:
+            raise RuntimeError("receive_exact runs inside the session's command loop")
+        deadline = trio.current_time() + seconds
+        idle.deadline, self._idle_armed = deadline, False
+        try:
+            buffered = self._splitter.take_buffered()
+            if len(buffered) > size:
+                self._splitter.feed(buffered[size:])  # pipelined commands after the chunk
+                buffered = buffered[:size]
+            if buffered:
+                sink(buffered)
+                size -= len(buffered)
+            read_size = self.config.limits.data_read_size
+            while size:
+                data = await self._receive(min(size, read_size))
+                sink(data)
+                size -= len(data)
+        except trio.Cancelled:
+            if trio.current_time() >= deadline:
+                self._data_timed_out = True
+            raise
+        finally:
+            self._idle_armed = True  # as after a DATA body: see receive_message
+        return max(0.0, deadline - trio.current_time())
 
     def drop_buffered_input(self) -> bytes:
         """Throw away what the client sent but we have not read (STARTTLS, CVE-2011-0411)."""

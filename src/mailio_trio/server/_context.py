@@ -7,6 +7,7 @@ reads as the command loop it is.
 
 from __future__ import annotations
 
+import collections
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
     import trio
 
+    from mailio_trio._shared import RedisState
     from mailio_trio.chain import Chain
     from mailio_trio.config import Config
     from mailio_trio.dns import Resolver
@@ -32,6 +34,7 @@ __all__ = [
     "Counters",
     "ServerContext",
     "TLSInfo",
+    "Tally",
     "tls_info",
 ]
 
@@ -79,6 +82,24 @@ class Counters:
     recipients: int = 0
 
 
+@attrs.define(eq=False, slots=True)
+class Tally:
+    """What the whole server has done, counted in plain integers on the hot path.
+
+    Always counted (a dict increment per command); ``server/_metrics.py``
+    reads them when scraped, so no Prometheus object is touched per command.
+    """
+
+    replies: collections.Counter[tuple[str, int]] = attrs.field(factory=collections.Counter)
+    """``(command, reply code // 100)`` -> count."""
+    messages: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    """``"accepted"`` / ``"refused"`` -> count of messages the queue chain answered."""
+    message_bytes: int = 0
+    """Octets of accepted messages (as stored, our ``Received:`` included)."""
+    refused: collections.Counter[str] = attrs.field(factory=collections.Counter)
+    """Connections refused before a session, by reason."""
+
+
 @attrs.define(eq=False)
 class ServerContext:
     """What every session of one server shares with it."""
@@ -100,6 +121,13 @@ class ServerContext:
         ),
     )
     """Rate limit for per-connection anti-abuse log lines (``limits.abuse_log_*``)."""
+    tally: Tally = attrs.field(factory=Tally, init=False)
+    handler_timer: Callable[[str, float], None] | None = attrs.field(default=None, init=False)
+    """With metrics on: told ``(handler key, seconds)`` after each handler that may wait."""
+    redis: RedisState | None = attrs.field(default=None, init=False)
+    """The shared Redis (``[redis] url``), for the fleet limits and plugins; ``None``: local."""
+    auth_failed: collections.Counter[str] = attrs.field(factory=collections.Counter, init=False)
+    """With Redis: failed AUTH attempts of ended sessions by address, until reported."""
 
 
 def tls_info(stream: trio.SSLStream[Any]) -> TLSInfo:

@@ -39,8 +39,10 @@ if TYPE_CHECKING:
     from email.message import EmailMessage
 
     from mailio_trio.dns import Resolver
-    from mailio_trio.protocol import Reply
+    from mailio_trio.plugins.dsn import DsnOutbox
     from mailio_trio.relay.worker import RelayWorker
+    from mailio_trio.server._fleet import FleetLimiter
+    from mailio_trio.server._metrics import Metrics
     from mailio_trio.server._submit import SubmissionResult
 
 __all__ = ["Address", "Server", "ServerStatistics"]
@@ -49,6 +51,9 @@ logger = logging.getLogger("mailio_trio.server")
 
 Address = tuple[str, int]
 """A bound ``(host, port)``."""
+
+LOCKED_OUT = Reply(421, "Too many failed authentications from your address, try later", "4.7.0")
+"""``redis.auth_lockout_failures`` reached for this address, across the fleet."""
 
 
 # Running out of file descriptors is a passing condition: wait, then accept again,
@@ -106,9 +111,14 @@ class Server:
     _refused: int = attrs.field(default=0, init=False)
     relay: RelayWorker | None = attrs.field(default=None, init=False)
     """The relay worker when ``relay.enabled``; run by :meth:`serve_listeners`."""
+    _dsn_outbox: DsnOutbox | None = attrs.field(default=None, init=False)
     _relay_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
     _per_ip: PerIpLimiter = attrs.field(init=False)
     _warned_no_keeper: bool = attrs.field(default=False, init=False)
+    _fleet: FleetLimiter | None = attrs.field(default=None, init=False)
+    metrics: Metrics | None = attrs.field(default=None, init=False)
+    """Prometheus collection, when ``config.metrics.listen`` is set or
+    :meth:`serve_metrics` was called (see ``server/_metrics.py``)."""
 
     def __attrs_post_init__(self) -> None:
         from mailio_trio.plugins import register_configured, register_core
@@ -132,10 +142,48 @@ class Server:
         )
         self._per_ip = PerIpLimiter(self.config.limits)
         self._proxy_trusted = parse_networks(self.config.proxy_trusted)
+        if self.config.redis.url is not None:
+            from mailio_trio._shared import RedisState
+            from mailio_trio.server._fleet import FleetLimiter
+
+            self._context.redis = RedisState(self.config.redis, self._context.abuse_log)
+            self._fleet = FleetLimiter(self._context.redis, self.config.limits)
+        if self.config.metrics.listen is not None:
+            self._enable_metrics()
         register_core(self.chain)
         register_configured(self.chain, self.config, has_resolver=self.resolver is not None)
         if self.config.relay.enabled:
             self._start_relay()
+        if self.config.maildir.enabled:
+            from mailio_trio.plugins import dsn
+
+            # Delivered-at-the-mailbox reports (RFC 3461 NOTIFY=SUCCESS), sent after the 250.
+            self._dsn_outbox = dsn.DsnOutbox(self._submit_dsn)
+            dsn.register(self.chain, self._dsn_outbox)
+
+    async def _submit_dsn(self, data: bytes, sender: str, recipients: list[str]) -> None:
+        # Through our own queue chain: a local sender's DSN lands in its maildir
+        # instead of being relayed to ourselves; a remote one is spooled.
+        try:
+            await self.send_mail(data, sender=sender, recipients=recipients)
+        except SubmissionRefused as exc:
+            if not exc.refused or any(o.reply.code < 500 for o in exc.refused):
+                raise  # the worker keeps the entry and tries again later
+            # A DSN whose recipient our own policy refuses for good (no such
+            # mailbox, relaying off) has nowhere to go: drop it, as MTAs drop
+            # a double bounce, rather than retry it until the spool expires.
+            logger.warning("DSN to %s dropped: %s", ", ".join(recipients), exc.reply)
+
+    def _enable_metrics(self) -> Metrics:
+        from mailio_trio.server._metrics import MeteredResolver, Metrics
+
+        if self.metrics is None:
+            self.metrics = Metrics(self)
+            self._context.handler_timer = self.metrics.observe_handler
+            if self.resolver is not None:
+                self.resolver = MeteredResolver(self.resolver, self.metrics)
+                self._context.resolver = self.resolver
+        return self.metrics
 
     def _start_relay(self) -> None:
         from mailio_trio.dns import DnsResolver
@@ -143,21 +191,7 @@ class Server:
         from mailio_trio.relay.worker import RelayWorker
 
         resolver = self.resolver or DnsResolver()
-
-        async def submit_bounce(data: bytes, sender: str, recipients: list[str]) -> None:
-            # Through our own queue chain: a local sender's DSN lands in its maildir
-            # instead of being relayed to ourselves; a remote one is spooled.
-            try:
-                await self.send_mail(data, sender=sender, recipients=recipients)
-            except SubmissionRefused as exc:
-                if not exc.refused or any(o.reply.code < 500 for o in exc.refused):
-                    raise  # the worker keeps the entry and tries again later
-                # A DSN whose recipient our own policy refuses for good (no such
-                # mailbox, relaying off) has nowhere to go: drop it, as MTAs drop
-                # a double bounce, rather than retry it until the spool expires.
-                logger.warning("DSN to %s dropped: %s", ", ".join(recipients), exc.reply)
-
-        self.relay = RelayWorker(self.config, resolver, submit=submit_bounce)
+        self.relay = RelayWorker(self.config, resolver, submit=self._submit_dsn)
         queue_relay.register(self.chain, self.relay)
 
     async def _run_relay(self, *, task_status: trio.TaskStatus[None]) -> None:
@@ -245,6 +279,15 @@ class Server:
             proxy_headers=self._proxy_waiting,
         )
 
+    @property
+    def shutting_down(self) -> bool:
+        return self._context.shutting_down
+
+    @property
+    def ready(self) -> bool:
+        """Listening and not shutting down (``/readyz``)."""
+        return self._serving > 0 and not self._context.shutting_down
+
     def reload_tls(self, context: ssl.SSLContext | None = None) -> None:
         """Use a new TLS context (renewed certificate) for connections from now on.
 
@@ -331,6 +374,8 @@ class Server:
             async with trio.open_nursery() as connections:
                 if self.relay is not None and self._relay_scope is None:
                     await connections.start(self._run_relay)
+                if self._dsn_outbox is not None and not self._dsn_outbox.running:
+                    await connections.start(self._dsn_outbox.run)
                 with accept_scope:
                     async with trio.open_nursery() as accepting:
                         for listener in listeners:
@@ -348,6 +393,48 @@ class Server:
             if not self._serving:
                 self._context.abuse_log.flush()  # counts not yet summarised
                 self._stopped.set()
+
+    async def serve_metrics(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Serve ``/metrics``, ``/healthz`` and ``/readyz`` over HTTP until cancelled.
+
+        ``host`` and ``port`` default to ``config.metrics.listen``. Run it next
+        to :meth:`serve` and cancel it once :meth:`wait_stopped` returns, so
+        ``/readyz`` answers ``503`` for the whole graceful shutdown.
+
+        Raises:
+          ConfigError: No address given and none configured, or the
+            ``metrics`` extra (prometheus-client) is not installed.
+        """
+        from mailio_trio.server._http import serve_http
+
+        if host is None or port is None:
+            if self.config.metrics.listen is None:
+                raise ConfigError("metrics.listen: not set, and serve_metrics was given no address")
+            from mailio_trio.config import parse_listen
+
+            default_host, default_port = parse_listen(self.config.metrics.listen)
+            host = default_host if host is None else host
+            port = default_port if port is None else port
+        metrics = self._enable_metrics()
+        listeners = await trio.open_tcp_listeners(port, host=host)
+        addresses: list[Address] = [lst.socket.getsockname()[:2] for lst in listeners]
+        async with trio.open_nursery() as nursery:
+            await nursery.start(
+                lambda task_status: serve_http(
+                    listeners,
+                    metrics.respond,
+                    patience=self.config.metrics.request_timeout,
+                    task_status=task_status,
+                )
+            )
+            logger.info("metrics on %s", ", ".join(f"http://{h}:{p}/metrics" for h, p in addresses))
+            task_status.started(addresses)
 
     def _warn_if_nothing_keeps_mail(self) -> None:
         """Say so at start when ``250`` would be answered for mail nothing keeps.
@@ -389,6 +476,7 @@ class Server:
         busy = len(self._context.sessions) + self._handshaking + self._proxy_waiting
         if busy >= self.config.limits.max_connections:
             self._refused += 1
+            self._context.tally.refused["max_connections"] += 1
             if tls:  # a plaintext 421 means nothing to a client that expects TLS
                 await trio.aclose_forcefully(stream)
             else:
@@ -417,9 +505,10 @@ class Server:
             elif self.config.proxy_untrusted is ProxyUntrusted.REFUSE:
                 await refuse_untrusted(stream, self._context, (host, port))
                 return
-        admission = self._per_ip.admit(host, trio.current_time())
+        admission, slot = await self._admit(host)
         if admission is not Admission.ADMITTED:
             self._refused += 1
+            self._context.tally.refused[admission.name.lower()] += 1
             self._context.abuse_log.log(
                 AbuseKind.PER_IP_REFUSED,
                 logger,
@@ -428,7 +517,9 @@ class Server:
                 host,
                 admission.value,
             )
-            await _refuse(stream, TOO_MANY_FROM_YOU, self.config.limits.farewell_timeout)
+            locked = admission is Admission.AUTH_LOCKOUT
+            reply = LOCKED_OUT if locked else TOO_MANY_FROM_YOU
+            await _refuse(stream, reply, self.config.limits.farewell_timeout)
             return
         try:
             if not tls:
@@ -450,7 +541,22 @@ class Server:
                 )
                 await session.run()
         finally:
+            await self._release(host, slot)
+
+    async def _admit(self, host: str) -> tuple[Admission, str | None]:
+        """This node's count first (it alone applies while Redis is down), then the fleet's."""
+        admission = self._per_ip.admit(host, trio.current_time())
+        if admission is not Admission.ADMITTED or self._fleet is None or self._per_ip.exempt(host):
+            return admission, None
+        admission, slot = await self._fleet.admit(host)
+        if admission is not Admission.ADMITTED:
             self._per_ip.release(host)
+        return admission, slot
+
+    async def _release(self, host: str, slot: str | None) -> None:
+        self._per_ip.release(host)
+        if self._fleet is not None:
+            await self._fleet.release(host, slot, self._context.auth_failed.pop(host, 0))
 
     async def _handshake(
         self, stream: trio.abc.Stream, client: ClientInfo
@@ -468,6 +574,7 @@ class Server:
             else:
                 return tls_stream
         # A scanner or a client speaking plain SMTP to the TLS port: not our error.
+        self._context.tally.refused["tls_handshake"] += 1
         self._context.abuse_log.log(
             AbuseKind.TLS_HANDSHAKE,
             logger,
@@ -498,6 +605,8 @@ class Server:
         if self._relay_scope is not None:
             # Deliveries in flight are cut: the spool records them as still pending.
             self._relay_scope.cancel()
+        if self._dsn_outbox is not None:
+            self._dsn_outbox.stop()  # success reports are best effort (plugins/dsn.py)
         for scope in self._accept_scopes:
             scope.cancel()
         for session in list(self._context.sessions):

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import ssl
+import time
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import TYPE_CHECKING, Any
@@ -41,6 +42,7 @@ from mailio_trio.chain import (
     order_handlers,
 )
 from mailio_trio.message import Envelope, Message
+from mailio_trio.plugins.ehlo import dsn_offered
 from mailio_trio.protocol import (
     ClientProtocolError,
     Command,
@@ -61,6 +63,8 @@ from mailio_trio.protocol.catalogue import (
     SHUTTING_DOWN,
     TOO_MANY_UNRECOGNIZED,
 )
+from mailio_trio.protocol.dsn import ORCPT_LIMIT
+from mailio_trio.server._bdat import ChunkedMessage, receive_bdat
 from mailio_trio.server._connection import Connection
 from mailio_trio.server._context import (
     ClientInfo,
@@ -116,10 +120,16 @@ class Session(Connection):
     _own: dict[str, list[Handler]] = attrs.field(factory=dict, init=False)
     _plans: dict[str, tuple[Step, ...]] | None = attrs.field(default=None, init=False)
     """Plans of commands with per-session handlers; None while there are none."""
-    _data_timed_out: bool = attrs.field(default=False, init=False)
+    chunked: ChunkedMessage | None = attrs.field(default=None, init=False)
+    """A message arriving in BDAT chunks, until its ``LAST`` (``server/_bdat.py``)."""
 
     def __attrs_post_init__(self) -> None:
-        self._splitter = LineSplitter(self.context.config.limits.command_line_length)
+        config = self.context.config
+        limit = config.limits.command_line_length
+        if dsn_offered(config):
+            # RFC 3461 §4: DSN lengthens a RCPT line by up to 500 octets (NOTIFY, ORCPT).
+            limit += ORCPT_LIMIT
+        self._splitter = LineSplitter(limit)
         if FAST_SOCKET_IO and type(self.stream) is trio.SocketStream:
             self._fd = self.stream.socket.fileno()
 
@@ -183,6 +193,9 @@ class Session(Connection):
     def reset_transaction(self) -> None:
         """Forget the envelope and what handlers stored for it (RSET, EHLO, after DATA)."""
         self.envelope = Envelope()
+        if self.chunked is not None:
+            self.chunked.discard()
+            self.chunked = None
         for key in [k for k in self.values if k.split("/", 1)[0] in _TRANSACTION_COMMANDS]:
             del self.values[key]
 
@@ -333,6 +346,10 @@ class Session(Connection):
             await self._send_last(INTERNAL_ERROR)
         finally:
             self.context.sessions.discard(self)
+            if self.chunked is not None:  # gone between two chunks: no spool file left behind
+                self.chunked.discard()
+            if self.counters.auth_failures and self.context.redis is not None:
+                self.context.auth_failed[self.client.address] += self.counters.auth_failures
             if type(self.stream) is trio.SocketStream:
                 # What aclose_forcefully does for a plain socket, without its two
                 # cancel scopes and checkpoint: the close itself never blocks.
@@ -410,6 +427,10 @@ class Session(Connection):
                 f"AUTH {command.argument.split(' ')[0]} ***" if command.verb is Verb.AUTH else line
             )
             transcript.debug("[%s] C: %r", self.id, shown)
+        if command.verb is Verb.BDAT:
+            # Its chunk follows the line, read whatever the chain decides.
+            await receive_bdat(self, command)
+            return
         name = command.name if command.verb is not None else "unrecognized"
         plan = self.plan(name)
         if not plan:
@@ -438,6 +459,7 @@ class Session(Connection):
                 self.counters.unrecognized,
             )
             raise Close(TOO_MANY_UNRECOGNIZED)
+        self.context.tally.replies["unrecognized", reply.code // 100] += 1
         self.queue_reply(reply)
 
     async def run_event(self, name: str) -> None:
@@ -447,6 +469,7 @@ class Session(Connection):
     async def dispatch(self, name: str, req: Request, plan: tuple[Step, ...] | None = None) -> None:
         """Run ``name``'s chain for ``req``, send its reply, then any after-reply steps."""
         reply = await self.decide(name, req, plan)
+        self.context.tally.replies[name, reply.code // 100] += 1
         self.queue_reply(reply)
         # accept() only takes 2xx/3xx and reject() only 4xx/5xx: the code says which it was.
         for step in req.take_after_reply() if reply.is_positive else ():
@@ -490,7 +513,14 @@ class Session(Connection):
         """
         req = Request(_QUEUE, self, sender=message.envelope.sender, message=message)
         try:
-            return await self.decide("queue", req)
+            reply = await self.decide("queue", req)
+            tally = self.context.tally
+            if reply.is_positive:
+                tally.messages["accepted"] += 1
+                tally.message_bytes += message.size
+            else:
+                tally.messages["refused"] += 1
+            return reply
         finally:
             await req.roll_back()  # unless committed: refused, raised, cancelled, client gone
             if not self.context.discard:
@@ -516,8 +546,12 @@ class Session(Connection):
                 else:
                     self._disarm_idle()
                     timeout = self.context.config.limits.handler_timeout
+                    timer = self.context.handler_timer
+                    started = time.perf_counter() if timer is not None else 0.0
                     with trio.move_on_after(timeout) as scope:
                         await handler.func(req, res)
+                    if timer is not None:
+                        timer(handler.key, time.perf_counter() - started)
                     if scope.cancelled_caught:
                         self.log.error("handler %s timed out after %ss", handler.key, timeout)
                         return Decision.REJECT, INTERNAL_ERROR
@@ -541,7 +575,7 @@ class Session(Connection):
         return Decision.ACCEPT, reply
 
 
-_TRANSACTION_COMMANDS = frozenset({"mail", "rcpt", "data", "queue"})
+_TRANSACTION_COMMANDS = frozenset({"mail", "rcpt", "data", "bdat", "queue"})
 _DEFAULT_ACCEPT = Reply(250, "OK", "2.0.0")
 _CONNECT = Command(None, "connect", "")
 _QUEUE = Command(None, "queue", "")

@@ -127,16 +127,26 @@ async def _watch_parent(server: Server, parent: int, interval: float) -> None:
 
 
 async def _serve_sockets(
-    server: Server, sockets: Sequence[socket.socket], watch_parent: int | None = None
+    server: Server,
+    sockets: Sequence[socket.socket],
+    watch_parent: int | None = None,
+    index: int = 0,
 ) -> None:
     """Serve until SIGTERM/SIGINT (first one: graceful; later ones are ignored).
 
     With ``watch_parent`` (a pid), also stop once that process is no longer our parent.
+    With ``metrics.listen``, worker ``index`` serves its metrics on that port plus
+    ``index``: one scrape target per worker (see ``server/_metrics.py``).
     """
     listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(s)) for s in sockets]
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             await nursery.start(server.serve_listeners, listeners)
+            if server.config.metrics.listen is not None:
+                from mailio_trio.config import parse_listen
+
+                host, port = parse_listen(server.config.metrics.listen)
+                await nursery.start(server.serve_metrics, host, port + index if port else 0)
             if _early_stop:
                 server.shutdown()
             if watch_parent is not None:
@@ -247,7 +257,7 @@ def _supervise(
                     signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
                     for sock in every - set(sockets):
                         sock.close()
-                    trio.run(_serve_sockets, build(), sockets, watch)
+                    trio.run(_serve_sockets, build(), sockets, watch, index)
                     code = 0
                 except BaseException as exc:  # the worker's error boundary: one line, exit 1
                     print(f"mailio-trio: worker {index} failed: {exc!r}", file=sys.stderr)
