@@ -2,8 +2,9 @@
 
 Runs as one task in the server's nursery (``Server.serve``) while relaying is
 enabled. It scans the spool when woken (a new entry), when the earliest retry
-is due, and every ``relay.scan_interval`` seconds, so changes made by
-``mailio-trio queue`` in another process are seen without signalling us.
+is due, every ``relay.scan_interval`` seconds, and within ``flush_poll``
+seconds of ``mailio-trio queue flush`` or ``bounce`` in another process
+making the spool's ``flush`` file (``Spool.request_scan_sync``).
 
 Per entry and attempt, recipients are grouped by domain and each group is
 delivered over one connection, at most ``relay.concurrency`` groups at once
@@ -59,6 +60,7 @@ class RelayWorker:
     submit: Callable[[bytes, str, list[str]], Awaitable[None]]
     spool: Spool = attrs.field()
     clock: Callable[[], float] = time.time
+    flush_poll: float = 0.5  # seconds between looks for the spool's "flush" file (one stat)
     _wake: trio.Event = attrs.field(factory=trio.Event, init=False)
     _in_flight: set[str] = attrs.field(factory=set, init=False)
     _limiter: trio.CapacityLimiter = attrs.field(init=False)
@@ -91,6 +93,7 @@ class RelayWorker:
         await trio.to_thread.run_sync(self.spool.open)
         task_status.started()
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_scan_requests)
             while True:
                 self._wake = trio.Event()
                 entries = await self.spool.entries()
@@ -108,6 +111,20 @@ class RelayWorker:
                 delay = min([self.config.relay.scan_interval, *later])
                 with trio.move_on_after(max(delay, 0.0)):
                     await self._wake.wait()
+
+    async def _watch_scan_requests(self) -> None:
+        """Wake the scan loop when ``mailio-trio queue`` asks for it (the ``flush`` file)."""
+        while True:
+            await trio.sleep(self.flush_poll)
+            try:
+                requested = await trio.to_thread.run_sync(self.spool.take_scan_request_sync)
+            except OSError as exc:
+                logger.warning("cannot check %s: %s", self.spool.flush_path, exc)
+                await trio.sleep(self.config.relay.scan_interval)
+                continue
+            if requested:
+                logger.info("scan requested (%s)", self.spool.flush_path)
+                self.wake()
 
     async def _attempt(self, entry_id: str) -> None:
         try:
