@@ -286,7 +286,10 @@ async def _open_listeners(
 
 
 async def _serve(
-    server: Server, config: Config, smtps_listen: Sequence[tuple[str, int]] = ()
+    server: Server,
+    config: Config,
+    smtps_listen: Sequence[tuple[str, int]] = (),
+    notes: Sequence[str] = (),
 ) -> None:
     listeners = await _open_listeners([parse_listen(item) for item in config.listen])
     try:
@@ -307,6 +310,8 @@ async def _serve(
                 + [f"{_show_address(h, p)} (SMTPS)" for h, p in smtps]
             )
             print(f"{PROG}: listening on {where}; {_where_mail_goes(config)}", flush=True)
+            for note in notes:
+                print(note, flush=True)
             nursery.start_soon(_watch_signals, signals, server, nursery.cancel_scope)
             await server.wait_stopped()
             nursery.cancel_scope.cancel()
@@ -341,9 +346,17 @@ def run(args: argparse.Namespace) -> int:
             return server
 
         try:
+            notes = []
+            if args.tls_self_signed:
+                # After the "listening" line, so clients can be told to trust it.
+                cert = config.tls.cert
+                notes.append(
+                    f"{PROG}: self-signed certificate in {cert} (kept while serving); "
+                    f"`{PROG} send --cafile {cert}` trusts it"
+                )
             if args.workers > 1:
-                return _serve_workers(args, config, build)
-            trio.run(_serve, build(), config, args.smtps_listen or ())
+                return _serve_workers(args, config, build, notes)
+            trio.run(_serve, build(), config, args.smtps_listen or (), notes)
         except _CannotListen as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return EXIT_FAILURE
@@ -362,17 +375,26 @@ def _check_workers(args: argparse.Namespace, config: Config) -> None:
         raise ConfigError(f"--workers {args.workers}: --smtps-listen needs --workers 1")
 
 
-def _serve_workers(args: argparse.Namespace, config: Config, build: Callable[[], Server]) -> int:
+def _serve_workers(
+    args: argparse.Namespace,
+    config: Config,
+    build: Callable[[], Server],
+    notes: Sequence[str] = (),
+) -> int:
     listen = [parse_listen(item) for item in config.listen]
+
+    def announce(line: str) -> None:
+        print(f"{PROG}: {line} ({args.workers} workers); {_where_mail_goes(config)}", flush=True)
+        for note in notes:
+            print(note, flush=True)
+
     try:
         code = workers.serve(
             config,
             listen,
             workers=args.workers,
             make_server=build,
-            announce=lambda line: print(
-                f"{PROG}: {line} ({args.workers} workers); {_where_mail_goes(config)}", flush=True
-            ),
+            announce=announce,
         )
     except OSError as exc:
         raise _CannotListen(f"cannot listen: {exc.strerror or exc}") from None
