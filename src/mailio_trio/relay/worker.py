@@ -25,10 +25,11 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from mailio_trio import _maillog
 from mailio_trio.protocol.hops import count_hops
 from mailio_trio.relay import schedule
 from mailio_trio.relay.bounce import build_delay_dsn, build_dsn, delay_recipients, should_bounce
-from mailio_trio.relay.deliver import MxResolver, deliver_group
+from mailio_trio.relay.deliver import MxResolver, Outcome, deliver_group
 from mailio_trio.relay.spool import Entry, ErrorInfo, RecipientStatus, Spool
 
 if TYPE_CHECKING:
@@ -40,6 +41,13 @@ if TYPE_CHECKING:
 __all__ = ["RelayWorker"]
 
 logger = logging.getLogger("mailio_trio.relay")
+
+# Postfix's status= words for a recipient's outcome.
+_STATUS = {
+    RecipientStatus.DELIVERED: "sent",
+    RecipientStatus.PENDING: "deferred",
+    RecipientStatus.FAILED: "bounced",
+}
 
 
 @attrs.define(eq=False)
@@ -160,6 +168,8 @@ class RelayWorker:
                     ehlo_name=self.ehlo_name,
                     resolver=self.resolver,
                 )
+            if _maillog.MAIL_LOG.isEnabledFor(logging.INFO):
+                self._log_outcomes(entry, outcomes)
             async with lock:
                 current = await self.spool.load(entry.id)
                 if current is None:
@@ -174,6 +184,28 @@ class RelayWorker:
             for domain, recipients in groups.items():
                 nursery.start_soon(one_group, domain, recipients)
         await self._finish(entry.id)
+
+    def _log_outcomes(self, entry: Entry, outcomes: dict[str, Outcome]) -> None:
+        """One mail log line per recipient: where it went, how long it took, the answer."""
+        delay = max(0.0, self.clock() - entry.created)
+        for recipient, outcome in outcomes.items():
+            error = outcome.error
+            remote = error.remote if error is not None else None
+            _maillog.emit(
+                {
+                    "event": "relay",
+                    "queue_id": entry.id,
+                    "from": f"<{entry.sender}>",
+                    "to": f"<{recipient}>",
+                    "relay": remote.replace(" [", "[") if remote else "none",
+                    "delay": f"{delay:.1f}s",
+                    "attempt": entry.attempts + 1,
+                    "status": _STATUS[outcome.status],
+                    "code": error.code if error is not None else None,
+                    "dsn": error.enhanced if error is not None else None,
+                    "reply": " ".join(error.text.split()) if error is not None else None,
+                }
+            )
 
     async def _looping(self, entry: Entry) -> bool:
         """Fail and bounce ``entry`` if its message is at ``limits.max_hops`` (a mail loop).
@@ -227,7 +259,16 @@ class RelayWorker:
                     # a whole back-off interval (30 min and more by then).
                     entry.next_attempt = min(entry.next_attempt, warn_at)
             await self.spool.save(entry)
-            logger.info("%s: retry %d at %.0f", entry.id, entry.attempts, entry.next_attempt)
+            if _maillog.MAIL_LOG.isEnabledFor(logging.INFO):
+                _maillog.emit(
+                    {
+                        "event": "deferred",
+                        "queue_id": entry.id,
+                        "nrcpt": len(entry.pending()),
+                        "attempts": entry.attempts,
+                        "retry_at": _maillog.human_time(entry.next_attempt),
+                    }
+                )
             return
         if entry.failed() and not entry.bounced:
             try:
