@@ -373,6 +373,7 @@ async def _serve(
     smtps_listen: Sequence[tuple[str, int]] = (),
     inbox: Inbox | None = None,
     web: tuple[str, int] | None = None,
+    notes: Sequence[str] = (),
     *,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -408,6 +409,8 @@ async def _serve(
             print(listening, flush=True)
             if scrape:
                 print(f"{PROG}: metrics on {scrape}", flush=True)
+            for note in notes:
+                print(note, flush=True)
             task_status.started(listening)
             nursery.start_soon(_watch_signals, signals, server, nursery.cancel_scope)
             _systemd.notify("READY=1", f"STATUS=listening on {where}")
@@ -498,9 +501,17 @@ def run(args: argparse.Namespace) -> int:
             return server
 
         try:
+            notes = []
+            if args.tls_self_signed:
+                # After the "listening" line, so clients can be told to trust it.
+                cert = config.tls.cert
+                notes.append(
+                    f"{PROG}: self-signed certificate in {cert} (kept while serving); "
+                    f"`{PROG} send --cafile {cert}` trusts it"
+                )
             if args.workers > 1:
-                return _serve_workers(args, config, build)
-            _run_serve(build(), config, args.smtps_listen or (), inbox, args.web)
+                return _serve_workers(args, config, build, notes)
+            _run_serve(build(), config, args.smtps_listen or (), inbox, args.web, notes)
         except _CannotListen as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return EXIT_FAILURE
@@ -514,10 +525,11 @@ def _run_serve(
     smtps_listen: Sequence[tuple[str, int]],
     inbox: Inbox | None,
     web: tuple[str, int] | None,
+    notes: Sequence[str] = (),
 ) -> None:
     """``trio.run(_serve, ...)``; a listener that failed inside the nursery is one line too."""
     try:
-        trio.run(_serve, server, config, smtps_listen, inbox, web)
+        trio.run(_serve, server, config, smtps_listen, inbox, web, notes)
     except BaseExceptionGroup as group:
         # The web inbox binds in the server's nursery, which wraps its error.
         matched, rest = group.split(_CannotListen)
@@ -540,17 +552,26 @@ def _check_workers(args: argparse.Namespace, config: Config) -> None:
         raise ConfigError(f"--workers {args.workers}: --smtps-listen needs --workers 1")
 
 
-def _serve_workers(args: argparse.Namespace, config: Config, build: Callable[[], Server]) -> int:
+def _serve_workers(
+    args: argparse.Namespace,
+    config: Config,
+    build: Callable[[], Server],
+    notes: Sequence[str] = (),
+) -> int:
     listen = [parse_listen(item) for item in config.listen]
+
+    def announce(line: str) -> None:
+        print(f"{PROG}: {line} ({args.workers} workers); {_where_mail_goes(config)}", flush=True)
+        for note in notes:
+            print(note, flush=True)
+
     try:
         code = workers.serve(
             config,
             listen,
             workers=args.workers,
             make_server=build,
-            announce=lambda line: print(
-                f"{PROG}: {line} ({args.workers} workers); {_where_mail_goes(config)}", flush=True
-            ),
+            announce=announce,
         )
     except OSError as exc:
         raise _CannotListen(f"cannot listen: {exc.strerror or exc}") from None

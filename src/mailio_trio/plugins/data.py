@@ -35,6 +35,7 @@ async def receive(req: Request) -> Reply:
     try:
         message = await session.receive_message()
     except ClientProtocolError as exc:
+        session.note_refused("data", exc.reply)  # too big, bare LF, too many hops
         session.reset_transaction()
         return exc.reply
     try:

@@ -22,10 +22,14 @@ client was refused never reaches a mailbox. A crash before the commit leaves
 only ``tmp/`` files, which readers clean up (the Maildir specification has
 them delete ``tmp/`` files untouched for 36 hours; Dovecot does).
 
-Security: a local part or domain becomes a path component only after
-:func:`unsafe_reason` found nothing wrong with it (``rcpt/local`` refuses such
-recipients at RCPT time with ``550 5.1.3``); the joined path is checked once
-more to lie under the root.
+Security: a local part becomes a path component through :func:`mailbox_name`:
+as it is when :func:`unsafe_reason` finds nothing wrong with it (so existing
+mailboxes keep their names), else with ``%``, ``/``, ``\\`` and ``.`` written as
+``%2E``-style escapes — reversibly (:func:`local_part_of`), and never equal to
+an unescaped name, since those contain no ``%``. What still cannot be a path
+component (NUL, control characters, an empty name) and an unsafe domain are
+refused (``rcpt/local`` does so at RCPT time with ``550 5.1.3``); the joined
+path is checked once more to lie under the root.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ __all__ = [
     "discard",
     "expand",
     "local_mailbox",
+    "local_part_of",
+    "mailbox_name",
     "prepare",
     "register",
     "store",
@@ -78,19 +84,17 @@ _MKDIR_LOCK = threading.Lock()
 def unsafe_reason(text: str) -> str | None:
     """Why ``text`` (a folded local part or domain) cannot be a path component, or ``None``.
 
-    Refused rather than rewritten, so two addresses never share a mailbox by
-    accident: ``/`` and ``\\`` (separators), ``..`` anywhere (climbing out),
+    A domain with any of these is refused; a local part with any but NUL,
+    control characters or nothing at all is escaped by :func:`mailbox_name`
+    (never merely rewritten, so two addresses never share a mailbox):
+    ``/`` and ``\\`` (separators), ``..`` anywhere (climbing out),
     a leading dot (hidden files, and Maildir++ folders are dot-directories),
     NUL and other control characters (truncated or forged names, log
     injection), and ``%`` (the obsolete percent-hack route, and ``%2e%2e``
     that a later URL-decoding tool could turn into ``..``).
     """
-    if not text:
-        return "empty name"
-    if "\x00" in text:
-        return "NUL character"
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text):
-        return "control character"
+    if reason := _unrepresentable(text):
+        return reason
     if "/" in text or "\\" in text:
         return "path separator"
     if ".." in text:
@@ -100,6 +104,46 @@ def unsafe_reason(text: str) -> str | None:
     if "%" in text:
         return "percent sign"
     return None
+
+
+def _unrepresentable(text: str) -> str | None:
+    """What no escaping makes a mailbox name: nothing at all, NUL and control characters."""
+    if not text:
+        return "empty name"
+    if "\x00" in text:
+        return "NUL character"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text):
+        return "control character"
+    return None
+
+
+# What a valid RFC 5321 local part may hold that cannot stand in a path
+# component: separators, the dots of "..", a leading dot (Maildir++ folders
+# are dot-directories), and "%" itself, so that unescaping is unambiguous.
+_ESCAPED = frozenset("%/\\.")
+
+
+def mailbox_name(local_part: str) -> str:
+    """The directory name for ``local_part`` (folded already, if folding is on).
+
+    An ordinary local part (``bob``, ``first.last``) is its own name. Any other
+    (a quoted ``"john..doe"``, ``".hidden"``, ``"a/b"``) has each ``%``, ``/``,
+    ``\\`` and ``.`` replaced by ``%`` and two upper-case hex digits
+    (``john%2E%2Edoe``): the result has no separator and no dot, and contains
+    a ``%``, which no ordinary name does, so no two local parts share a
+    mailbox. What is still unsafe after this (NUL, control characters, an empty
+    name) is refused by :meth:`Mailbox.unsafe_reason`.
+    """
+    if unsafe_reason(local_part) is None:
+        return local_part
+    return "".join(f"%{ord(c):02X}" if c in _ESCAPED else c for c in local_part)
+
+
+def local_part_of(name: str) -> str:
+    """The local part a :func:`mailbox_name` stands for (its inverse)."""
+    if "%" not in name:
+        return name
+    return re.sub("%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), name)
 
 
 @attrs.frozen
@@ -113,13 +157,18 @@ class Mailbox:
         return f"{self.local_part}@{self.domain}"
 
     def unsafe_reason(self) -> str | None:
-        return unsafe_reason(self.local_part) or unsafe_reason(self.domain)
+        """Why this mailbox can have no directory, or ``None``.
+
+        A local part :func:`unsafe_reason` refuses as it stands is escaped by
+        :func:`mailbox_name`; only what escaping cannot mend is a reason here.
+        """
+        return _unrepresentable(self.local_part) or unsafe_reason(self.domain)
 
     def directory(self, cfg: MaildirConfig) -> Path:
         """The mailbox directory; raises ``ValueError`` if it would leave the root."""
         if reason := self.unsafe_reason():
             raise ValueError(f"unsafe mailbox name {str(self)!r}: {reason}")
-        values = {"%d": self.domain, "%n": self.local_part, "%%": "%"}
+        values = {"%d": self.domain, "%n": mailbox_name(self.local_part), "%%": "%"}
         relative = re.sub("%[dn%]", lambda m: values[m.group()], cfg.path)
         root = Path(os.path.abspath(cfg.root))
         path = Path(os.path.normpath(root / relative))

@@ -1,9 +1,10 @@
 """Recipient policy for local domains (``rcpt/local``), so refusals come at RCPT time.
 
-A recipient in a local domain is refused with ``550 5.1.3`` when its local
-part or domain could not safely be a mailbox path (see
-:func:`mailio_trio.plugins.maildir.unsafe_reason`) — refused, not rewritten —
-and with ``550 5.1.1`` when ``maildir.mailboxes`` is set and it is not there,
+A recipient in a local domain is refused with ``550 5.1.3`` when no mailbox
+path can stand for it (an empty local part, an unsafe domain: see
+``Mailbox.unsafe_reason``; other local parts are escaped by
+:func:`mailio_trio.plugins.maildir.mailbox_name`), and with ``550 5.1.1``
+when ``maildir.mailboxes`` is set and it is not there,
 or when the ``maildir.extend`` hook returns ``None`` for it. Refusing here
 rather than after DATA means we never accept mail we would have to bounce
 (backscatter). Foreign recipients pass untouched: they are ``rcpt/relay``'s.
