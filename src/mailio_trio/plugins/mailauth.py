@@ -323,6 +323,9 @@ def register(chain: Chain) -> None:
             "Authentication-Results records SPF only",
             EXTRA_MISSING,
         )
+    else:
+        # The Public Suffix List loads on first use (~150 ms): at start, not in a session.
+        dmarc.organizational_domain("example.com")
     chain.add(
         Handler(
             command="queue",
