@@ -104,8 +104,8 @@ def test_lmtp_socket_beside_tcp_with_listen(tmp_path: Path) -> None:
     args = ("--lmtp-socket", str(sock), "--listen", "127.0.0.1:0")
     with serving_unix(tmp_path, *args) as (_, _, port):
         assert port is not None
-        for connect in (lambda: smtplib.LMTP("127.0.0.1", port), lambda: smtplib.LMTP(str(sock))):
-            with connect() as client:
+        for host, tcp_port in (("127.0.0.1", port), (str(sock), 0)):
+            with smtplib.LMTP(host, tcp_port, timeout=30) as client:
                 assert [code for code, _ in deliver(client, ["bob@localhost"])] == [250]
     assert len(new_files(tmp_path / "mail" / "localhost" / "bob")) == 2
 
