@@ -355,3 +355,35 @@ async def test_unix_socket_with_a_live_server_is_not_taken_over(
     with pytest.raises(OSError, match="not a socket"):
         await Server(lmtp_config(tmp_path / "mail")).serve_unix(tmp_path / "file")
     assert (tmp_path / "file").read_text() == "mine"
+
+
+async def test_delivered_report_names_only_the_recipients_that_got_the_message(
+    nursery: trio.Nursery, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_prepare = maildir.prepare
+
+    def prepare(source: Path, placements: list[maildir.Placement], *args: object) -> None:
+        if any(p.mailbox.name == "bob" for p in placements):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_prepare(source, placements, *args)  # type: ignore[arg-type]  # passed through
+
+    monkeypatch.setattr(maildir, "prepare", prepare)
+    connect = await serve_tcp(nursery, Server(lmtp_config(tmp_path)))
+
+    def send() -> Outcome:
+        with connect() as client:
+            client.ehlo("client.test")
+            client.mail("alice@example.com")
+            for rcpt in ("bob@example.com", "carol@example.com"):
+                assert client.rcpt(rcpt, ["NOTIFY=SUCCESS"])[0] == 250
+            return [client.data(MESSAGE), client.getreply()]
+
+    with trio.fail_after(20):
+        replies = await trio.to_thread.run_sync(send)
+        assert codes(replies) == [(452, "4.2.2"), (250, "2.0.0")]
+        while not new_files(tmp_path, "alice"):  # noqa: ASYNC110  # the outbox sends after the 250
+            await trio.sleep(0.02)
+    [report] = new_files(tmp_path, "alice")
+    text = report.read_bytes()
+    assert b"carol@example.com" in text
+    assert b"bob@example.com" not in text
