@@ -12,7 +12,7 @@ from __future__ import annotations
 from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_waits
 from mailio_trio.plugins.ehlo import keywords
 from mailio_trio.plugins.helo import greeted
-from mailio_trio.plugins.unrecognized import unrecognized
+from mailio_trio.plugins.unrecognized import refuse_unknown
 from mailio_trio.protocol import parse_helo_name
 
 
@@ -20,7 +20,7 @@ from mailio_trio.protocol import parse_helo_name
 async def lhlo(req: Request, res: Response) -> None:
     session = req.session
     if not session.config.lmtp:
-        await unrecognized(req, res)  # counted toward limits.unrecognized_commands too
+        refuse_unknown(req, res)  # counted toward limits.unrecognized_commands too
         return
     name = parse_helo_name(req.argument, strict=session.config.strict_helo)
     req.on_accept(lambda: greeted(session, name, esmtp=True))
