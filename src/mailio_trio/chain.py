@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import re
+import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
@@ -327,6 +328,9 @@ class HandlerMisuse(RuntimeError):
     """A handler decided twice or decided nothing: a bug in that handler."""
 
 
+_NO_REFUSALS: Mapping[tuple[str, str], Reply] = types.MappingProxyType({})
+"""``refused_recipients`` of almost every request: shared, read-only, not a dict per call."""
+
 _BUILT_CONFIGS: dict[tuple[int, type], tuple[Any, Any]] = {}
 """``Request.config_as`` results by (id of the configuration table, class)."""
 
@@ -472,7 +476,7 @@ class Request:
     @property
     def refused_recipients(self) -> Mapping[tuple[str, str], Reply]:
         """Recipients refused so far with :meth:`reject_recipient`, by ``Address.key()``."""
-        return self._refused or {}
+        return self._refused or _NO_REFUSALS
 
     def on_rollback(
         self,
