@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import signal
 import sys
 from pathlib import Path
@@ -32,12 +33,20 @@ from mailio_trio.cli._capture import (
     install_capture,
     open_capture_inbox,
 )
+from mailio_trio.cli._lmtp import (
+    UnixSocket,
+    add_lmtp_arguments,
+    open_lmtp_socket,
+    serves_tcp,
+    unix_socket,
+)
 from mailio_trio.cli._logging import setup_logging
 from mailio_trio.cli._tls import add_tls_arguments, apply_tls_arguments, reload_tls, start_smtps
 from mailio_trio.cli._workers import add_workers_arguments
 from mailio_trio.config import Config, ConfigError, parse_listen
 from mailio_trio.server import Server, workers
 from mailio_trio.server._spool import prepare_directory
+from mailio_trio.server._unix import close_unix_listener
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -187,6 +196,7 @@ def add_parser(commands: Any) -> None:  # argparse._SubParsersAction is private
     add_capture_arguments(serve)
     add_workers_arguments(serve)
     add_tls_arguments(serve, host_port)
+    add_lmtp_arguments(serve)
 
 
 # --- configuration -----------------------------------------------------------
@@ -221,6 +231,8 @@ def _flags_table(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         limits["message_size"] = args.max_message_size
     if args.idle_timeout is not None:
         limits["idle_timeout"] = args.idle_timeout
+    if getattr(args, "lmtp", None) or getattr(args, "lmtp_socket", None):
+        server["lmtp"] = True
     if args.proxy_protocol:
         server["proxy_protocol"] = True
     if args.proxy_trusted:
@@ -298,6 +310,8 @@ class _CannotListen(Exception):
 
 
 def _show_address(host: str, port: int) -> str:
+    if port == 0:  # only a Unix socket is bound to no port
+        return f"unix:{host}"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -374,7 +388,9 @@ async def _serve(
     inbox: Inbox | None = None,
     web: tuple[str, int] | None = None,
     notes: Sequence[str] = (),
+    unix: UnixSocket | None = None,
     *,
+    tcp: bool = True,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until shut down; ``task_status`` gets the "listening on" line (for tests)."""
@@ -384,13 +400,41 @@ async def _serve(
         # Socket activation: systemd bound the ports; --listen/--smtps-listen are its own.
         listeners, tls_listeners = _inherited(activated)
     else:
-        listeners = await _open_listeners([parse_listen(item) for item in config.listen])
+        tcp_listen = [parse_listen(item) for item in config.listen] if tcp else []
+        listeners = await _open_listeners(tcp_listen)
         try:
             tls_listeners = await _open_listeners(smtps_listen, " (SMTPS)")
         except _CannotListen:
             for listener in listeners:
                 await listener.aclose()
             raise
+    if unix is not None:
+        try:
+            unix_listener, unix_file = await open_lmtp_socket(unix)
+        except OSError as exc:
+            for listener in [*listeners, *tls_listeners]:
+                await listener.aclose()
+            raise _CannotListen(f"cannot listen on {unix[0]}: {exc.strerror or exc}") from None
+        listeners.append(unix_listener)
+    try:
+        await _serve_on(server, config, listeners, tls_listeners, inbox, web, notes, task_status)
+    finally:
+        if unix is not None:
+            close_unix_listener(unix_listener, unix[0], unix_file)
+
+
+async def _serve_on(
+    server: Server,
+    config: Config,
+    listeners: list[trio.SocketListener],
+    tls_listeners: list[trio.SocketListener],
+    inbox: Inbox | None,
+    web: tuple[str, int] | None,
+    notes: Sequence[str],
+    task_status: trio.TaskStatus[str],
+) -> None:
+    from mailio_trio.server import _systemd
+
     # Signals are caught before the "listening" line, so a supervisor (or a
     # test) that signals as soon as it reads the line gets a clean shutdown.
     signals_wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -511,7 +555,16 @@ def run(args: argparse.Namespace) -> int:
                 )
             if args.workers > 1:
                 return _serve_workers(args, config, build, notes)
-            _run_serve(build(), config, args.smtps_listen or (), inbox, args.web, notes)
+            _run_serve(
+                build(),
+                config,
+                args.smtps_listen or (),
+                inbox,
+                args.web,
+                notes,
+                unix_socket(args),
+                tcp=serves_tcp(args),
+            )
         except _CannotListen as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return EXIT_FAILURE
@@ -526,10 +579,22 @@ def _run_serve(
     inbox: Inbox | None,
     web: tuple[str, int] | None,
     notes: Sequence[str] = (),
+    unix: UnixSocket | None = None,
+    *,
+    tcp: bool = True,
 ) -> None:
     """``trio.run(_serve, ...)``; a listener that failed inside the nursery is one line too."""
     try:
-        trio.run(_serve, server, config, smtps_listen, inbox, web, notes)
+        trio.run(
+            functools.partial(_serve, tcp=tcp),
+            server,
+            config,
+            smtps_listen,
+            inbox,
+            web,
+            notes,
+            unix,
+        )
     except BaseExceptionGroup as group:
         # The web inbox binds in the server's nursery, which wraps its error.
         matched, rest = group.split(_CannotListen)
@@ -550,6 +615,8 @@ def _check_workers(args: argparse.Namespace, config: Config) -> None:
         )
     if args.smtps_listen:
         raise ConfigError(f"--workers {args.workers}: --smtps-listen needs --workers 1")
+    if unix_socket(args) is not None:
+        raise ConfigError(f"--workers {args.workers}: --lmtp-socket needs --workers 1")
 
 
 def _serve_workers(

@@ -34,6 +34,7 @@ path is checked once more to lie under the root.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import re
@@ -53,8 +54,9 @@ from mailio_trio.chain import Chain, Handler, Request, Response
 from mailio_trio.protocol import Address
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
 
+    from mailio_trio._handler_log import SessionLog
     from mailio_trio.config import Config, MaildirConfig
 
 __all__ = [
@@ -432,17 +434,57 @@ async def _targets(req: Request, res: Response, recipient: Address) -> Iterable[
     return await expand(req.session.config, recipient) or ()
 
 
+def _refusal(exc: OSError) -> tuple[int, str, str]:
+    """One recipient's reply when its mailbox cannot take the copy (LMTP)."""
+    if exc.errno in _FULL:
+        return 452, "Mailbox full", "4.2.2"  # RFC 3463: mailbox full, try later
+    return 451, STORE_FAILED, "4.3.0"
+
+
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@attrs.frozen
+class _Batch:
+    """Copies prepared and committed together, for ``owners`` (``None``: the whole message)."""
+
+    placements: list[Placement]
+    owners: list[Address] | None
+    pending: list[Pending] = attrs.field(factory=list)
+
+
+def _prepare_batches(
+    source: Path, batches: Sequence[_Batch], hostname: str
+) -> list[OSError | None]:
+    """:func:`prepare` each batch on its own; what failed, by batch. Blocking."""
+    failures: list[OSError | None] = []
+    for batch in batches:
+        try:
+            prepare(source, batch.placements, hostname, batch.pending)
+        except OSError as exc:
+            failures.append(exc)
+        else:
+            failures.append(None)
+    return failures
+
+
 async def deliver(req: Request, res: Response) -> None:
     message = req.message
     assert message is not None
     config = req.session.config
+    # LMTP answers per recipient (RFC 2033 §4.2): each mailbox is its own batch,
+    # so one that cannot take the copy refuses only the recipients it serves.
+    per_recipient = config.lmtp
+    refused = req.refused_recipients
     known = known_mailboxes(config)
     # Spam by spamd's verdict, or a failed DMARC p=quarantine (queue/mailauth).
     junk = _is_spam(res.get("queue/spamd")) or getattr(res.get("queue/mailauth"), "junk", False)
-    placements: dict[Path, Placement] = {}  # by path: an alias and its target get one copy
+    # By path: an alias and its target get one copy, owned by both recipients.
+    placements: dict[Path, tuple[Placement, list[Address]]] = {}
+    sent: Placement | None = None
     try:
         for recipient in message.envelope.recipients:
-            if local_mailbox(config, recipient) is None:
+            if local_mailbox(config, recipient) is None or recipient.key() in refused:
                 continue  # a foreign recipient is the relay's business
             for target in await _targets(req, res, recipient):
                 box = local_mailbox(config, target)
@@ -454,7 +496,9 @@ async def deliver(req: Request, res: Response) -> None:
                 placement = Placement(
                     box.directory(config.maildir), config.maildir.junk_folder if junk else None
                 )
-                placements.setdefault(placement.path, placement)
+                owners = placements.setdefault(placement.path, (placement, []))[1]
+                if recipient not in owners:
+                    owners.append(recipient)
         sender = message.envelope.sender
         sender_box = local_mailbox(config, sender) if sender is not None else None
         if (
@@ -462,40 +506,62 @@ async def deliver(req: Request, res: Response) -> None:
             and sender_box.unsafe_reason() is None
             and (known is None or sender_box in known)
         ):
-            placement = Placement(
+            sent = Placement(
                 sender_box.directory(config.maildir), config.maildir.sent_folder, seen=True
             )
-            placements.setdefault(placement.path, placement)
+            if sent.path in placements:
+                sent = None
     except ValueError as exc:
         res.log.error("refusing to store %s: %s", message.id, exc)
         res.reject(451, STORE_FAILED, "4.3.0")
         return
-    if placements:
-        pending: list[Pending] = []
+    if per_recipient:
+        batches = [_Batch([placement], owners) for placement, owners in placements.values()]
+        if sent is not None:
+            batches.append(_Batch([sent], None))
+    else:
+        everything = [placement for placement, _ in placements.values()]
+        batches = [_Batch([*everything, *([sent] if sent else [])], None)]
+    batches = [batch for batch in batches if batch.placements]
+    if batches:
         log = res.log
-
-        async def roll_back() -> None:
-            await trio.to_thread.run_sync(discard, pending)
-            if pending:
-                log.info("%s: %d maildir copies removed", message.id, len(pending))
-
-        async def make_visible() -> None:
-            files = await trio.to_thread.run_sync(commit, pending)
-            log.info("%s stored in %d maildir(s)", message.id, len(files))
-
-        # Registered before anything is written: a timeout or a later refusal
-        # finds every tmp/ file, however far the copying got.
-        req.on_rollback(roll_back)
-        try:
-            await trio.to_thread.run_sync(
-                prepare, message.path, list(placements.values()), config.hostname, pending
-            )
-        except OSError as exc:
-            res.log.error("cannot store %s: %s", message.id, exc)
-            res.reject(451, STORE_FAILED, "4.3.0")
-            return
-        req.on_commit(make_visible)
+        for batch in batches:
+            # Registered before anything is written: a timeout or a later refusal
+            # finds every tmp/ file, however far the copying got.
+            req.on_rollback(_rollback_step(batch, message.id, log), recipients=batch.owners)
+        failures = await trio.to_thread.run_sync(
+            _prepare_batches, message.path, batches, config.hostname
+        )
+        for batch, failure in zip(batches, failures, strict=True):
+            if failure is None:
+                req.on_commit(_commit_step(batch, message.id, log), recipients=batch.owners)
+                continue
+            res.log.error("cannot store %s: %s", message.id, failure)
+            if batch.owners is None:
+                res.reject(451, STORE_FAILED, "4.3.0")
+                return
+            for owner in batch.owners:
+                req.reject_recipient(owner, *_refusal(failure))
     res.accept()
+
+
+def _rollback_step(
+    batch: _Batch, message_id: str, log: SessionLog
+) -> Callable[[], Awaitable[None]]:
+    async def roll_back() -> None:
+        await trio.to_thread.run_sync(discard, batch.pending)
+        if batch.pending:
+            log.info("%s: %d maildir copies removed", message_id, len(batch.pending))
+
+    return roll_back
+
+
+def _commit_step(batch: _Batch, message_id: str, log: SessionLog) -> Callable[[], Awaitable[None]]:
+    async def make_visible() -> None:
+        files = await trio.to_thread.run_sync(commit, batch.pending)
+        log.info("%s stored in %d maildir(s)", message_id, len(files))
+
+    return make_visible
 
 
 def register(chain: Chain) -> None:

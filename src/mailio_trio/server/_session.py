@@ -278,13 +278,27 @@ class Session(Connection):
             size=len(header) + reader.size,
         )
 
+    def per_recipient(self, reply: Reply) -> list[Reply]:
+        """The end of a message's ``reply`` as sent: once, or under LMTP once per recipient."""
+        if not self.config.lmtp:
+            return [reply]
+        return [reply] * max(1, len(self.envelope.recipients))
+
+    def queue_replies(self, replies: list[Reply]) -> Reply:
+        """Queue all of ``replies`` but the last, which is returned for the caller to send."""
+        for reply in replies[:-1]:
+            self.queue_reply(reply)
+        return replies[-1]
+
     def received_header(self) -> bytes:
         """Our trace line (RFC 5321 §4.4), protocol type per RFC 3848."""
         client = self.client
         ip = client.address
         literal = f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
         remote = f"{client.hostname} {literal}" if client.hostname else literal
-        protocol = ("ESMTP" if self.esmtp else "SMTP") + (
+        # RFC 3848 names LMTP, LMTPS, LMTPA and LMTPSA too (LHLO sets esmtp).
+        base = "LMTP" if self.config.lmtp else "ESMTP" if self.esmtp else "SMTP"
+        protocol = base + (
             ("S" if self.secure else "") + ("A" if self.user is not None else "")
             if self.esmtp
             else ""
@@ -510,6 +524,12 @@ class Session(Connection):
             else:
                 self.counters.refused += 1
             return reply
+        if req.refused_recipients and self._refuses_all(req):
+            # Nobody left to keep it for (or SMTP, with one reply for all): see reject_recipient.
+            await req.roll_back()
+            reply = next(iter(req.refused_recipients.values()))
+            self.rejected[name] = reply.code
+            return reply
         # Queue handlers' second phase, before the reply goes out (see _transaction.py).
         if req.prepared:
             self._disarm_idle()  # commit steps wait (threads, fsync)
@@ -522,10 +542,23 @@ class Session(Connection):
         self.accepted[name] = reply.code
         return reply
 
+    def _refuses_all(self, req: Request) -> bool:
+        if not self.config.lmtp or req.message is None:
+            return True
+        refused = req.refused_recipients
+        return all(r.key() in refused for r in req.message.envelope.recipients)
+
     async def deliver(self, message: Message) -> Reply:
         """Run the ``queue`` chain for a received message; the spool copy is removed after.
 
         The transaction ends here whatever the answer (RFC 5321 §4.1.1.4).
+        """
+        return (await self.deliver_each(message))[0]
+
+    async def deliver_each(self, message: Message) -> list[Reply]:
+        """:meth:`deliver`, with LMTP's replies: one per recipient, in RCPT order (RFC 2033 §4.2).
+
+        Under SMTP the list holds the one reply.
         """
         req = Request(_QUEUE, self, sender=message.envelope.sender, message=message)
         reply: Reply | None = None
@@ -537,7 +570,10 @@ class Session(Connection):
                 tally.message_bytes += message.size
             else:
                 tally.messages["refused"] += 1
-            return reply
+            if not self.config.lmtp:
+                return [reply]
+            refused = req.refused_recipients
+            return [refused.get(r.key(), reply) for r in message.envelope.recipients]
         finally:
             if reply is not None and _session_log.wanted():
                 _session_log.log_message(self, message, reply)
