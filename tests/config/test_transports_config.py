@@ -63,7 +63,7 @@ def test_transports_need_the_relay_enabled() -> None:
 
 def test_not_a_table_or_not_a_domain() -> None:
     with pytest.raises(ConfigError, match="must be a table"):
-        RelayConfig(enabled=True, transports="lmtp:unix:/x")  # type: ignore[arg-type]
+        RelayConfig(enabled=True, transports="lmtp:unix:/x")
     with pytest.raises(ConfigError, match="is not a domain"):
         RelayConfig(enabled=True, transports={"a@b": "lmtp:unix:/x"})
 
