@@ -43,7 +43,10 @@ async def start(
     config = Config(
         hostname="mx.example.com",
         domains=["example.com", "sender.test"],
-        maildir=MaildirConfig(enabled=True, root=tmp_path / "mail"),
+        # The maildir's own users: example.com's are Dovecot's to know, never checked here.
+        maildir=MaildirConfig(
+            enabled=True, root=tmp_path / "mail", mailboxes=("alice@sender.test",)
+        ),
         relay=RelayConfig(
             enabled=True,
             spool_dir=tmp_path / "spool",
