@@ -23,7 +23,7 @@ from dovecot import Dovecot, run_dovecot
 from smtp_peers import status_blocks
 
 from mailio_trio import Config
-from mailio_trio.client import send
+from mailio_trio.client import open_smtp_client, send
 from mailio_trio.config import MaildirConfig, RelayConfig
 from mailio_trio.relay.spool import RecipientStatus, Spool
 from mailio_trio.testing import start_capturing_server
@@ -83,13 +83,14 @@ async def test_two_delivered_one_bounced_with_a_dsn(
         running = await start(nursery, tmp_path, transport_of(dovecot, kind))
         assert running.server.relay is not None
         with trio.fail_after(WAIT):
-            result = await send(
-                running.host,
-                running.port,
-                "alice@sender.test",
-                ["amy@example.com", "bob@example.com", "cy@example.com"],
-                BODY,
-            )
+            async with open_smtp_client(running.host, running.port) as client:
+                result = await client.send_message(
+                    "alice@sender.test",
+                    ["amy@example.com", "bob@example.com", "cy@example.com"],
+                    BODY,
+                    # Dovecot has no DSN: amy's success report is ours ("relayed").
+                    rcpt_params={"amy@example.com": ["NOTIFY=SUCCESS"]},
+                )
             assert result.accepted == ["amy@example.com", "bob@example.com", "cy@example.com"]
             assert result.data_reply is not None
             assert "queued as" in result.data_reply.text
@@ -106,10 +107,13 @@ async def test_two_delivered_one_bounced_with_a_dsn(
     assert dsn.get_content_type() == "multipart/report"
     _, status_part, _ = dsn.iter_parts()
     blocks = status_blocks(status_part)
-    assert len(blocks) == 2  # the per-message block and bob's: amy and cy were delivered
+    assert len(blocks) == 3  # the per-message block, bob's and amy's; cy asked for nothing
     assert blocks[1]["Final-Recipient"] == "rfc822; bob@example.com"
     assert blocks[1]["Action"] == "failed"
     assert blocks[1]["Status"] == "5.1.1"
+    assert blocks[1]["Remote-MTA"].startswith("dns; lmtp:")
+    assert blocks[2]["Final-Recipient"] == "rfc822; amy@example.com"
+    assert blocks[2]["Action"] == "relayed"
 
 
 async def test_stopped_dovecot_keeps_the_message_queued_until_it_is_back(

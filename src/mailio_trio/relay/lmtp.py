@@ -76,8 +76,9 @@ async def deliver_lmtp(
     for recipient, reply in result.recipients.items():
         info = ErrorInfo(reply.code, reply.enhanced, reply.text, remote)
         if reply.is_positive:
-            # Final delivery, not a relay: a success report (if asked for) is ours.
-            outcomes[recipient] = Outcome(RecipientStatus.DELIVERED, info)
+            # Dovecot's LMTP offers no DSN: a success report asked for (NOTIFY=SUCCESS) is
+            # ours to send, as after an MX without DSN (RFC 3461 §5.2.2: "relayed").
+            outcomes[recipient] = Outcome(RecipientStatus.DELIVERED, info, relayed=True)
         elif reply.is_permanent:
             outcomes[recipient] = Outcome(RecipientStatus.FAILED, info)
         else:
