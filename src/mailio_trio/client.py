@@ -150,8 +150,10 @@ class SendResult:
 
     Attributes:
       recipients: Each recipient (as given) → the server's RCPT reply, or the
-        DATA reply for those it accepted.
-      data_reply: The reply after the body, ``None`` if no recipient was accepted.
+        reply after the body (DATA's or ``BDAT LAST``'s; LMTP: its own) for
+        those it accepted.
+      data_reply: The reply after the body (LMTP: the last recipient's),
+        ``None`` if no recipient was accepted.
     """
 
     recipients: dict[str, Reply]
