@@ -111,8 +111,10 @@ def _delivered(message: Message, req: Request) -> Entry | None:
         given = envelope.recipient_dsn(recipient)
         if given is None or given.notify is None or NotifyOn.SUCCESS not in given.notify:
             continue
-        if local_mailbox(config, recipient) is None:
-            continue  # the relay reports it
+        if local_mailbox(config, recipient) is None or (
+            recipient.domain and config.relay.transport_for(recipient.domain) is not None
+        ):
+            continue  # the relay reports it (a transport's domain: once LMTP took it)
         if recipient.key() in req.refused_recipients:
             continue  # LMTP: refused for this one (queue/maildir's full mailbox)
         states.append(

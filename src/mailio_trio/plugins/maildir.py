@@ -486,6 +486,8 @@ async def deliver(req: Request, res: Response) -> None:
         for recipient in message.envelope.recipients:
             if local_mailbox(config, recipient) is None or recipient.key() in refused:
                 continue  # a foreign recipient is the relay's business
+            if recipient.domain and config.relay.transport_for(recipient.domain) is not None:
+                continue  # its domain's transport delivers it, from the relay spool
             for target in await _targets(req, res, recipient):
                 box = local_mailbox(config, target)
                 if box is None:

@@ -7,7 +7,9 @@ path can stand for it (an empty local part, an unsafe domain: see
 when ``maildir.mailboxes`` is set and it is not there,
 or when the ``maildir.extend`` hook returns ``None`` for it. Refusing here
 rather than after DATA means we never accept mail we would have to bounce
-(backscatter). Foreign recipients pass untouched: they are ``rcpt/relay``'s.
+(backscatter). Foreign recipients pass untouched: they are ``rcpt/relay``'s;
+so do those of a domain with a transport (``[relay.transports]``), whose
+LMTP server decides (an unknown user there bounces).
 
 The hook's expansion is kept (``res.set``) for ``queue/maildir``, so an alias
 is expanded once per transaction.
@@ -28,7 +30,8 @@ async def check(req: Request, res: Response) -> None:
     recipient = req.to
     assert recipient is not None
     box = local_mailbox(config, recipient)
-    if box is None:
+    if box is None or (recipient.domain and config.relay.transport_for(recipient.domain)):
+        # A domain with a transport (LMTP) is no maildir's: its server knows its users.
         res.accept()
         return
     if box.unsafe_reason() is not None:
