@@ -54,3 +54,16 @@ def bench(session: nox.Session) -> None:
             "npm", "ci", "--no-audit", "--no-fund", "--prefix", "bench/smtp-server", external=True
         )
     session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Fuzz the wire parsers with atheris (never a default session).
+
+    ``nox -s fuzz -- TARGET SECONDS`` (a name from ``fuzz/``, or ``all``);
+    findings land in ``fuzz/crashes/`` (docs/testing-the-project.md).
+    """
+    if len(session.posargs) < 2:
+        session.error("usage: nox -s fuzz -- TARGET|all SECONDS [libFuzzer flags]")
+    session.install(".[mailauth]", *nox.project.dependency_groups(PYPROJECT, "fuzz"))
+    session.run("python", "fuzz/run.py", *session.posargs)
