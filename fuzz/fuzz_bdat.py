@@ -44,12 +44,15 @@ def test_one_input(data: bytes) -> None:
     """Check the contract (octets 0-2: cuts, limits, policy; then ``argument\\n``, then octets)."""
     (spec, *knobs_list), payload = split(data, 3)
     argument, _, octets = payload.partition(b"\n")
+    text = argument.decode("utf-8", "replace")
     try:
-        bdat = parse_bdat(argument.decode("utf-8", "replace"))
+        bdat = parse_bdat(text)
         assert bdat.size >= 0
     except BdatSyntaxError as exc:
         assert exc.reply.code == 501
-        assert (exc.size is None) == (not argument[:1].isdigit())
+        if exc.size is not None:  # only the part after a readable size is wrong
+            size_text, space, _ = text.partition(" ")
+            assert space and size_text.isascii() and int(size_text) == exc.size
     knobs = bytes(knobs_list)
     whole = _read([octets], knobs)
     pieces = _read(chunks(spec, octets), knobs)
