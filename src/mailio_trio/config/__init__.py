@@ -18,6 +18,7 @@ from mailio_trio.config._mailauth import MailauthConfig
 from mailio_trio.config._metrics import MetricsConfig, RedisConfig
 from mailio_trio.config._sections import DnsConfig, Limits, MaildirConfig, RelayConfig
 from mailio_trio.config._tls import TLSConfig, TLSVersion
+from mailio_trio.config._transports import Transport
 from mailio_trio.config._validators import ConfigError, networks, parse_listen, show
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "RelayConfig",
     "TLSConfig",
     "TLSVersion",
+    "Transport",
     "networks",
     "parse_listen",
     "show",
