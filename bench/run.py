@@ -26,6 +26,12 @@ The new capabilities, ours only too, each next to the same traffic without it:
 - the PROXY protocol (issue #16): W2H, W2 through HAProxy forwarding plain
   TCP; W2X, through HAProxy with ``send-proxy-v2`` to a server expecting the
   header. Against W2 direct, in the same run; HAProxy's own CPU is reported.
+- Redis-backed per-address limits (issue #16): W2R, W2 with the concurrency
+  and rate limits per address counted in a ``redis-server`` started per round
+  (serving mode ``redis``, ``serve_mailio.py --redis URL``), limits set far
+  above the traffic so nothing is refused; the runner checks once per start
+  that the warm-up's connections were counted there (``_check_redis``).
+  Against W2 (no per-address limit); redis-server's own CPU is reported.
 
 Reference servers: aiosmtpd's Sink, Postfix's smtp-sink, the Trio probe, and
 nodemailer's smtp-server (issue #18; ``smtp-server`` as shipped, with its fixed
@@ -40,6 +46,7 @@ Usage::
     python bench/run.py --rounds 2 --workloads W2,W2P --servers mailio,aiosmtpd
     python bench/run.py --rounds 3 --workloads WS,WA,WSK,WAK,LAT0,LAT --servers mailio
     python bench/run.py --rounds 3 --workloads W2,W2H,W2X --servers mailio
+    python bench/run.py --rounds 3 --workloads W2,W2R --servers mailio
 """
 
 from __future__ import annotations
@@ -87,8 +94,9 @@ class Workload:
     pipelining: bool = False
     mode: str = "discard"
     """How mailio_trio serves it: ``discard``, ``spool``, ``maildir``, ``auth`` (spool with
-    verification), ``haproxy`` (discard, behind HAProxy) or ``proxy`` (discard, behind HAProxy
-    with ``send-proxy-v2``); all but ``discard`` are ours only"""
+    verification), ``haproxy`` (discard, behind HAProxy), ``proxy`` (discard, behind HAProxy
+    with ``send-proxy-v2``) or ``redis`` (discard, per-address limits counted in a
+    redis-server); all but ``discard`` are ours only"""
     message: str = ""
     """A file of ``serve_dns.py make`` sent as it is (pre-signed); empty: ``make_body(size)``"""
     loadgen_only: bool = False
@@ -171,11 +179,9 @@ WORKLOADS = {
         # The PROXY protocol (issue #16): compare with W2 (direct) in the same run.
         Workload("W2H", "W2 through HAProxy (plain TCP)", 20, 2000, 100, 1024, mode="haproxy"),
         Workload("W2X", "W2 through HAProxy, send-proxy-v2", 20, 2000, 100, 1024, mode="proxy"),
-        # TODO(redis-limits): W2 with the Redis-backed rate limits another branch is
-        # building: a workload here with mode="redis", and in _run_mode a redis-server
-        # on a free loopback port (started and stopped like HAProxy, _start_redis) whose
-        # address serve_mailio.py passes to the limits plugin (a --limits-redis URL
-        # flag there); compare with W2 (in-process limits) in the same run.
+        # Redis-backed per-address limits (issue #16): compare with W2 (no per-address
+        # limit) in the same run; a redis-server is started per round (_start_redis).
+        Workload("W2R", "W2, per-address limits in Redis", 20, 2000, 100, 1024, mode="redis"),
     ]
 }
 LATENCY = ("LAT0", "LAT")
@@ -183,10 +189,15 @@ PROXY_MODES = ("haproxy", "proxy")
 
 
 def _server_command(
-    name: str, port: int, mode: str = "discard", scratch: str = "", dns_port: int = 0
+    name: str,
+    port: int,
+    mode: str = "discard",
+    scratch: str = "",
+    dns_port: int = 0,
+    redis_port: int = 0,
 ) -> list[str]:
     py = sys.executable
-    extra = _mailio_flags(mode, scratch, dns_port)
+    extra = _mailio_flags(mode, scratch, dns_port, redis_port)
     if name == "aiosmtpd":
         return [
             py,
@@ -224,7 +235,7 @@ def _server_command(
     )
 
 
-def _mailio_flags(mode: str, scratch: str, dns_port: int) -> list[str]:
+def _mailio_flags(mode: str, scratch: str, dns_port: int, redis_port: int = 0) -> list[str]:
     """serve_mailio.py's flags for a serving mode."""
     return {
         "discard": [],
@@ -233,6 +244,7 @@ def _mailio_flags(mode: str, scratch: str, dns_port: int) -> list[str]:
         "auth": ["--spool", "--mailauth", str(dns_port)],
         "haproxy": [],
         "proxy": ["--proxy-protocol"],
+        "redis": ["--redis", f"redis://127.0.0.1:{redis_port}/0"],
     }[mode]
 
 
@@ -383,7 +395,7 @@ def _message(workload: Workload) -> bytes | None:
 def measure(
     server: str, workload: Workload, port: int, pids: list[int], proxy_pids: Sequence[int] = ()
 ) -> dict[str, float]:
-    """One workload; ``proxy_pids``: HAProxy, whose CPU is reported apart from the server's."""
+    """One workload; ``proxy_pids``: HAProxy or redis-server, whose CPU is reported apart."""
     if workload.name == "W4":
         return _idle_sessions(port, workload.sessions, pids)
     message = _message(workload)
@@ -507,6 +519,43 @@ backend mailio
     return proc, port
 
 
+REDIS = os.environ.get("MAILIO_BENCH_REDIS", "redis-server")
+
+
+def _redis_command(port: int, *command: str) -> bytes:
+    """One inline command to the redis-server on ``port``; its raw reply (one read)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(" ".join(command).encode() + b"\r\n")
+        return s.recv(4096)
+
+
+def _start_redis(scratch: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Debian's redis-server on a free loopback port, no persistence, answering PING."""
+    binary = shutil.which(REDIS)
+    if binary is None:
+        raise SystemExit("redis-server is not installed (apt-get install redis-server)")
+    port = _free_port()
+    command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", scratch]
+    with open(Path(scratch) / "redis.log", "wb") as log:  # its notices; shown if it fails
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=scratch)
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(OSError):
+            if _redis_command(port, "PING").startswith(b"+PONG"):
+                return proc, port
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop(proc)
+            print((Path(scratch) / "redis.log").read_text(errors="replace"), file=sys.stderr)
+            raise SystemExit("redis-server did not start")
+        time.sleep(0.05)  # polling the port, not guessing a start-up time
+
+
+def _check_redis(port: int) -> None:
+    """The limits really go through Redis: the warm-up's connections left their rate key."""
+    if not _redis_command(port, "EXISTS", "mailio:rate:127.0.0.1").startswith(b":1"):
+        raise SystemExit("the server did not count its connections in Redis")
+
+
 def _check_mailauth(port: int) -> None:
     """SPF, DMARC and DKIM really decide: the plain check message refused, the signed accepted.
 
@@ -534,8 +583,6 @@ def _run_mode(
         if not base_src:
             raise SystemExit("mailio-base needs --base-src DIR (an older checkout's src/)")
         env = {**os.environ, "PYTHONPATH": base_src}
-    if mode == "redis":
-        raise SystemExit("TODO(redis-limits): not built yet (see WORKLOADS)")
     with contextlib.ExitStack() as stack:
         scratch = stack.enter_context(tempfile.TemporaryDirectory(prefix="mailio-bench-"))
         dns_port = 0
@@ -545,7 +592,12 @@ def _run_mode(
                 [sys.executable, str(HERE / "serve_dns.py"), "serve", str(MESSAGES)], "serve_dns"
             )
             stack.callback(_stop, dns)
-        command = _server_command(server, port, mode, scratch, dns_port)
+        redis_port, helper_pids = 0, []
+        if mode == "redis":
+            redis, redis_port = _start_redis(scratch)
+            stack.callback(_stop, redis)
+            helper_pids = [redis.pid]
+        command = _server_command(server, port, mode, scratch, dns_port, redis_port)
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env, cwd=scratch)
         stack.callback(_stop, proc)
         try:
@@ -555,7 +607,7 @@ def _run_mode(
                 print(f"# {server}: its src/ has no {mode} mode; skipped", flush=True)
                 return {}
             raise
-        client_port, proxy_pids = port, []
+        client_port, proxy_pids = port, helper_pids
         if mode in PROXY_MODES:
             haproxy, client_port = _start_haproxy(scratch, port, send_proxy=mode == "proxy")
             stack.callback(_stop, haproxy)
@@ -572,6 +624,8 @@ def _run_mode(
             raise SystemExit(f"{server} ({mode}) failed the warm-up: {warm.first_error}")
         if mode == "auth":
             _check_mailauth(client_port)
+        if mode == "redis":
+            _check_redis(redis_port)
         return {w.name: measure(server, w, client_port, pids, proxy_pids) for w in workloads}
     raise AssertionError("unreachable")  # ExitStack does not swallow exceptions
 
@@ -728,20 +782,22 @@ def _report_proxy(
     servers: list[str],
     results: dict[str, dict[str, list[dict[str, float]]]],
 ) -> None:
-    rows = [
-        (w, s, results[s][w.name])
-        for w in workloads
-        if w.mode in PROXY_MODES
-        for s in servers
-        if results[s][w.name]
-    ]
-    if not rows:
-        return
-    print("\nHAProxy's own CPU (one thread; not in the server's figure above):\n")
-    print("| workload | server | HAProxy CPU µs/msg |")
-    print("|---|---|---|")
-    for w, server, runs in rows:
-        print(f"| {w.name} {w.title} | {server} | {_median(runs, 'proxy_cpu_us'):,.0f} |")
+    for modes, helper in ((PROXY_MODES, "HAProxy"), (("redis",), "redis-server")):
+        rows = [
+            (w, s, results[s][w.name])
+            for w in workloads
+            if w.mode in modes
+            for s in servers
+            if results[s][w.name]
+        ]
+        if not rows:
+            continue
+        note = "one thread; " if helper == "HAProxy" else ""
+        print(f"\n{helper}'s own CPU ({note}not in the server's figure above):\n")
+        print(f"| workload | server | {helper} CPU µs/msg |")
+        print("|---|---|---|")
+        for w, server, runs in rows:
+            print(f"| {w.name} {w.title} | {server} | {_median(runs, 'proxy_cpu_us'):,.0f} |")
 
 
 def _report_latency(

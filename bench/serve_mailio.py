@@ -13,7 +13,11 @@ mode) verifies SPF, DKIM and DMARC on receipt against the loopback DNS server
 ``bench/serve_dns.py`` on that port, with ``mailauth.trusted_networks = []`` so
 the loopback generator is checked, and reverse DNS off (not what is measured).
 ``--proxy-protocol`` expects a PROXY header (v1 or v2) from 127.0.0.1, as
-behind HAProxy's ``send-proxy-v2``.
+behind HAProxy's ``send-proxy-v2``. ``--redis URL`` counts the per-address
+limits in that Redis (``[redis] url``; ``run.py`` starts a ``redis-server`` for
+the run): a concurrency and a rate limit per address, both far above what any
+workload reaches, so every connection runs the admission script and gives its
+slot back, and nothing is ever refused.
 
 Imports work with an older checkout's ``src/`` too (``--base-src`` in
 ``run.py``): before the layout refactor ``workers`` was ``mailio_trio.workers``.
@@ -65,6 +69,17 @@ def _proxy() -> dict[str, Any]:
     return {"proxy_protocol": True, "proxy_trusted": ["127.0.0.1/32"]}
 
 
+def _redis(url: str) -> dict[str, Any]:
+    """The Config fields for Redis-backed per-address limits that never refuse a workload."""
+    try:
+        import redis  # noqa: F401  # the extra Config.redis needs
+
+        from mailio_trio.config import RedisConfig
+    except ImportError:
+        _unsupported("Redis-backed limits (mailio_trio.config.RedisConfig and redis-py)")
+    return {"redis": RedisConfig(url=url)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("port", type=int)
@@ -75,6 +90,7 @@ def main() -> None:
     mode.add_argument("--maildir", metavar="DIR", help="durable maildir delivery under DIR")
     parser.add_argument("--mailauth", type=int, metavar="DNS_PORT", help="verify (needs --spool)")
     parser.add_argument("--proxy-protocol", action="store_true", help="PROXY header from 127.0.0.1")
+    parser.add_argument("--redis", metavar="URL", help="per-address limits counted in this Redis")
     args = parser.parse_args()
     if args.mailauth and not args.spool:
         parser.error("--mailauth needs --spool (discard mode skips verification)")
@@ -84,14 +100,22 @@ def main() -> None:
         extra.update(_mailauth(args.mailauth))
     if args.proxy_protocol:
         extra.update(_proxy())
+    per_ip, rate = 0, 0
+    if args.redis:
+        extra.update(_redis(args.redis))
+        # Both parts of the admission script run (the rate sorted set and the
+        # slot), at limits no workload reaches.
+        per_ip, rate = 5000, 1_000_000
     config = Config(
         hostname="bench.example.org",
         domains=["example.net"],
         # Room for the 100 MiB message plus our Received: line.
-        # W4's 1000 idle sessions all come from 127.0.0.1: no per-address limit.
+        # W4's 1000 idle sessions all come from 127.0.0.1: no per-address limit
+        # (--redis: limits that are counted, but far above W4's 1000).
         limits=Limits(
             max_connections=5000,
-            connections_per_ip=0,
+            connections_per_ip=per_ip,
+            connection_rate_per_ip=rate,
             max_recipients=100,
             message_size=200 * 1024 * 1024,
         ),
