@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from mailio_trio.chain import CORE, Handler, Request, Response
+from mailio_trio.chain import CORE, Handler, Request, Response, make_reply
 from mailio_trio.config import Config
 from mailio_trio.server import Server
-from mailio_trio.testing._faults import Faults, Stage
+from mailio_trio.testing._chaos import ChaosTrigger, RateLimit
+from mailio_trio.testing._faults import FaultKind, Faults, Stage
 from mailio_trio.testing._raw import open_raw_connection
 from mailio_trio.testing._threaded import DEFAULT_WAIT
 
@@ -297,11 +298,58 @@ class RunningServer:
         self.faults.delay_next(stage, seconds, count=count)
 
     def clear_faults(self) -> None:
+        """Disarm every counted fault, probabilistic fault and the rate limit."""
         self.faults.clear()
+
+    def fail_randomly(
+        self, stage: Stage | str, code: int, probability: float, text: str | None = None
+    ) -> None:
+        """Each command at ``stage`` answers ``code`` with ``probability`` (see ``seed_chaos``)."""
+        self.faults.chaos.set_trigger(
+            _trigger(stage, probability, FaultKind.REPLY, code=code, text=text)
+        )
+
+    def drop_randomly(self, stage: Stage | str, probability: float) -> None:
+        """Each command at ``stage`` loses its connection, unanswered, with ``probability``."""
+        self.faults.chaos.set_trigger(_trigger(stage, probability, FaultKind.DROP))
+
+    def delay_randomly(self, stage: Stage | str, seconds: float, probability: float) -> None:
+        """Each command at ``stage`` is answered ``seconds`` late with ``probability``."""
+        self.faults.chaos.set_trigger(
+            _trigger(stage, probability, FaultKind.DELAY, seconds=seconds)
+        )
+
+    def rate_limit(self, messages: int, per: float) -> None:
+        """Past ``messages`` MAIL commands per ``per`` seconds, MAIL answers ``421 4.7.0``.
+
+        A token bucket on ``trio.current_time()``, full at the start.
+        """
+        self.faults.chaos.set_rate_limit(RateLimit(messages=messages, interval=per))
+
+    def seed_chaos(self, seed: int | None) -> None:
+        """Restart the random draws from ``seed``: the same traffic meets the same faults."""
+        self.faults.chaos.seed(seed)
 
     def open_raw(self) -> Any:
         """``async with running.open_raw() as conn`` — a byte-level connection."""
         return open_raw_connection(self.host, self.port)
+
+
+def _trigger(
+    stage: Stage | str,
+    probability: float,
+    kind: FaultKind,
+    *,
+    code: int | None = None,
+    seconds: float = 0.0,
+    text: str | None = None,
+) -> ChaosTrigger:
+    if code is not None:
+        make_reply(code, text or "x")  # a malformed enhanced code fails here, not mid-test
+    trigger = ChaosTrigger(
+        stage=Stage.parse(stage), probability=probability, kind=kind, code=code, seconds=seconds
+    )
+    return attrs.evolve(trigger, text=text) if text else trigger
 
 
 def capture_handler(outbox: Outbox) -> Handler:

@@ -114,6 +114,23 @@ class ThreadedServer:
     def clear_faults(self) -> None:
         self.running.clear_faults()
 
+    def fail_randomly(
+        self, stage: Stage | str, code: int, probability: float, text: str | None = None
+    ) -> None:
+        self.running.fail_randomly(stage, code, probability, text)
+
+    def drop_randomly(self, stage: Stage | str, probability: float) -> None:
+        self.running.drop_randomly(stage, probability)
+
+    def delay_randomly(self, stage: Stage | str, seconds: float, probability: float) -> None:
+        self.running.delay_randomly(stage, seconds, probability)
+
+    def rate_limit(self, messages: int, per: float) -> None:
+        self.running.rate_limit(messages, per)
+
+    def seed_chaos(self, seed: int | None) -> None:
+        self.running.seed_chaos(seed)
+
     def stop(self) -> None:
         """Shut down, join the thread, and raise what the server died of, if anything.
 
