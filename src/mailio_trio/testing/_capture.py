@@ -13,7 +13,15 @@ import trio
 from mailio_trio.chain import CORE, Handler, Request, Response, make_reply
 from mailio_trio.config import Config
 from mailio_trio.server import Server
-from mailio_trio.testing._chaos import ChaosTrigger, RateLimit
+from mailio_trio.testing import _content
+from mailio_trio.testing._chaos import (
+    ChaosSettings,
+    ChaosTrigger,
+    RateLimit,
+    parse_fault,
+    parse_rate_limit,
+    parse_trigger,
+)
 from mailio_trio.testing._faults import FaultKind, Faults, Stage
 from mailio_trio.testing._raw import open_raw_connection
 from mailio_trio.testing._threaded import DEFAULT_WAIT
@@ -22,8 +30,13 @@ if TYPE_CHECKING:
     import ssl
     from collections.abc import Mapping
     from email.message import EmailMessage
+    from pathlib import Path
 
+    from mailio_trio.dns import Resolver
+    from mailio_trio.inbox import Inbox
+    from mailio_trio.mailauth.dkim import DkimResult
     from mailio_trio.message import Envelope
+    from mailio_trio.testing._content import Attachment
 
 __all__ = [
     "CaptureOptions",
@@ -57,6 +70,60 @@ class CapturedMessage:
         """The message parsed with ``email.policy.default``."""
         parser = email.parser.BytesParser(policy=email.policy.default)
         return parser.parsebytes(self.raw)
+
+    @property
+    def text(self) -> str:
+        """The ``text/plain`` body, decoded (``""`` when there is none)."""
+        return _content.body_text(self.message)
+
+    @property
+    def html(self) -> str:
+        """The ``text/html`` body, decoded (``""`` when there is none)."""
+        return _content.body_html(self.message)
+
+    @property
+    def attachments(self) -> list[Attachment]:
+        """The parts that are not the body: each ``.filename``, ``.content_type``, ``.content``."""
+        return _content.attachments(self.message)
+
+    @property
+    def links(self) -> list[str]:
+        """The body's links: the HTML's ``<a href>``, then URLs in the text, no repeats."""
+        return _content.links(self.message)
+
+    @property
+    def list_unsubscribe(self) -> list[str]:
+        """The ``List-Unsubscribe`` header's URIs (RFC 2369), or ``[]``."""
+        return _content.list_unsubscribe(self.message)
+
+    @property
+    def has_list_unsubscribe(self) -> bool:
+        """The message names a way to unsubscribe (``List-Unsubscribe`` with a URI)."""
+        return bool(self.list_unsubscribe)
+
+    @property
+    def has_one_click_unsubscribe(self) -> bool:
+        """RFC 8058 one-click: an ``https`` unsubscribe URI and ``List-Unsubscribe-Post``."""
+        post = str(self.message.get("List-Unsubscribe-Post", "")).replace(" ", "")
+        https = any(uri.lower().startswith("https:") for uri in self.list_unsubscribe)
+        return https and post.lower() == "list-unsubscribe=one-click"
+
+    async def dkim_results(self, resolver: Resolver) -> list[DkimResult]:
+        """Verify the DKIM signatures, keys looked up with ``resolver`` (needs the mailauth extra).
+
+        The capturing server has no DNS of its own: give it a resolver on the
+        loopback DNS server (:mod:`mailio_trio.testing.dns`) serving the
+        signer's ``<selector>._domainkey`` TXT record.
+        """
+        from mailio_trio.mailauth.dkim import verify
+
+        return await verify(self.raw, resolver=resolver)
+
+    async def dkim_valid(self, resolver: Resolver) -> bool:
+        """At least one DKIM signature verifies (see :meth:`dkim_results`)."""
+        from mailio_trio.mailauth.dkim import DkimVerdict
+
+        return any(r.result is DkimVerdict.PASS for r in await self.dkim_results(resolver))
 
     @property
     def recipients(self) -> list[str]:
@@ -144,13 +211,16 @@ class Outbox:
 class TLSMaterial:
     """A throw-away CA (trustme) and the server certificate it signed for this test.
 
-    ``client_context()`` trusts exactly this CA; ``ca_pem`` is for clients
-    that want a file (write it to ``tmp_path``).
+    ``client_context()`` trusts exactly this CA; ``ca_path`` is the CA as a
+    PEM file for clients that want one (the fixtures write it under pytest's
+    per-worker temporary directory); ``ca_pem`` is its bytes.
     """
 
     ca: Any
     """The ``trustme.CA``."""
     server_context: ssl.SSLContext
+    ca_path: Path | None = None
+    """The CA certificate as a PEM file, when a directory was given to write it in."""
 
     @property
     def ca_pem(self) -> bytes:
@@ -164,7 +234,7 @@ class TLSMaterial:
         return context
 
     @classmethod
-    def create(cls, *names: str) -> TLSMaterial:
+    def create(cls, *names: str, directory: Path | None = None) -> TLSMaterial:
         import ssl
 
         try:
@@ -176,7 +246,11 @@ class TLSMaterial:
         ca = trustme.CA()
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         ca.issue_cert(*(names or ("localhost", "127.0.0.1", "::1"))).configure_cert(context)
-        return cls(ca=ca, server_context=context)
+        ca_path = None
+        if directory is not None:
+            ca_path = directory / "mailio-test-ca.pem"
+            ca.cert_pem.write_to_path(str(ca_path))
+        return cls(ca=ca, server_context=context, ca_path=ca_path)
 
 
 def _domains(value: Any) -> tuple[str, ...] | None:
@@ -187,6 +261,14 @@ def _domains(value: Any) -> tuple[str, ...] | None:
 
 def _users(value: Any) -> Mapping[str, str] | None:
     return None if value is None else dict(value)
+
+
+def _specs(value: Any) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+DEFAULT_CREDENTIALS = ("mailio", "mailio-test-password")
+"""The account ``auth=True`` offers when no ``auth_users`` are given."""
 
 
 @attrs.frozen(kw_only=True)
@@ -201,6 +283,15 @@ class CaptureOptions:
       tls: Offer STARTTLS with a certificate from a throw-away CA
         (``running.tls``, a :class:`TLSMaterial`).
       hostname: Our name in the greeting and ``Received:``.
+      auth: Offer AUTH with one account, ``running.credentials``
+        (``auth_users`` names the accounts instead).
+      web: Serve the web inbox and its API too (``running.web_url``; needs
+        the web extra).
+      faults: Counted faults armed at start, ``"STAGE:ACTION[:COUNT]"``.
+      fault_probability: Probabilistic faults, ``"STAGE:ACTION:P"``.
+      rate_limit: ``"N/SECONDS"``: MAIL past N per SECONDS answers ``421 4.7.0``.
+      chaos_seed: Seeds the probabilistic faults' draws: the same traffic
+        meets the same faults every run (``None``: the system's entropy).
     """
 
     domains: tuple[str, ...] | None = attrs.field(default=None, converter=_domains)
@@ -208,6 +299,31 @@ class CaptureOptions:
     auth_users: Mapping[str, str] | None = attrs.field(default=None, converter=_users)
     tls: bool = False
     hostname: str = "mx.test"
+    auth: bool = False
+    web: bool = False
+    faults: tuple[str, ...] = attrs.field(default=(), converter=_specs)
+    fault_probability: tuple[str, ...] = attrs.field(default=(), converter=_specs)
+    rate_limit: str | None = None
+    chaos_seed: int | None = 0
+
+    def __attrs_post_init__(self) -> None:
+        self.chaos_settings()  # a bad spec fails when the options are made, not mid-test
+
+    def chaos_settings(self) -> ChaosSettings:
+        """The chaos these options ask for; ``ValueError`` saying what is wrong."""
+        return ChaosSettings(
+            faults=tuple(parse_fault(s) for s in self.faults),
+            triggers=tuple(parse_trigger(s) for s in self.fault_probability),
+            rate_limit=None if self.rate_limit is None else parse_rate_limit(self.rate_limit),
+            seed=self.chaos_seed,
+        )
+
+    @property
+    def users(self) -> Mapping[str, str] | None:
+        """The AUTH accounts: ``auth_users``, else the default one with ``auth=True``."""
+        if self.auth_users is not None:
+            return self.auth_users
+        return dict([DEFAULT_CREDENTIALS]) if self.auth else None
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any], where: str = "options") -> CaptureOptions:
@@ -229,7 +345,7 @@ class CaptureOptions:
             config = attrs.evolve(
                 config, limits=attrs.evolve(config.limits, message_size=self.size_limit)
             )
-        if self.auth_users is not None and not self.tls:
+        if self.users is not None and not self.tls:
             # A test that asks for AUTH without TLS means it: allow it in plaintext.
             config = attrs.evolve(config, auth=attrs.evolve(config.auth, allow_insecure=True))
         return config
@@ -244,7 +360,7 @@ def _check_support(server: Server, options: CaptureOptions) -> None:
     # false) fails loudly rather than give a server that silently lacks it.
     for asked, command, option in (
         (options.tls, "starttls", "tls=True"),
-        (options.auth_users is not None, "auth", "auth_users"),
+        (options.users is not None, "auth", "auth_users"),
     ):
         if asked and not any(h.name == CORE for h in server.chain.handlers(command)):
             raise ValueError(
@@ -264,6 +380,12 @@ class RunningServer:
     faults: Faults = attrs.field(factory=Faults)
     tls: TLSMaterial | None = None
     """Client-side trust for ``tls=True``, else ``None``."""
+    credentials: tuple[str, str] | None = None
+    """``(user, password)`` for ``client.login(*running.credentials)`` when AUTH is on."""
+    web_url: str | None = None
+    """With ``web=True``, the web inbox: ``http://127.0.0.1:PORT``, its API under ``/api/v1/``."""
+    inbox: Inbox | None = None
+    """The web inbox's store (``web=True``)."""
 
     @property
     def messages(self) -> list[CapturedMessage]:
@@ -407,6 +529,21 @@ def users_handler(users: Mapping[str, str]) -> Handler:
     return Handler(command="auth", name="test_users", func=test_users)
 
 
+async def _serve_inbox(
+    inbox: Inbox,
+    host: str,
+    faults: Faults,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    from mailio_trio.inbox import serve_web
+
+    try:
+        await serve_web(inbox, host, 0, chaos=faults, task_status=task_status)
+    finally:
+        inbox.close()
+
+
 async def start_capturing_server(
     nursery: trio.Nursery,
     config: Config | None = None,
@@ -414,6 +551,7 @@ async def start_capturing_server(
     host: str = "127.0.0.1",
     server: Server | None = None,
     options: CaptureOptions | None = None,
+    workdir: Path | None = None,
 ) -> RunningServer:
     """Start a capturing server on ``host`` and a free port in ``nursery``.
 
@@ -426,7 +564,9 @@ async def start_capturing_server(
       host: The loopback address to listen on.
       server: A server built by the caller (its own handlers); ``config`` and
         options that change configuration are then refused.
-      options: Test options (domains, size limit, TLS, AUTH users).
+      options: Test options (domains, size limit, TLS, AUTH users, chaos, web).
+      workdir: A directory of the caller's for files (the TLS CA's ``ca_path``);
+        the fixtures give each test its own, under pytest's per-worker base.
 
     Raises:
       ValueError: ``tls`` or ``auth_users`` with ``config`` switching their command off.
@@ -435,21 +575,39 @@ async def start_capturing_server(
     tls = None
     if server is None:
         if options.tls:
-            tls = TLSMaterial.create()
+            tls = TLSMaterial.create(directory=workdir)
         server = Server(options.apply(config), tls_context=tls.server_context if tls else None)
     elif config is not None or options.changes_config or options.tls:
         raise ValueError("start_capturing_server: pass options in the Server given, not here")
     _check_support(server, options)
-    if options.auth_users is not None:
-        server.add_handler(users_handler(options.auth_users))
+    users = options.users
+    if users is not None:
+        server.add_handler(users_handler(users))
     faults = Faults()
     faults.install(server)
+    faults.apply(options.chaos_settings())
     if options.domains is not None:
         server.add_handler(local_domains_handler(options.domains))
     outbox = Outbox()
     server.add_handler(capture_handler(outbox))
+    inbox = web_url = None
+    if options.web:
+        from mailio_trio.inbox import inbox_handler, open_inbox
+
+        inbox = open_inbox(":memory:")  # no file: nothing shared between tests or workers
+        server.add_handler(inbox_handler(inbox))
+        urls: list[str] = await nursery.start(_serve_inbox, inbox, host, faults)
+        web_url = urls[0]
     addresses: list[tuple[str, int]] = await nursery.start(server.serve, host, 0)
     bound_host, port = addresses[0]
     return RunningServer(
-        server=server, host=bound_host, port=port, outbox=outbox, faults=faults, tls=tls
+        server=server,
+        host=bound_host,
+        port=port,
+        outbox=outbox,
+        faults=faults,
+        tls=tls,
+        credentials=next(iter(users.items())) if users else None,
+        web_url=web_url,
+        inbox=inbox,
     )

@@ -23,6 +23,7 @@ import trio
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from mailio_trio.config import Config
     from mailio_trio.testing import (
@@ -82,6 +83,14 @@ class ThreadedServer:
     @property
     def tls(self) -> TLSMaterial | None:
         return self.running.tls
+
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        return self.running.credentials
+
+    @property
+    def web_url(self) -> str | None:
+        return self.running.web_url
 
     @property
     def messages(self) -> list[CapturedMessage]:
@@ -171,6 +180,7 @@ def serve_in_thread(
     start_timeout: float = 30.0,
     stop_grace: float = 5.0,
     stop_timeout: float = 30.0,
+    workdir: Path | None = None,
 ) -> Iterator[ThreadedServer]:
     """Run a capturing server on a background thread for the ``with`` block.
 
@@ -192,6 +202,7 @@ def serve_in_thread(
       stop_timeout: Seconds to wait for the server thread to end at exit,
         beyond ``stop_grace``, before raising ``TimeoutError`` (a safety net,
         as ``start_timeout`` is: the thread's end is joined, never slept on).
+      workdir: As for :func:`~mailio_trio.testing.start_capturing_server`.
 
     Raises:
       OSError: The port could not be bound (and whatever else start-up raised).
@@ -203,7 +214,9 @@ def serve_in_thread(
 
     async def serve() -> None:
         async with trio.open_nursery() as nursery:
-            box.running = await start_capturing_server(nursery, config, host=host, options=options)
+            box.running = await start_capturing_server(
+                nursery, config, host=host, options=options, workdir=workdir
+            )
             box.token = trio.lowlevel.current_trio_token()
             box.stop = trio.Event()
             box.ready.set()
