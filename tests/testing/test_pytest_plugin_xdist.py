@@ -165,9 +165,7 @@ def test_twenty_tests_pass_under_four_xdist_workers_twice(pytester: pytest.Pytes
         result.stdout.fnmatch_lines(["*4 workers [[]20 items[]]*"])
 
 
-def test_tls_files_go_under_each_workers_own_base(
-    pytester: pytest.Pytester, tmp_path: Path
-) -> None:
+def test_tls_files_go_under_each_workers_own_base(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI)
     pytester.makepyfile(
         """
