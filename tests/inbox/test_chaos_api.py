@@ -90,6 +90,9 @@ async def test_a_mailpit_put_replaces_everything_and_fires(serving: Serving) -> 
         ]
         assert await _mail_code(serving) == 450
         assert (await _call(serving, "GET")).json() == body
+        tenth = {"Triggers": [{"Stage": "data", "ErrorCode": 451, "Probability": 10}]}
+        answer = await _call(serving, "PUT", tenth)
+        assert answer.json()["Triggers"][0]["Probability"] == 10  # not 10.000000000000002
 
 
 async def test_our_triggers_faults_and_rate_limit(serving: Serving) -> None:
@@ -138,6 +141,11 @@ async def test_our_triggers_faults_and_rate_limit(serving: Serving) -> None:
         ({"Faults": [{"Stage": "mail", "ErrorCode": 451, "Count": 0}]}, "Faults[0].Count"),
         ({"RateLimit": {"Messages": 0, "Interval": 1}}, "RateLimit.Messages"),
         ({"Seed": "x"}, "Seed: an integer"),
+        (
+            '{"Triggers": [{"Stage": "mail", "Delay": Infinity, "Probability": 5}]}',
+            "Delay: a number",
+        ),
+        ('{"Sender": {"ErrorCode": 451, "Probability": NaN}}', "Sender.Probability: a number"),
     ],
 )
 async def test_a_bad_put_is_400_and_changes_nothing(

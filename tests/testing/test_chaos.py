@@ -7,7 +7,14 @@ import random
 import pytest
 import trio
 
-from mailio_trio.testing import FaultKind, RawConnection, RunningServer, Stage
+from mailio_trio import Config
+from mailio_trio.testing import (
+    FaultKind,
+    RawConnection,
+    RunningServer,
+    Stage,
+    start_capturing_server,
+)
 from mailio_trio.testing._chaos import (
     Chaos,
     ChaosSettings,
@@ -209,3 +216,14 @@ def test_probability_out_of_range_is_refused_at_once(mailio_server_thread: objec
         server.fail_randomly("rcpt", 452, 2.0)  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="4xx or 5xx"):
         server.fail_randomly("rcpt", 250, 0.5)  # type: ignore[attr-defined]
+
+
+async def test_chance_faults_at_a_stage_the_server_lacks_are_refused(
+    nursery: trio.Nursery,
+) -> None:
+    running = await start_capturing_server(nursery, Config(plugins={"noop/core": False}))
+    with pytest.raises(ValueError, match="no 'noop' command"):
+        running.fail_randomly("noop", 451, 0.5)
+    with pytest.raises(ValueError, match="no 'noop' command"):
+        running.faults.apply(ChaosSettings(triggers=(parse_trigger("noop:drop:1"),)))
+    running.server.shutdown()

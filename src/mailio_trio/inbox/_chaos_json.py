@@ -20,6 +20,7 @@ keys and meanings, and adds (all optional on ``PUT``):
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from mailio_trio.testing import Fault, FaultKind, Stage
@@ -42,6 +43,11 @@ def _action_json(kind: FaultKind, code: int | None, seconds: float) -> dict[str,
     }
 
 
+def _percent(probability: float) -> float:
+    # 0.1 * 100 is 10.000000000000002: answer what was asked for.
+    return round(probability * 100, 9)
+
+
 def chaos_json(faults: Faults) -> dict[str, Any]:
     """What ``GET /api/v1/chaos`` answers for ``faults``."""
     settings = faults.chaos.settings()
@@ -50,14 +56,14 @@ def chaos_json(faults: Faults) -> dict[str, Any]:
     for key, stage in MAILPIT_TRIGGERS.items():
         trigger = by_stage.get(stage)
         if trigger is not None and trigger.kind is FaultKind.REPLY:
-            out[key] = {"ErrorCode": trigger.code, "Probability": trigger.probability * 100}
+            out[key] = {"ErrorCode": trigger.code, "Probability": _percent(trigger.probability)}
         else:
             out[key] = {"ErrorCode": _DEFAULT_CODE, "Probability": 0}
     out["Triggers"] = [
         {
             "Stage": t.stage.value,
             **_action_json(t.kind, t.code, t.seconds),
-            "Probability": t.probability * 100,
+            "Probability": _percent(t.probability),
         }
         for t in settings.triggers
     ]
@@ -74,7 +80,7 @@ def chaos_json(faults: Faults) -> dict[str, Any]:
 
 
 def _number(value: Any, where: str, *, low: float, high: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ValueError(f"{where}: a number")
     if value < low or (high is not None and value > high):
         bound = f"from {low:g} to {high:g}" if high is not None else f">= {low:g}"

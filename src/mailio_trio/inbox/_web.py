@@ -200,12 +200,15 @@ def inbox_app(inbox: Inbox, chaos: Faults | None = None) -> Starlette:
                 settings = parse_chaos_json(json.loads(await request.body()))
             except ValueError as exc:  # json.JSONDecodeError is one
                 return PlainTextResponse(f"chaos: {exc}", status_code=400)
-            chaos.clear()  # Mailpit: a PUT replaces every trigger
             try:
-                chaos.apply(settings)
-            except ValueError as exc:  # a stage this server has no command for
-                chaos.clear()
+                for stage in {f.stage for f in settings.faults} | {
+                    t.stage for t in settings.triggers
+                }:
+                    chaos.check_stage(stage)  # before anything changes
+            except ValueError as exc:
                 return PlainTextResponse(f"chaos: {exc}", status_code=400)
+            chaos.clear()  # Mailpit: a PUT replaces every trigger
+            chaos.apply(settings)
         elif request.method == "DELETE":
             chaos.clear()
         return JSONResponse(chaos_json(chaos))

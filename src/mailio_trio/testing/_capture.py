@@ -427,19 +427,19 @@ class RunningServer:
         self, stage: Stage | str, code: int, probability: float, text: str | None = None
     ) -> None:
         """Each command at ``stage`` answers ``code`` with ``probability`` (see ``seed_chaos``)."""
-        self.faults.chaos.set_trigger(
-            _trigger(stage, probability, FaultKind.REPLY, code=code, text=text)
-        )
+        self._set_trigger(_trigger(stage, probability, FaultKind.REPLY, code=code, text=text))
 
     def drop_randomly(self, stage: Stage | str, probability: float) -> None:
         """Each command at ``stage`` loses its connection, unanswered, with ``probability``."""
-        self.faults.chaos.set_trigger(_trigger(stage, probability, FaultKind.DROP))
+        self._set_trigger(_trigger(stage, probability, FaultKind.DROP))
 
     def delay_randomly(self, stage: Stage | str, seconds: float, probability: float) -> None:
         """Each command at ``stage`` is answered ``seconds`` late with ``probability``."""
-        self.faults.chaos.set_trigger(
-            _trigger(stage, probability, FaultKind.DELAY, seconds=seconds)
-        )
+        self._set_trigger(_trigger(stage, probability, FaultKind.DELAY, seconds=seconds))
+
+    def _set_trigger(self, trigger: ChaosTrigger) -> None:
+        self.faults.check_stage(trigger.stage)
+        self.faults.chaos.set_trigger(trigger)
 
     def rate_limit(self, messages: int, per: float) -> None:
         """Past ``messages`` MAIL commands per ``per`` seconds, MAIL answers ``421 4.7.0``.

@@ -103,7 +103,14 @@ class Faults:
     """Probabilistic faults and the rate limiter, consulted after the counted faults."""
 
     def apply(self, settings: ChaosSettings) -> None:
-        """Arm ``settings.faults`` and replace the chaos with its triggers and rate limit."""
+        """Arm ``settings.faults`` and replace the chaos with its triggers and rate limit.
+
+        Raises:
+          ValueError: A fault or trigger at a stage this server has no command for
+            (checked before anything changes).
+        """
+        for stage in {f.stage for f in settings.faults} | {t.stage for t in settings.triggers}:
+            self.check_stage(stage)
         for fault in settings.faults:
             self._arm(fault)
         self.chaos.configure(settings.triggers, rate_limit=settings.rate_limit, seed=settings.seed)
@@ -156,11 +163,15 @@ class Faults:
             stages = self._pending if stage is None else [Stage.parse(stage)]
             return sum(f.count for s in stages for f in self._pending.get(s, ()))
 
+    def check_stage(self, stage: Stage) -> None:
+        """Raise ``ValueError`` if this server has no command for ``stage`` to fault."""
+        if self._stages and stage not in self._stages:
+            raise ValueError(f"this server has no {stage.command!r} command to fault")
+
     def _arm(self, fault: Fault) -> None:
         if fault.count < 1:
             raise ValueError(f"count must be at least 1, not {fault.count}")
-        if self._stages and fault.stage not in self._stages:
-            raise ValueError(f"this server has no {fault.stage.command!r} command to fault")
+        self.check_stage(fault.stage)
         with self._lock:
             self._pending.setdefault(fault.stage, []).append(fault)
 
