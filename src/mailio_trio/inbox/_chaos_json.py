@@ -11,7 +11,8 @@ Mailpit (v1.22+) answers ``GET``/``PUT /api/v1/chaos`` with::
 keys and meanings, and adds (all optional on ``PUT``):
 
 - ``Triggers``: ``[{"Stage", "ErrorCode" | "Drop" | "Delay", "Probability"}]``,
-  any stage; for mail/rcpt/auth, an entry here wins over Mailpit's key;
+  any stage; for mail/rcpt/auth, an entry here wins over Mailpit's key, and
+  a later entry for a stage over an earlier one;
 - ``Faults``: counted faults, ``[{"Stage", "ErrorCode" | "Drop" | "Delay", "Count"}]``
   (``GET``: those still armed, with the firings left);
 - ``RateLimit``: ``{"Messages": N, "Interval": SECONDS}`` or ``null``;
@@ -29,7 +30,10 @@ from mailio_trio.testing._chaos import CHAOS_TEXT, ChaosSettings, ChaosTrigger, 
 if TYPE_CHECKING:
     from mailio_trio.testing import Faults
 
-__all__ = ["MAILPIT_TRIGGERS", "chaos_json", "parse_chaos_json"]
+__all__ = ["MAILPIT_TRIGGERS", "MAX_RATE_MESSAGES", "chaos_json", "parse_chaos_json"]
+
+MAX_RATE_MESSAGES = 10**9
+"""A rate limit's burst at most (the bucket counts in floats)."""
 
 MAILPIT_TRIGGERS = {"Sender": Stage.MAIL, "Recipient": Stage.RCPT, "Authentication": Stage.AUTH}
 _DEFAULT_CODE = 451
@@ -88,14 +92,26 @@ def _number(value: Any, where: str, *, low: float, high: float | None = None) ->
     return float(value)
 
 
+def _whole(value: Any) -> int | None:
+    """``value`` as an int if it is a whole number (JSON Schema's ``integer``: ``4.0`` is one)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
 def _action(entry: dict[str, Any], where: str) -> tuple[FaultKind, int | None, float]:
     drop = entry.get("Drop", False)
     delay = entry.get("Delay", 0)
-    code = entry.get("ErrorCode", 0)
+    raw_code = entry.get("ErrorCode", 0)
     if not isinstance(drop, bool):
         raise ValueError(f"{where}.Drop: true or false")
     seconds = _number(delay, f"{where}.Delay", low=0)
-    if code not in (0, None) and (isinstance(code, bool) or not isinstance(code, int)):
+    code = 0 if raw_code is None else _whole(raw_code)
+    if code is None:
         raise ValueError(f"{where}.ErrorCode: an SMTP code from 400 to 599")
     chosen = [bool(code), drop, seconds > 0]
     if sum(chosen) != 1:
@@ -146,13 +162,9 @@ def parse_chaos_json(body: Any) -> ChaosSettings:
             triggers[stage] = ChaosTrigger(
                 stage=stage, kind=kind, code=code, probability=percent / 100
             )
-    seen: set[Stage] = set()
     for index, entry in enumerate(_entries(body, "Triggers")):
         where = f"Triggers[{index}]"
         stage = _stage(entry, where)
-        if stage in seen:
-            raise ValueError(f"{where}: a second trigger at {stage.value}")
-        seen.add(stage)
         percent = _number(entry.get("Probability"), f"{where}.Probability", low=0, high=100)
         kind, code, seconds = _action(entry, where)
         if percent == 0:
@@ -164,8 +176,8 @@ def parse_chaos_json(body: Any) -> ChaosSettings:
     faults = []
     for index, entry in enumerate(_entries(body, "Faults")):
         where = f"Faults[{index}]"
-        count = entry.get("Count", 1)
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        count = _whole(entry.get("Count", 1))
+        if count is None or count < 1:
             raise ValueError(f"{where}.Count: a whole number >= 1")
         kind, code, seconds = _action(entry, where)
         faults.append(
@@ -183,15 +195,15 @@ def parse_chaos_json(body: Any) -> ChaosSettings:
     if limit is not None:
         if not isinstance(limit, dict):
             raise ValueError('RateLimit: {"Messages": N, "Interval": SECONDS} or null')
-        messages = limit.get("Messages")
-        if isinstance(messages, bool) or not isinstance(messages, int) or messages < 1:
-            raise ValueError("RateLimit.Messages: a whole number >= 1")
+        messages = _whole(limit.get("Messages"))
+        if messages is None or not 1 <= messages <= MAX_RATE_MESSAGES:
+            raise ValueError(f"RateLimit.Messages: a whole number from 1 to {MAX_RATE_MESSAGES}")
         interval = _number(limit.get("Interval"), "RateLimit.Interval", low=0)
         if interval <= 0:
             raise ValueError("RateLimit.Interval: seconds > 0")
         rate_limit = RateLimit(messages=messages, interval=interval)
     seed = body.get("Seed")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+    if seed is not None and (seed := _whole(seed)) is None:
         raise ValueError("Seed: an integer or null")
     return ChaosSettings(
         faults=tuple(faults), triggers=tuple(triggers.values()), rate_limit=rate_limit, seed=seed

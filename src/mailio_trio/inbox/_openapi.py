@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mailio_trio.inbox._chaos_json import MAX_RATE_MESSAGES
+
 __all__ = ["openapi"]
 
 _STR = {"type": "string"}
@@ -108,23 +110,36 @@ _MESSAGE = {
 }
 
 _PERCENT = {"type": "number", "minimum": 0, "maximum": 100}
+_CODE = {"type": "integer", "minimum": 400, "maximum": 599}
 _MAILPIT_TRIGGER = {
     "type": "object",
-    "properties": {
-        "ErrorCode": {"type": "integer", "description": "400-599 (0 with Probability 0)"},
-        "Probability": _PERCENT,
-    },
+    "properties": {"ErrorCode": _CODE, "Probability": _PERCENT},
+    "required": ["ErrorCode", "Probability"],
 }
 _STAGE = {
     "type": "string",
     "enum": ["connect", "helo", "ehlo", "mail", "rcpt", "data", "message", "rset", "noop", "auth"],
 }
-_ACTION = {
-    "Stage": _STAGE,
-    "ErrorCode": _INT,
-    "Drop": _BOOL,
-    "Delay": {"type": "number", "minimum": 0, "description": "seconds"},
-}
+# Exactly one action; the other two keys, when present, say "not this one".
+_ACTIONS = [
+    {
+        "properties": {"ErrorCode": _CODE, "Drop": {"const": False}, "Delay": {"const": 0}},
+        "required": ["ErrorCode"],
+    },
+    {
+        "properties": {"ErrorCode": {"const": 0}, "Drop": {"const": True}, "Delay": {"const": 0}},
+        "required": ["Drop"],
+    },
+    {
+        "properties": {
+            "ErrorCode": {"const": 0},
+            "Drop": {"const": False},
+            "Delay": {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
+        },
+        "required": ["Delay"],
+    },
+]
+_ACTION = {"Stage": _STAGE, "ErrorCode": _INT, "Drop": _BOOL, "Delay": {"type": "number"}}
 _CHAOS = {
     "type": "object",
     "description": "Mailpit's Sender (MAIL), Recipient (RCPT) and Authentication (AUTH) "
@@ -136,21 +151,30 @@ _CHAOS = {
         "Authentication": _MAILPIT_TRIGGER,
         "Triggers": {
             "type": "array",
-            "items": {"type": "object", "properties": {**_ACTION, "Probability": _PERCENT}},
+            "description": "A later entry for a stage replaces an earlier one.",
+            "items": {
+                "type": "object",
+                "properties": {**_ACTION, "Probability": _PERCENT},
+                "required": ["Stage", "Probability"],
+                "oneOf": _ACTIONS,
+            },
         },
         "Faults": {
             "type": "array",
             "items": {
                 "type": "object",
                 "properties": {**_ACTION, "Count": {"type": "integer", "minimum": 1}},
+                "required": ["Stage"],
+                "oneOf": _ACTIONS,
             },
         },
         "RateLimit": {
             "type": ["object", "null"],
             "properties": {
-                "Messages": {"type": "integer", "minimum": 1},
+                "Messages": {"type": "integer", "minimum": 1, "maximum": MAX_RATE_MESSAGES},
                 "Interval": {"type": "number", "exclusiveMinimum": 0},
             },
+            "required": ["Messages", "Interval"],
         },
         "Seed": {"type": ["integer", "null"]},
     },
