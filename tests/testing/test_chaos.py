@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import smtplib
 
 import pytest
 import trio
@@ -13,6 +14,7 @@ from mailio_trio.testing import (
     RawConnection,
     RunningServer,
     Stage,
+    ThreadedServer,
     start_capturing_server,
 )
 from mailio_trio.testing._chaos import (
@@ -210,12 +212,14 @@ async def test_the_rate_limiter_closes_with_421_past_n_messages(
     assert "Rate limit" in refused.text
 
 
-def test_probability_out_of_range_is_refused_at_once(mailio_server_thread: object) -> None:
+def test_probability_out_of_range_is_refused_at_once(
+    mailio_server_thread: ThreadedServer,
+) -> None:
     server = mailio_server_thread
     with pytest.raises(ValueError, match=r"probability must be in \(0, 1\]"):
-        server.fail_randomly("rcpt", 452, 2.0)  # type: ignore[attr-defined]
+        server.fail_randomly("rcpt", 452, 2.0)
     with pytest.raises(ValueError, match="4xx or 5xx"):
-        server.fail_randomly("rcpt", 250, 0.5)  # type: ignore[attr-defined]
+        server.fail_randomly("rcpt", 250, 0.5)
 
 
 async def test_chance_faults_at_a_stage_the_server_lacks_are_refused(
@@ -227,3 +231,27 @@ async def test_chance_faults_at_a_stage_the_server_lacks_are_refused(
     with pytest.raises(ValueError, match="no 'noop' command"):
         running.faults.apply(ChaosSettings(triggers=(parse_trigger("noop:drop:1"),)))
     running.server.shutdown()
+
+
+@pytest.mark.mailio(auth=True)
+def test_auth_faults_fire(mailio_server_thread: ThreadedServer) -> None:
+    server = mailio_server_thread
+    assert server.credentials is not None
+    server.fail_next("auth", 454, "4.7.0 Temporary authentication failure")
+    with smtplib.SMTP(server.host, server.port, timeout=30) as client:
+        client.ehlo("client.test")
+        client.user, client.password = server.credentials
+        # One mechanism at a time: login() would try the next one after a refusal.
+        with pytest.raises(smtplib.SMTPAuthenticationError) as refused:
+            client.auth("PLAIN", client.auth_plain, initial_response_ok=True)
+        assert refused.value.smtp_code == 454
+        assert client.auth("PLAIN", client.auth_plain, initial_response_ok=True)[0] == 235
+
+
+def test_the_auth_fault_handler_is_no_credentials_check(
+    mailio_server_thread: ThreadedServer,
+) -> None:
+    # auth/fault is installed, but with nothing to check passwords AUTH is not offered.
+    with smtplib.SMTP(mailio_server_thread.host, mailio_server_thread.port, timeout=30) as client:
+        client.ehlo("client.test")
+        assert not client.has_extn("auth")
