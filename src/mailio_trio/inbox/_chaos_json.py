@@ -157,7 +157,7 @@ def parse_chaos_json(body: Any) -> ChaosSettings:
         if not isinstance(entry, dict):
             raise ValueError(f"{key}: an object with ErrorCode and Probability")
         percent = _number(entry.get("Probability", 0), f"{key}.Probability", low=0, high=100)
-        if percent > 0:
+        if percent / 100 > 0:  # a denormal percentage is 0.0 once divided: off
             kind, code, _ = _action({"ErrorCode": entry.get("ErrorCode", 0)}, key)
             triggers[stage] = ChaosTrigger(
                 stage=stage, kind=kind, code=code, probability=percent / 100
@@ -167,7 +167,7 @@ def parse_chaos_json(body: Any) -> ChaosSettings:
         stage = _stage(entry, where)
         percent = _number(entry.get("Probability"), f"{where}.Probability", low=0, high=100)
         kind, code, seconds = _action(entry, where)
-        if percent == 0:
+        if percent / 100 == 0:
             triggers.pop(stage, None)
             continue
         triggers[stage] = ChaosTrigger(
