@@ -255,3 +255,25 @@ def test_the_auth_fault_handler_is_no_credentials_check(
     with smtplib.SMTP(mailio_server_thread.host, mailio_server_thread.port, timeout=30) as client:
         client.ehlo("client.test")
         assert not client.has_extn("auth")
+
+
+@pytest.mark.mailio(web=True)
+async def test_the_trio_fixture_serves_the_web_inbox_and_its_chaos_api(
+    mailio_server: RunningServer,
+) -> None:
+    import httpx
+
+    assert mailio_server.web_url is not None
+
+    def call() -> int:
+        with httpx.Client(base_url=mailio_server.web_url or "", timeout=30) as web:
+            put = {"Recipient": {"ErrorCode": 452, "Probability": 100}}
+            web.put("/api/v1/chaos", json=put).raise_for_status()
+        with smtplib.SMTP(mailio_server.host, mailio_server.port, timeout=30) as client:
+            client.ehlo("client.test")
+            client.mail("a@example.org")
+            return client.rcpt("b@example.com")[0]
+
+    with trio.fail_after(30):
+        assert await trio.to_thread.run_sync(call) == 452
+    assert mailio_server.faults.chaos.settings().triggers[0].stage is Stage.RCPT
