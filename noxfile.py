@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["tests", "lint", "typecheck", "docs"]
@@ -54,3 +56,41 @@ def bench(session: nox.Session) -> None:
             "npm", "ci", "--no-audit", "--no-fund", "--prefix", "bench/smtp-server", external=True
         )
     session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """Fuzz the wire parsers with atheris (never a default session).
+
+    ``nox -s fuzz -- TARGET SECONDS`` (a name from ``fuzz/``, or ``all``);
+    findings land in ``fuzz/crashes/`` (docs/testing-the-project.md).
+    """
+    if len(session.posargs) < 2:
+        session.error("usage: nox -s fuzz -- TARGET|all SECONDS [libFuzzer flags]")
+    session.install(".[mailauth]", *nox.project.dependency_groups(PYPROJECT, "fuzz"))
+    session.run("python", "fuzz/run.py", *session.posargs)
+
+
+# What `mutmut results` calls a mutant the tests did not kill.
+_SURVIVING = ("survived", "timeout", "suspicious", "no tests", "segfault")
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation testing with mutmut (never a default session; config: [tool.mutmut]).
+
+    Args after ``--`` go to ``mutmut run``: mutant globs such as
+    ``"mailio_trio.relay.schedule*"`` (all the configured modules without
+    any). The survivors are written to ``mutants/survivors.txt``;
+    ``mutmut show NAME`` prints one's diff (docs/testing-the-project.md).
+    """
+    session.install(".[mailauth]", *nox.project.dependency_groups(PYPROJECT, "mutants"))
+    session.run("mutmut", "run", *session.posargs)
+    results = session.run("mutmut", "results", silent=True) or ""
+    survivors = [
+        line.strip()
+        for line in str(results).splitlines()
+        if line.strip().rpartition(": ")[2] in _SURVIVING
+    ]
+    Path("mutants", "survivors.txt").write_text("".join(f"{s}\n" for s in survivors))
+    session.log(f"{len(survivors)} surviving mutants in mutants/survivors.txt")

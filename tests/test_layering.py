@@ -24,6 +24,7 @@ LAYERS: dict[str, int] = {
     "passwords": 0,  # stdlib only: the [auth] section checks hash formats with it
     "_durable": 0,
     "_shared": 2,
+    "_maillog": 0,  # stdlib only: the mail log's line format, for the server and the relay
     "config": 1,
     "client": 2,
     "dns": 2,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import re
+import types
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
@@ -327,6 +328,9 @@ class HandlerMisuse(RuntimeError):
     """A handler decided twice or decided nothing: a bug in that handler."""
 
 
+_NO_REFUSALS: Mapping[tuple[str, str], Reply] = types.MappingProxyType({})
+"""``refused_recipients`` of almost every request: shared, read-only, not a dict per call."""
+
 _BUILT_CONFIGS: dict[tuple[int, type], tuple[Any, Any]] = {}
 """``Request.config_as`` results by (id of the configuration table, class)."""
 
@@ -355,6 +359,10 @@ class Request:
     _after_reply: list[Callable[[], Awaitable[Reply | None]]] | None = None
     _commit: list[Callable[[], Awaitable[None]]] | None = None
     _rollback: list[Callable[[], Awaitable[None]]] | None = None
+    _refused: dict[tuple[str, str], Reply] | None = None
+    """``queue``: recipients a handler refused, by ``Address.key()`` (see ``reject_recipient``)."""
+    _owners: dict[Callable[[], Awaitable[None]], frozenset[tuple[str, str]]] | None = None
+    """Commit and rollback steps that belong to some recipients only, and whose they are."""
 
     @property
     def argument(self) -> str:
@@ -403,7 +411,12 @@ class Request:
         else:
             self._after_reply.append(step)
 
-    def on_commit(self, step: Callable[[], Awaitable[None]]) -> None:
+    def on_commit(
+        self,
+        step: Callable[[], Awaitable[None]],
+        *,
+        recipients: Iterable[Address] | None = None,
+    ) -> None:
         """Await ``step`` once every handler accepted, before the reply is sent.
 
         For ``queue`` handlers that keep the message in two phases: prepare
@@ -411,13 +424,66 @@ class Request:
         rename into ``new/``). Steps run in registration (chain) order, each
         within ``limits.handler_timeout``; the first that raises or times out
         rolls the whole transaction back and the client gets ``451 4.3.0``.
+
+        Args:
+          step: The commit step.
+          recipients: The recipients this step keeps the message for (a
+            mailbox's copy). It runs only if one of them is still accepted
+            when the chain ends (see :meth:`reject_recipient`); without them
+            it runs whenever any recipient is.
         """
+        if recipients is not None:
+            self._own(step, recipients)
         if self._commit is None:
             self._commit = [step]
         else:
             self._commit.append(step)
 
-    def on_rollback(self, step: Callable[[], Awaitable[None]]) -> None:
+    def _own(self, step: Callable[[], Awaitable[None]], recipients: Iterable[Address]) -> None:
+        if self._owners is None:
+            self._owners = {}
+        self._owners[step] = frozenset(r.key() for r in recipients)
+
+    def reject_recipient(
+        self, recipient: Address, code: int, text: str, enhanced: str | None = None
+    ) -> None:
+        """Refuse the message for one recipient, in a ``queue`` handler; the others go on.
+
+        Not a decision: the handler still accepts (the message goes on for the
+        other recipients) or rejects (for everyone). Once the chain accepted,
+        the steps registered for the refused recipients only are rolled back
+        and the others committed. Under LMTP (RFC 2033 §4.2) each recipient
+        gets its own reply after the message, this one for ``recipient``;
+        under SMTP the message has one reply, so refusing any recipient
+        refuses it for all (with the first refused recipient's reply) and
+        nothing is kept: a ``250`` would promise delivery to every one.
+        The first refusal of a recipient is the one kept.
+
+        Raises:
+          ValueError: Not a 4xx/5xx code, or ``recipient`` is not one of the message's.
+        """
+        if not 400 <= code <= 599:
+            raise ValueError(f"reject_recipient takes a 4xx or 5xx code, not {code}")
+        if self.message is None:
+            raise ValueError("reject_recipient is for queue handlers, with a message")
+        key = recipient.key()
+        if all(r.key() != key for r in self.message.envelope.recipients):
+            raise ValueError(f"{recipient} is not a recipient of this message")
+        if self._refused is None:
+            self._refused = {}
+        self._refused.setdefault(key, make_reply(code, text, enhanced))
+
+    @property
+    def refused_recipients(self) -> Mapping[tuple[str, str], Reply]:
+        """Recipients refused so far with :meth:`reject_recipient`, by ``Address.key()``."""
+        return self._refused or _NO_REFUSALS
+
+    def on_rollback(
+        self,
+        step: Callable[[], Awaitable[None]],
+        *,
+        recipients: Iterable[Address] | None = None,
+    ) -> None:
         """Await ``step`` if the transaction does not end in an accepting reply.
 
         Runs when a later handler rejects, ends, raises or times out, when a
@@ -427,7 +493,12 @@ class Request:
         A step must undo whatever its handler left, committed or not: it may
         run after its own commit step (a later one failed), or when the
         preparation stopped halfway. Register it before preparing.
+
+        With ``recipients`` it also runs, before the commit steps, when every
+        one of them was refused (see :meth:`reject_recipient`).
         """
+        if recipients is not None:
+            self._own(step, recipients)
         if self._rollback is None:
             self._rollback = [step]
         else:
@@ -448,11 +519,30 @@ class Request:
         Raises:
           ConnectionLost: The client closed the connection first; rolled back.
         """
-        steps, self._commit = self._commit or (), None
+        steps: Sequence[Callable[[], Awaitable[None]]] = self._commit or ()
+        self._commit = None
+        if self._owners is not None and self._refused:
+            steps = await self._drop_refused(steps)
         reply = await _transaction.commit(self, steps, reply)
         if reply is not _transaction.COMMIT_FAILED:
             self._rollback = None  # committed: nothing may undo it now
         return reply
+
+    async def _drop_refused(
+        self, steps: Sequence[Callable[[], Awaitable[None]]]
+    ) -> Sequence[Callable[[], Awaitable[None]]]:
+        """Roll back what only refused recipients own; the commit steps left to run."""
+        owners, refused = self._owners or {}, self._refused or {}
+
+        def refused_only(step: Callable[[], Awaitable[None]]) -> bool:
+            owned = owners.get(step)
+            return owned is not None and owned <= refused.keys()
+
+        if self._rollback is not None:
+            undo = [step for step in self._rollback if refused_only(step)]
+            self._rollback = [step for step in self._rollback if not refused_only(step)]
+            await _transaction.roll_back(self, undo)
+        return [step for step in steps if not refused_only(step)]
 
     async def roll_back(self) -> None:
         """Run the rollback steps not yet run; nothing once committed (the session does)."""

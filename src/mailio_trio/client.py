@@ -6,8 +6,10 @@ One connection is one :class:`SMTPClient`, opened with :func:`open_smtp_client`
 before anything is sent (RFC 1870), MAIL and every RCPT in one write when the
 server offers PIPELINING (RFC 2920), ``BODY=8BITMIME`` / ``SMTPUTF8`` when the
 message needs them (RFC 6152, RFC 6531), the body streamed from a file in
-chunks with dot-stuffing (RFC 5321 §4.5.2), and one result per recipient: a
-refused RCPT does not fail the others.
+chunks: as ``BDAT`` chunks of its stored octets where the server offers
+CHUNKING (RFC 3030; pipelined behind the envelope with PIPELINING), else
+after ``DATA`` with dot-stuffing (RFC 5321 §4.5.2), and one result per
+recipient: a refused RCPT does not fail the others.
 
 Errors are :class:`SMTPError` subclasses that carry the reply code, enhanced
 status, text and whether retrying can help (``permanent``). Trio's errors are
@@ -15,10 +17,12 @@ mapped here, at the boundary: ``trio.TooSlowError`` → :class:`SMTPTimeout`,
 ``trio.BrokenResourceError`` / ``ClosedResourceError`` / ``OSError`` →
 :class:`SMTPConnectionLost`; both are temporary.
 
-Security: what we send is always re-normalised to CRLF before dot-stuffing,
-so a bare LF or CR in a stored body can never end DATA early at a lax receiver
-(SMTP smuggling). Credentials are never sent in clear unless the caller says
-``allow_insecure_auth``, and never logged.
+Security: what we send after DATA is always re-normalised to CRLF before
+dot-stuffing, so a bare LF or CR in a stored body can never end DATA early at
+a lax receiver (SMTP smuggling). A ``BDAT`` chunk is counted, not terminated,
+so its octets go as stored: nothing in them can end the message. Credentials
+are never sent in clear unless the caller says ``allow_insecure_auth``, and
+never logged.
 
 Example::
 
@@ -32,9 +36,10 @@ or in one call: ``await send("mx.example.net", 25, sender, recipients, body)``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import enum
 import ssl
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path  # noqa: TC003  # isinstance() needs it at run time
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +57,7 @@ from mailio_trio.protocol import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+    from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 
 __all__ = [
     "DotStuffer",
@@ -69,6 +74,10 @@ __all__ = [
 ]
 
 CHUNK_SIZE = 64 * 1024
+BDAT_CHUNK_SIZE = 256 * 1024
+"""Octets per ``BDAT`` chunk: what one is held in memory (two, with the look-ahead)."""
+BDAT_WINDOW = 8
+"""Pipelined ``BDAT`` chunks that may be unanswered at once (2 MiB in flight)."""
 
 
 class TLSMode(enum.Enum):
@@ -141,8 +150,10 @@ class SendResult:
 
     Attributes:
       recipients: Each recipient (as given) → the server's RCPT reply, or the
-        DATA reply for those it accepted.
-      data_reply: The reply after the body, ``None`` if no recipient was accepted.
+        reply after the body (DATA's or ``BDAT LAST``'s; LMTP: its own) for
+        those it accepted.
+      data_reply: The reply after the body (LMTP: the last recipient's),
+        ``None`` if no recipient was accepted.
     """
 
     recipients: dict[str, Reply]
@@ -180,6 +191,10 @@ class SMTPClient:
     esmtp: bool = False
     secure: bool = False
     greeting: Reply | None = None
+    chunking: bool = True
+    """Send bodies with ``BDAT`` when the server offers CHUNKING (RFC 3030)."""
+    lmtp: bool = False
+    """Speak LMTP (RFC 2033): one reply per accepted recipient after the body."""
     _reader: ReplyReader = attrs.field(factory=ReplyReader)
 
     # -- wire ----------------------------------------------------------------
@@ -236,8 +251,11 @@ class SMTPClient:
     # -- session setup -------------------------------------------------------
 
     async def ehlo(self, name: str) -> Reply:
-        """EHLO, falling back to HELO if the server does not know it (RFC 5321 §4.1.1.1)."""
-        reply = await self.command(f"EHLO {name}")
+        """EHLO, falling back to HELO if the server does not know it (RFC 5321 §4.1.1.1).
+
+        In LMTP mode it is LHLO (RFC 2033 §4.1), with no fallback.
+        """
+        reply = await self.command(f"{'LHLO' if self.lmtp else 'EHLO'} {name}")
         self.extensions = {}
         if reply.code == 250:
             self.esmtp = True
@@ -245,10 +263,12 @@ class SMTPClient:
                 keyword, _, params = line.strip().partition(" ")
                 self.extensions[keyword.upper()] = params
             return reply
-        if reply.code // 100 == 5:  # 500/502: an RFC 821 server that knows only HELO
+        if (
+            reply.code // 100 == 5 and not self.lmtp
+        ):  # 500/502: an RFC 821 server that knows only HELO
             self.esmtp = False
             return await self._expect(f"HELO {name}", "HELO")
-        raise SMTPReplyError(reply, "EHLO")
+        raise SMTPReplyError(reply, "LHLO" if self.lmtp else "EHLO")
 
     def supports(self, keyword: str) -> bool:
         return keyword.upper() in self.extensions
@@ -363,6 +383,8 @@ class SMTPClient:
         mail = " ".join([f"MAIL FROM:<{sender}>", *params, *mail_params])
         extra = rcpt_params or {}
         rcpts = [" ".join([f"RCPT TO:<{r}>", *extra.get(r, ())]) for r in recipients]
+        if self.chunking and self.supports("CHUNKING"):
+            return await self._send_chunked(mail, rcpts, recipients, body)
         replies: dict[str, Reply] = {}
         if self.supports("PIPELINING"):
             # RFC 2920 §3.1: MAIL and RCPTs may go in one group; read the replies in order.
@@ -384,12 +406,96 @@ class SMTPClient:
             return SendResult(replies, None)
         await self._expect("DATA", "DATA", (354,))
         await self._send_body(body)
+        return await self._final_replies(replies, accepted, "DATA")
+
+    async def _final_replies(
+        self, replies: dict[str, Reply], accepted: list[str], command: str
+    ) -> SendResult:
+        """Read the reply after the body (LMTP: one per accepted recipient, in RCPT order)."""
+        if self.lmtp:
+            # RFC 2033 §4.2: after the body, one reply per RCPT that succeeded.
+            for recipient in accepted:
+                replies[recipient] = await self.read_reply(self.data_timeout)
+            final = replies[accepted[-1]]
+            if not any(replies[r].is_positive for r in accepted):
+                raise SMTPReplyError(final, command)
+            return SendResult(replies, final)
         data_reply = await self.read_reply(self.data_timeout)
         if data_reply.code != 250:
-            raise SMTPReplyError(data_reply, "DATA")
+            raise SMTPReplyError(data_reply, command)
         for recipient in accepted:
             replies[recipient] = data_reply
         return SendResult(replies, data_reply)
+
+    async def _send_chunked(
+        self,
+        mail: str,
+        rcpts: list[str],
+        recipients: Sequence[str],
+        body: bytes | Path,
+    ) -> SendResult:
+        """One transaction with the body in ``BDAT`` chunks (RFC 3030), octets as stored.
+
+        With PIPELINING (RFC 2920 §3.1, RFC 3030 §4.2) MAIL, every RCPT and the
+        first chunk go in one write: a message that fits one chunk takes one
+        round trip. Later chunks are pipelined too, with at most
+        :data:`BDAT_WINDOW` unanswered, so replies never pile up unread while
+        we write (neither side can deadlock on a full socket buffer).
+        """
+        pipelined = self.supports("PIPELINING")
+        window = BDAT_WINDOW if pipelined else 0
+        replies: dict[str, Reply] = {}
+        async with aclosing(_chunks(body, BDAT_CHUNK_SIZE)) as chunks:
+            chunk, last = await anext(chunks)
+            pending = 0  # BDAT commands sent and not yet answered
+            if pipelined:
+                envelope = "".join(f"{c}\r\n" for c in [mail, *rcpts]).encode("utf-8")
+                await self._send(envelope + _bdat(chunk, last))
+                pending = 1
+                mail_reply = await self.read_reply()
+                for recipient in recipients:
+                    replies[recipient] = await self.read_reply()
+            else:
+                mail_reply = await self.command(mail)
+                if mail_reply.code == 250:
+                    for recipient, line in zip(recipients, rcpts, strict=True):
+                        replies[recipient] = await self.command(line)
+            accepted = [r for r, reply in replies.items() if reply.code in (250, 251)]
+            if mail_reply.code != 250 or not accepted:
+                if pending:
+                    # The server read the chunk and refused it (RFC 3030 §2: 503, no RCPT).
+                    await self.read_reply(self._bdat_timeout(last))
+                if mail_reply.code != 250:
+                    raise SMTPReplyError(mail_reply, "MAIL")
+                await self.reset()
+                return SendResult(replies, None)
+            if not pipelined:
+                await self._send(_bdat(chunk, last))
+                pending = 1
+            failed: Reply | None = None
+            while not last and failed is None:
+                while pending > window and failed is None:
+                    failed = _refusal(await self.read_reply())
+                    pending -= 1
+                if failed is None:
+                    chunk, last = await anext(chunks)
+                    await self._send(_bdat(chunk, last))
+                    pending += 1
+        if failed is None:
+            while pending > 1 and failed is None:  # the chunks before LAST
+                failed = _refusal(await self.read_reply())
+                pending -= 1
+            if failed is None:
+                return await self._final_replies(replies, accepted, "BDAT")
+        # RFC 3030 §2: a failed chunk fails the message; keep the replies in step, then RSET.
+        for _ in range(pending):
+            await self.read_reply(self.data_timeout)
+        with contextlib.suppress(SMTPReplyError):
+            await self.reset()
+        raise SMTPReplyError(failed, "BDAT")
+
+    def _bdat_timeout(self, last: bool) -> float:
+        return self.data_timeout if last else self.timeout
 
     async def _send_body(self, body: bytes | Path) -> None:
         stuffer = DotStuffer()
@@ -401,6 +507,35 @@ class SMTPClient:
                 while chunk := await f.read(CHUNK_SIZE):
                     await self._send(stuffer.feed(chunk))
         await self._send(stuffer.finish())
+
+
+def _refusal(reply: Reply) -> Reply | None:
+    return None if reply.code == 250 else reply
+
+
+def _bdat(chunk: bytes, last: bool) -> bytes:
+    return f"BDAT {len(chunk)}{' LAST' if last else ''}\r\n".encode("ascii") + chunk
+
+
+async def _chunks(body: bytes | Path, size: int) -> AsyncGenerator[tuple[bytes, bool]]:
+    """The body in chunks of at most ``size`` octets, each with "is it the last?".
+
+    A file is read one chunk ahead (to know which is last), never whole; an
+    empty body is one empty last chunk (``BDAT 0 LAST``).
+    """
+    if isinstance(body, bytes):
+        starts = range(0, len(body), size) or range(1)
+        for start in starts:
+            yield body[start : start + size], start + size >= len(body)
+        return
+    async with await trio.open_file(body, "rb") as f:
+        chunk = await f.read(size)
+        while True:
+            ahead = await f.read(size) if chunk else b""
+            yield chunk, not ahead
+            if not ahead:
+                return
+            chunk = ahead
 
 
 def _file_size(path: Path) -> int:
@@ -440,6 +575,9 @@ async def open_smtp_client(
     connect_timeout: float = 30.0,
     command_timeout: float = 300.0,
     data_timeout: float = 600.0,
+    chunking: bool = True,
+    lmtp: bool = False,
+    unix_socket: str | None = None,
 ) -> AsyncIterator[SMTPClient]:
     """Connect, greet, EHLO, STARTTLS and AUTH as asked; QUIT and close on exit.
 
@@ -457,18 +595,36 @@ async def open_smtp_client(
       connect_timeout: Seconds to connect and get the greeting.
       command_timeout: Seconds for each command's reply (RFC 5321 §4.5.3.2 suggests 5 minutes).
       data_timeout: Seconds for the reply after the body (RFC 5321: 10 minutes).
+      chunking: Send bodies with ``BDAT`` where CHUNKING is offered (RFC 3030);
+        false always uses ``DATA``.
+      lmtp: Speak LMTP (RFC 2033): LHLO, and after the body one reply per
+        accepted recipient (``SendResult.recipients``), in RCPT order.
+      unix_socket: Connect to this Unix socket path instead of TCP
+        (``host`` then only names the server in errors; LMTP's usual way).
 
     Raises:
       SMTPError: Including :class:`SMTPConnectionLost` when nothing listens.
     """
+    where = unix_socket if unix_socket is not None else f"{host}:{port}"
     try:
         with trio.fail_after(connect_timeout):
-            stream: trio.abc.Stream = await trio.open_tcp_stream(connect_address or host, port)
+            stream: trio.abc.Stream
+            if unix_socket is not None:
+                stream = await trio.open_unix_socket(unix_socket)
+            else:
+                stream = await trio.open_tcp_stream(connect_address or host, port)
     except trio.TooSlowError:
-        raise SMTPTimeout(f"connecting to {host}:{port} timed out") from None
+        raise SMTPTimeout(f"connecting to {where} timed out") from None
     except OSError as exc:
-        raise SMTPConnectionLost(f"cannot connect to {host}:{port}: {exc}") from exc
-    client = SMTPClient(stream, host, timeout=command_timeout, data_timeout=data_timeout)
+        raise SMTPConnectionLost(f"cannot connect to {where}: {exc}") from exc
+    client = SMTPClient(
+        stream,
+        host,
+        timeout=command_timeout,
+        data_timeout=data_timeout,
+        chunking=chunking,
+        lmtp=lmtp,
+    )
     try:
         client.greeting = await client.read_reply(connect_timeout)
         if client.greeting.code != 220:

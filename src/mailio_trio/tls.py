@@ -105,7 +105,8 @@ class SelfSignedError(RuntimeError):
 def make_self_signed(directory: Path, hostname: str) -> tuple[Path, Path]:
     """Write a throw-away self-signed certificate for ``hostname`` into ``directory``.
 
-    For development only: clients cannot verify it. Uses the ``openssl``
+    For development only: clients verify it only when given it as a trust
+    anchor (``mailio-trio send --cafile``). Uses the ``openssl``
     command when on ``PATH`` (nothing to install), else ``trustme`` when
     importable (``pip install mailio-trio[self-signed]``).
 
@@ -129,13 +130,15 @@ def make_self_signed(directory: Path, hostname: str) -> tuple[Path, Path]:
             ) from None
         ca = trustme.CA()
         issued = ca.issue_cert(hostname, "localhost", "127.0.0.1", "::1")
-        issued.cert_chain_pems[0].write_to_path(str(cert))
+        # The CA after the leaf: a client given this file (send --cafile) trusts the CA.
+        cert.write_bytes(issued.cert_chain_pems[0].bytes() + ca.cert_pem.bytes())
         issued.private_key_pem.write_to_path(str(key))
     key.chmod(0o600)
     logger.warning(
-        "TLS: using a throw-away self-signed certificate for %s (development only; "
-        "clients cannot verify it)",
+        "TLS: using a throw-away self-signed certificate for %s in %s (development only; "
+        "clients must be given it to trust)",
         hostname,
+        cert,
     )
     return cert, key
 

@@ -190,13 +190,8 @@ async def test_foreign_recipient_is_refused_until_relay_exists(
     ("recipient", "expected"),
     [
         ("<../../x@example.com>", (553, "5.1.3")),  # not even valid syntax
-        ('<"../../x"@example.com>', (550, "5.1.3")),
-        ('<"x/../../y"@example.com>', (550, "5.1.3")),
-        ("<a/b@example.com>", (550, "5.1.3")),
-        ('<".hidden"@example.com>', (550, "5.1.3")),
-        ('<".Sent"@example.com>', (550, "5.1.3")),
-        ("<%2e%2e@example.com>", (550, "5.1.3")),
-        ('<"a\\\\b"@example.com>', (550, "5.1.3")),
+        # Valid local parts such as "../../x" are delivered under an escaped
+        # name inside the root: tests/e2e/test_e2e_maildir_quoted_local_parts.py.
         ("<x@../../etc>", (553, "5.1.3")),
         ("<x@example.com/../../etc>", (553, "5.1.3")),
         # NUL and other controls never get past the command parser (RFC 5321 §4.1.1).
@@ -247,7 +242,9 @@ def test_unsafe_reason(name: str, reason: str | None) -> None:
 def test_mailbox_directory_never_leaves_root(tmp_path: Path) -> None:
     cfg = MaildirConfig(enabled=True, root=tmp_path)
     assert Mailbox("bob", "example.com").directory(cfg) == tmp_path / "example.com" / "bob"
-    for local, domain in [("..", "example.com"), ("bob", ".."), ("a/../../b", "x")]:
+    # A local part is escaped (mailbox_name); only a domain is refused as unsafe.
+    assert Mailbox("..", "example.com").directory(cfg) == tmp_path / "example.com" / "%2E%2E"
+    for local, domain in [("bob", ".."), ("a\x00b", "x"), ("x", "a/../../b")]:
         with pytest.raises(ValueError, match="unsafe"):
             Mailbox(local, domain).directory(cfg)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import email.message
+import functools
 import re
 import smtplib
 from typing import TYPE_CHECKING
@@ -98,7 +99,8 @@ async def serve_inbox(tmp_path: Path, *flags: str) -> AsyncIterator[Serving]:
     server, faults = build_server(args, config, inbox, chaos_settings(args, None, capturing=True))
     try:
         async with trio.open_nursery() as nursery:
-            line: str = await nursery.start(_serve, server, config, (), inbox, args.web, faults)
+            serve = functools.partial(_serve, faults=faults)
+            line: str = await nursery.start(serve, server, config, (), inbox, args.web)
             match = LISTENING.match(line)
             assert match, line
             try:

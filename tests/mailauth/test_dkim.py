@@ -422,3 +422,16 @@ async def test_lf_spool_file_verifies(keys: Keys, dns: Dns, tmp_path: Path) -> N
     with trio.fail_after(10):
         [result] = await verify(path, resolver=dns.resolver)
     assert result.result is DkimVerdict.PASS, result.reason
+
+
+async def test_heavy_work_answers_the_same_in_a_worker_process_and_raises_its_errors() -> None:
+    """Above ``process_above`` octets dkimpy runs in a child process (it holds the GIL);
+    the 10 MiB verification test above goes that way with the default threshold."""
+    from mailio_trio.mailauth import _offload
+
+    big = b"From: a@example.org\r\nSubject: big\r\n\r\n" + b"line of text\r\n" * 200
+    in_thread = await _offload.run_heavy(len(big), None, len, big)
+    in_process = await _offload.run_heavy(len(big), 10, len, big)
+    assert in_thread == in_process == len(big)
+    with pytest.raises(ZeroDivisionError):
+        await _offload.run_heavy(len(big), 10, divmod, 1, 0)

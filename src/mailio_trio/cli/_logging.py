@@ -20,6 +20,12 @@ class _JSONFormatter(logging.Formatter):
         for key in ("session", "transaction", "handler"):
             if hasattr(record, key):
                 entry[key] = getattr(record, key)
+        # The mail log's fields (mailio_trio._maillog) as keys of their own;
+        # never over the four above, which every line has.
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            for key, value in fields.items():
+                entry.setdefault(key, value)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)

@@ -1,57 +1,85 @@
 """``mailio-trio queue``: inspect and steer the relay spool (mailq / postqueue).
 
 Works on the spool directory while the server runs: every change is an atomic
-metadata rewrite the worker reads at its next scan (``relay.scan_interval``),
-and the worker never resurrects an entry deleted under it.
+metadata rewrite, and the worker never resurrects an entry deleted under it.
+``flush`` and ``bounce`` then make the spool's ``flush`` file, which a running
+server's relay worker polls for (every half second) and acts on at once; a
+server that is not running finds the changes when it starts.
+
+The spool is ``serve``'s: ``--spool-dir``, else ``--config``'s
+``relay.spool_dir`` (or its ``server.spool_dir`` + ``/relay``), else
+``./spool/relay``. Options go before or after the action.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mailio_trio.config import Config, ConfigError
+from mailio_trio.config import ConfigError
 from mailio_trio.relay.spool import ErrorInfo, RecipientStatus, Spool
 
 if TYPE_CHECKING:
-    import argparse
-
     from mailio_trio.relay.spool import Entry
 
 __all__ = ["add_parser", "run"]
 
 
+def _where(parser: argparse.ArgumentParser, default: Any) -> None:
+    parser.add_argument(
+        "--spool-dir", metavar="DIR", default=default, help="the relay spool (default spool/relay)"
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", default=default, help="TOML file: its relay spool"
+    )
+
+
 def add_parser(commands: Any) -> None:  # argparse._SubParsersAction is private
     queue = commands.add_parser("queue", help="list, show, flush, delete or bounce spooled mail")
-    where = queue.add_mutually_exclusive_group()
-    where.add_argument("--spool-dir", metavar="DIR", help="the relay spool directory")
-    where.add_argument("--config", metavar="FILE", help="TOML file naming relay.spool_dir")
+    _where(queue, None)
     actions = queue.add_subparsers(dest="queue_command", required=True, metavar="ACTION")
-    actions.add_parser("list", help="one line per message: id, age, sender, recipients, ...")
+    subs = [actions.add_parser("list", help="one line per message: id, age, sender, recipients")]
     for name, text in (
         ("show", "every recipient's status and last error"),
         ("delete", "remove a message without delivering or bouncing it"),
         ("bounce", "give up now: the sender gets a DSN"),
     ):
-        actions.add_parser(name, help=text).add_argument("id")
-    flush = actions.add_parser("flush", help="retry now (all, or one ID)")
-    flush.add_argument("id", nargs="?")
+        subs.append(actions.add_parser(name, help=text))
+        subs[-1].add_argument("id")
+    subs.append(actions.add_parser("flush", help="retry now (all, or one ID)"))
+    subs[-1].add_argument("id", nargs="?")
+    for sub in subs:
+        # After the action too; SUPPRESS keeps a value given before it.
+        _where(sub, argparse.SUPPRESS)
+
+
+def _spool_dir(args: argparse.Namespace) -> Path:
+    """``serve``'s relay spool: the flag, else the file's, else ``spool/relay``."""
+    if args.spool_dir and args.config:
+        raise ConfigError("queue: give --spool-dir DIR or --config FILE, not both")
+    if args.spool_dir:
+        return Path(args.spool_dir)
+    from mailio_trio.cli._serve import CLI_DEFAULTS, checked_file
+
+    if args.config:
+        config = checked_file(args.config)[1]
+        if config.relay.spool_dir is not None:
+            return config.relay.spool_dir
+        if config.spool_dir is not None:
+            return config.spool_dir / "relay"
+        raise ConfigError(f"{args.config}: neither relay.spool_dir nor server.spool_dir is set")
+    return Path(CLI_DEFAULTS["server"]["spool_dir"]) / "relay"
 
 
 def _spool(args: argparse.Namespace) -> Spool:
-    if args.spool_dir:
-        directory = args.spool_dir
-    elif args.config:
-        found = Config.from_toml(args.config).relay.spool_dir
-        if found is None:
-            raise ConfigError(f"{args.config}: relay.spool_dir is not set")
-        directory = str(found)
-    else:
-        raise ConfigError("queue: give --spool-dir DIR or --config FILE")
+    directory = _spool_dir(args)
     spool = Spool(directory)
     if not spool.queue_dir.is_dir():
-        raise ConfigError(f"--spool-dir = {directory!r}: not a spool (no queue/ directory)")
+        flag = "--spool-dir" if args.spool_dir else "relay spool"
+        raise ConfigError(f"{flag} = {str(directory)!r}: not a spool (no queue/ directory)")
     return spool
 
 
@@ -83,7 +111,10 @@ def run(args: argparse.Namespace) -> int:
     action = args.queue_command
     try:
         if action == "list":
-            for e in spool.entries_sync():
+            entries = spool.entries_sync()
+            if not entries:
+                print("queue is empty")
+            for e in entries:
                 pending = [r.address for r in e.pending()]
                 nxt = "now" if e.next_attempt <= now else f"in {_age(e.next_attempt - now)}"
                 print(
@@ -101,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
             for e in targets:
                 e.next_attempt = now
                 spool.save_sync(e)
+            spool.request_scan_sync()
             print(f"{len(targets)} message(s) due now")
         elif action == "delete":
             if not spool.remove_sync(args.id):
@@ -113,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
                 r.error = ErrorInfo(550, "5.3.0", "delivery cancelled by the postmaster")
             e.next_attempt = now
             spool.save_sync(e)
+            spool.request_scan_sync()
             print(f"{e.id} will be bounced")
     except LookupError as exc:
         print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import email.policy
 import functools
 import os
+import ssl
 import sys
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
@@ -26,11 +27,19 @@ __all__ = ["add_parser", "run"]
 PASSWORD_ENV = "MAILIO_PASSWORD"
 
 
+def _wants_tls(args: argparse.Namespace) -> bool:
+    """``--cafile`` and ``--insecure`` say how to check TLS, so they ask for it too."""
+    if args.cafile is not None and args.insecure:
+        raise ConfigError(f"--insecure: cannot be combined with --cafile {args.cafile}")
+    return bool(args.starttls or args.cafile is not None or args.insecure)
+
+
 def _send_password(args: argparse.Namespace) -> str | None:
-    if args.cafile is not None and not args.starttls:
-        raise ConfigError(f"--cafile {args.cafile}: needs --starttls")
-    if args.user is not None and not args.starttls:
-        raise ConfigError(f"--user {args.user}: needs --starttls (a password never goes in clear)")
+    if args.user is not None and not _wants_tls(args):
+        raise ConfigError(
+            f"--user {args.user}: needs --starttls (or --cafile/--insecure; "
+            "a password never goes in clear)"
+        )
     if args.user is None:
         if args.password_stdin:
             raise ConfigError("--password-stdin: needs --user")
@@ -52,10 +61,39 @@ def _one_line(reply: object) -> str:
     return " ".join(str(reply).split())
 
 
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it was raised from, exception groups opened (trio's connect)."""
+    found: list[BaseException] = []
+    todo = [exc]
+    while todo:
+        current = todo.pop()
+        if current in found:
+            continue
+        found.append(current)
+        if isinstance(current, BaseExceptionGroup):
+            todo += current.exceptions
+        todo += [e for e in (current.__cause__, current.__context__) if e is not None]
+    return found
+
+
+def _cannot_send(server: str, exc: BaseException) -> str:
+    """One line for an operator: what went wrong, without our internal SMTP code."""
+    causes = _causes(exc)
+    if any(isinstance(e, ConnectionRefusedError) for e in causes):
+        return f"cannot connect to {server}: connection refused (is the server running?)"
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in causes):
+        return (
+            f"cannot send via {server}: {_one_line(getattr(exc, 'text', exc))} "
+            "(trust its certificate with --cafile PEM, or skip the check with --insecure)"
+        )
+    return f"cannot send via {server}: {exc}"
+
+
 def run(args: argparse.Namespace) -> int:
     from mailio_trio import client
 
     password = _send_password(args)
+    tls = _wants_tls(args)
     if args.body is not None:
         text = args.body
     elif args.file is not None and args.file != "-":
@@ -75,12 +113,17 @@ def run(args: argparse.Namespace) -> int:
     host, port = parse_listen(args.server)
     context = None
     if args.cafile is not None:
-        import ssl
-
         try:
             context = ssl.create_default_context(cafile=args.cafile)
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(f"--cafile {args.cafile}: cannot load: {exc}") from None
+    elif args.insecure:
+        context = client.default_tls_context(verify=False)
+        print(
+            f"{PROG}: warning: --insecure: the server's certificate is not checked; "
+            "anyone on the path can read or change this session",
+            file=sys.stderr,
+        )
     try:
         result = trio.run(
             functools.partial(
@@ -90,8 +133,9 @@ def run(args: argparse.Namespace) -> int:
                 args.sender,
                 args.recipients,
                 message.as_bytes(policy=email.policy.SMTP),
-                # Plain by default, as before; --starttls insists on verified TLS.
-                tls=client.TLSMode.REQUIRE if args.starttls else client.TLSMode.NEVER,
+                # Plain by default, as before; --starttls insists on verified TLS
+                # (--cafile: verified against that file; --insecure: not verified).
+                tls=client.TLSMode.REQUIRE if tls else client.TLSMode.NEVER,
                 ssl_context=context,
                 username=args.user,
                 password=password,
@@ -104,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: {args.server} refused the message: {_one_line(exc.reply)}", file=sys.stderr)
         return EXIT_FAILURE
     except client.SMTPError as exc:
-        print(f"{PROG}: cannot send via {args.server}: {exc}", file=sys.stderr)
+        print(f"{PROG}: {_cannot_send(args.server, exc)}", file=sys.stderr)
         return EXIT_FAILURE
     if result.accepted:
         print(f"{PROG}: sent to {', '.join(result.accepted)} via {args.server}")
@@ -138,12 +182,23 @@ def add_parser(commands: Any) -> None:  # argparse._SubParsersAction is private
     send.add_argument(
         "--starttls", action="store_true", help="require STARTTLS and check the certificate"
     )
-    send.add_argument("--cafile", metavar="PEM", help="trust this CA bundle for --starttls")
+    send.add_argument(
+        "--cafile",
+        metavar="PEM",
+        help="STARTTLS, trusting this CA bundle or certificate (e.g. the one "
+        "`serve --tls-self-signed` prints)",
+    )
+    send.add_argument(
+        "--insecure",
+        action="store_true",
+        help="STARTTLS without checking the certificate (development only; warns on stderr)",
+    )
     send.add_argument(
         "--user",
         metavar="NAME",
-        help=f"AUTH as NAME (needs --starttls); the password comes from ${PASSWORD_ENV} "
-        "or, with --password-stdin, the first line of stdin — never from a flag",
+        help="AUTH as NAME (needs --starttls, --cafile or --insecure); the password comes "
+        f"from ${PASSWORD_ENV} or, with --password-stdin, the first line of stdin — "
+        "never from a flag",
     )
     send.add_argument(
         "--password-stdin", action="store_true", help="read the --user password from stdin"

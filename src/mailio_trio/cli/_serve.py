@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import signal
 import sys
 from pathlib import Path
@@ -33,12 +34,20 @@ from mailio_trio.cli._capture import (
     open_capture_inbox,
 )
 from mailio_trio.cli._chaos import add_chaos_arguments, chaos_from_table, chaos_settings
+from mailio_trio.cli._lmtp import (
+    UnixSocket,
+    add_lmtp_arguments,
+    open_lmtp_socket,
+    serves_tcp,
+    unix_socket,
+)
 from mailio_trio.cli._logging import setup_logging
 from mailio_trio.cli._tls import add_tls_arguments, apply_tls_arguments, reload_tls, start_smtps
 from mailio_trio.cli._workers import add_workers_arguments
 from mailio_trio.config import Config, ConfigError, parse_listen
 from mailio_trio.server import Server, workers
 from mailio_trio.server._spool import prepare_directory
+from mailio_trio.server._unix import close_unix_listener
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -192,6 +201,7 @@ def add_parser(commands: Any) -> None:  # argparse._SubParsersAction is private
     add_chaos_arguments(serve)
     add_workers_arguments(serve)
     add_tls_arguments(serve, host_port)
+    add_lmtp_arguments(serve)
 
 
 # --- configuration -----------------------------------------------------------
@@ -226,6 +236,8 @@ def _flags_table(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         limits["message_size"] = args.max_message_size
     if args.idle_timeout is not None:
         limits["idle_timeout"] = args.idle_timeout
+    if getattr(args, "lmtp", None) or getattr(args, "lmtp_socket", None):
+        server["lmtp"] = True
     if args.proxy_protocol:
         server["proxy_protocol"] = True
     if args.proxy_trusted:
@@ -318,6 +330,8 @@ class _CannotListen(Exception):
 
 
 def _show_address(host: str, port: int) -> str:
+    if port == 0:  # only a Unix socket is bound to no port
+        return f"unix:{host}"
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -393,8 +407,11 @@ async def _serve(
     smtps_listen: Sequence[tuple[str, int]] = (),
     inbox: Inbox | None = None,
     web: tuple[str, int] | None = None,
-    faults: Faults | None = None,
+    notes: Sequence[str] = (),
+    unix: UnixSocket | None = None,
     *,
+    tcp: bool = True,
+    faults: Faults | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until shut down; ``task_status`` gets the "listening on" line (for tests)."""
@@ -404,13 +421,44 @@ async def _serve(
         # Socket activation: systemd bound the ports; --listen/--smtps-listen are its own.
         listeners, tls_listeners = _inherited(activated)
     else:
-        listeners = await _open_listeners([parse_listen(item) for item in config.listen])
+        tcp_listen = [parse_listen(item) for item in config.listen] if tcp else []
+        listeners = await _open_listeners(tcp_listen)
         try:
             tls_listeners = await _open_listeners(smtps_listen, " (SMTPS)")
         except _CannotListen:
             for listener in listeners:
                 await listener.aclose()
             raise
+    if unix is not None:
+        try:
+            unix_listener, unix_file = await open_lmtp_socket(unix)
+        except OSError as exc:
+            for listener in [*listeners, *tls_listeners]:
+                await listener.aclose()
+            raise _CannotListen(f"cannot listen on {unix[0]}: {exc.strerror or exc}") from None
+        listeners.append(unix_listener)
+    try:
+        await _serve_on(
+            server, config, listeners, tls_listeners, inbox, web, notes, task_status, faults
+        )
+    finally:
+        if unix is not None:
+            close_unix_listener(unix_listener, unix[0], unix_file)
+
+
+async def _serve_on(
+    server: Server,
+    config: Config,
+    listeners: list[trio.SocketListener],
+    tls_listeners: list[trio.SocketListener],
+    inbox: Inbox | None,
+    web: tuple[str, int] | None,
+    notes: Sequence[str],
+    task_status: trio.TaskStatus[str],
+    faults: Faults | None = None,
+) -> None:
+    from mailio_trio.server import _systemd
+
     # Signals are caught before the "listening" line, so a supervisor (or a
     # test) that signals as soon as it reads the line gets a clean shutdown.
     signals_wanted = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -429,6 +477,8 @@ async def _serve(
             print(listening, flush=True)
             if scrape:
                 print(f"{PROG}: metrics on {scrape}", flush=True)
+            for note in notes:
+                print(note, flush=True)
             task_status.started(listening)
             nursery.start_soon(_watch_signals, signals, server, nursery.cancel_scope)
             _systemd.notify("READY=1", f"STATUS=listening on {where}")
@@ -552,9 +602,28 @@ def run(args: argparse.Namespace) -> int:
             return server
 
         try:
+            notes = []
+            if args.tls_self_signed:
+                # After the "listening" line, so clients can be told to trust it.
+                cert = config.tls.cert
+                notes.append(
+                    f"{PROG}: self-signed certificate in {cert} (kept while serving); "
+                    f"`{PROG} send --cafile {cert}` trusts it"
+                )
             if args.workers > 1:
-                return _serve_workers(args, config, build)
-            _run_serve(build(), config, args.smtps_listen or (), inbox, args.web, faults)
+                return _serve_workers(args, config, build, notes)
+            server = build()
+            _run_serve(
+                server,
+                config,
+                args.smtps_listen or (),
+                inbox,
+                args.web,
+                notes,
+                unix_socket(args),
+                tcp=serves_tcp(args),
+                faults=faults,
+            )
         except _CannotListen as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
             return EXIT_FAILURE
@@ -568,11 +637,24 @@ def _run_serve(
     smtps_listen: Sequence[tuple[str, int]],
     inbox: Inbox | None,
     web: tuple[str, int] | None,
+    notes: Sequence[str] = (),
+    unix: UnixSocket | None = None,
+    *,
+    tcp: bool = True,
     faults: Faults | None = None,
 ) -> None:
     """``trio.run(_serve, ...)``; a listener that failed inside the nursery is one line too."""
     try:
-        trio.run(_serve, server, config, smtps_listen, inbox, web, faults)
+        trio.run(
+            functools.partial(_serve, tcp=tcp, faults=faults),
+            server,
+            config,
+            smtps_listen,
+            inbox,
+            web,
+            notes,
+            unix,
+        )
     except BaseExceptionGroup as group:
         # The web inbox binds in the server's nursery, which wraps its error.
         matched, rest = group.split(_CannotListen)
@@ -593,19 +675,30 @@ def _check_workers(args: argparse.Namespace, config: Config) -> None:
         )
     if args.smtps_listen:
         raise ConfigError(f"--workers {args.workers}: --smtps-listen needs --workers 1")
+    if unix_socket(args) is not None:
+        raise ConfigError(f"--workers {args.workers}: --lmtp-socket needs --workers 1")
 
 
-def _serve_workers(args: argparse.Namespace, config: Config, build: Callable[[], Server]) -> int:
+def _serve_workers(
+    args: argparse.Namespace,
+    config: Config,
+    build: Callable[[], Server],
+    notes: Sequence[str] = (),
+) -> int:
     listen = [parse_listen(item) for item in config.listen]
+
+    def announce(line: str) -> None:
+        print(f"{PROG}: {line} ({args.workers} workers); {_where_mail_goes(config)}", flush=True)
+        for note in notes:
+            print(note, flush=True)
+
     try:
         code = workers.serve(
             config,
             listen,
             workers=args.workers,
             make_server=build,
-            announce=lambda line: print(
-                f"{PROG}: {line} ({args.workers} workers); {_where_mail_goes(config)}", flush=True
-            ),
+            announce=announce,
         )
     except OSError as exc:
         raise _CannotListen(f"cannot listen: {exc.strerror or exc}") from None

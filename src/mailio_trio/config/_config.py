@@ -169,6 +169,9 @@ class Config:
     chunking: bool = True
     """Offer CHUNKING (RFC 3030): messages sent in ``BDAT`` chunks, without BINARYMIME."""
     enhanced_status_codes: bool = True
+    lmtp: bool = False
+    """Speak LMTP (RFC 2033) instead of SMTP: ``LHLO`` greets (HELO and EHLO are
+    ``500``), and after the message each accepted recipient gets its own reply."""
     spool_dir: Path | None = attrs.field(default=None, converter=attrs.converters.optional(Path))
     """Where DATA bodies are streamed while handlers run; ``None`` is the system temp dir."""
     dns: DnsConfig | None = attrs.field(default=None, converter=_dns)

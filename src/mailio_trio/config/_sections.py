@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from mailio_trio.config._transports import Transport, parse_transport, transports
 from mailio_trio.config._validators import (
     ConfigError,
     at_least,
@@ -185,7 +186,21 @@ class RelayConfig:
     """Seconds between spool scans, so ``mailio-trio queue flush`` from another
     process is noticed without signalling the server."""
 
+    transports: dict[str, str] = attrs.field(factory=dict, converter=transports)
+    """Domain → transport (``[relay.transports]``, as Postfix's ``transport_maps``):
+    ``"lmtp:unix:/run/dovecot/lmtp"`` or ``"lmtp:inet:127.0.0.1:24"``. A listed
+    domain is delivered only there, through the spool (never the maildir, the
+    smart host or MX); see ``docs/relay.md``, "Transports (LMTP)"."""
+
+    def transport_for(self, domain: str) -> Transport | None:
+        """The transport configured for ``domain``, if any."""
+        value = self.transports.get(domain.lower().rstrip("."))
+        return None if value is None else parse_transport(value)
+
     def __attrs_post_init__(self) -> None:
+        if self.transports and not self.enabled:
+            # Mail for these domains goes through the relay's spool and worker only.
+            raise ConfigError("relay.transports needs relay.enabled = true (the spool delivers)")
         # A smart host is a request to relay, as `serve --smart-host` is: without
         # this a file naming one would accept foreign mail and never send it.
         # The spool's default needs the server's spool_dir: Config settles it.

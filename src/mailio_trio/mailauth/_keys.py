@@ -185,6 +185,11 @@ def _read_head(path: os.PathLike[str], limit: int) -> tuple[bytes, int | None]:
     return _cut(data, limit)
 
 
+def source_size(source: MessageSource) -> int:
+    """The message's size in octets (a path is stat'ed: cheap, no read)."""
+    return len(source) if isinstance(source, bytes) else os.stat(source).st_size
+
+
 async def header_block(source: MessageSource, limit: int) -> tuple[bytes, int | None]:
     """The message's header fields, at most ``limit`` octets of them, and where the body starts.
 

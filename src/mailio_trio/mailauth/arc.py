@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 
 import attrs
 import dkim
-import trio
 
 from mailio_trio.mailauth._keys import (
     KeyLookup,
@@ -41,7 +40,9 @@ from mailio_trio.mailauth._keys import (
     key_name,
     parse_tags,
     prefetch_keys,
+    source_size,
 )
+from mailio_trio.mailauth._offload import run_heavy
 
 # Shared with DKIM signing on purpose: the same key handling and header list.
 from mailio_trio.mailauth.dkim import DkimAlgorithm, DkimVerifyConfig, _dkimpy_key, _headers_to_sign
@@ -172,8 +173,15 @@ async def verify_arc(
     if isinstance(chain, str):
         return ArcResult(result=ArcVerdict.FAIL, reason=chain)
     keys = await prefetch_keys(chain.keys, resolver=resolver, within=config.dns_timeout)
-    verdict, reason = await trio.to_thread.run_sync(
-        _verify_in_thread, source, fields, body_offset, keys, config.min_rsa_bits
+    verdict, reason = await run_heavy(
+        source_size(source),
+        config.process_above,
+        _verify_in_thread,
+        source,
+        fields,
+        body_offset,
+        keys,
+        config.min_rsa_bits,
     )
     temporary = verdict is ArcVerdict.FAIL and any(
         k.status is KeyStatus.TEMPORARY for k in keys.values()

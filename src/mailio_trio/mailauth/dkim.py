@@ -40,7 +40,6 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import dkim
-import trio
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
@@ -57,7 +56,9 @@ from mailio_trio.mailauth._keys import (
     key_name,
     parse_tags,
     prefetch_keys,
+    source_size,
 )
+from mailio_trio.mailauth._offload import PROCESS_ABOVE, run_heavy
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -145,6 +146,9 @@ class DkimVerifyConfig:
     """RFC 8301 §3.2: verifiers must not accept RSA keys below 1024 bits."""
     max_header_bytes: int = attrs.field(default=1024 * 1024, validator=_positive)
     """How much of a message is searched for its header block."""
+    process_above: int | None = PROCESS_ABOVE
+    """Octets above which verification runs in a worker process, not a thread: dkimpy
+    holds the GIL while it canonicalises a body (see ``_offload``); ``None``: always threads."""
 
 
 # -- verification --------------------------------------------------------------
@@ -328,8 +332,16 @@ async def verify(
     if all(p.done for p in plans):
         results = [p.result for p in plans]
     else:
-        results = await trio.to_thread.run_sync(
-            _verify_in_thread, source, fields, body_offset, plans, keys, config.min_rsa_bits
+        results = await run_heavy(
+            source_size(source),
+            config.process_above,
+            _verify_in_thread,
+            source,
+            fields,
+            body_offset,
+            plans,
+            keys,
+            config.min_rsa_bits,
         )
     return _short_b(results)
 

@@ -13,7 +13,13 @@ from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_wai
 async def greet(req: Request, res: Response) -> None:
     config = req.session.config
     # RFC 5321 §4.3.1: the greeting starts with our name; RFC 2034 §3: no enhanced code.
-    res.accept(220, f"{config.hostname} {config.greeting}", enhanced="")
+    greeting = config.greeting
+    if config.lmtp and greeting == _DEFAULT_GREETING:
+        greeting = "mailio_trio LMTP"  # RFC 2033 §4.1's example greets as LMTP
+    res.accept(220, f"{config.hostname} {greeting}", enhanced="")
+
+
+_DEFAULT_GREETING = "mailio_trio ESMTP"  # Config.greeting's default
 
 
 def register(chain: Chain) -> None:

@@ -2,7 +2,8 @@
 
 Handlers after ``data/core`` may still refuse before the ``354``. The body is
 streamed to a spool file (see ``Session.receive_message``), then the ``queue``
-chain decides the final reply; the transaction ends either way.
+chain decides the final reply; the transaction ends either way. Under LMTP
+(RFC 2033 §4.2) that is one reply per accepted recipient, in RCPT order.
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ async def receive(req: Request) -> Reply:
     try:
         message = await session.receive_message()
     except ClientProtocolError as exc:
+        session.note_refused("data", exc.reply)  # too big, bare LF, too many hops
+        replies = session.per_recipient(exc.reply)
         session.reset_transaction()
-        return exc.reply
+        return session.queue_replies(replies)
     try:
-        return await session.deliver(message)
+        replies = await session.deliver_each(message)
     finally:
         session.transaction += 1
         session.reset_transaction()
+    return session.queue_replies(replies)
 
 
 def register(chain: Chain) -> None:

@@ -111,8 +111,12 @@ def _delivered(message: Message, req: Request) -> Entry | None:
         given = envelope.recipient_dsn(recipient)
         if given is None or given.notify is None or NotifyOn.SUCCESS not in given.notify:
             continue
-        if local_mailbox(config, recipient) is None:
-            continue  # the relay reports it
+        if local_mailbox(config, recipient) is None or (
+            recipient.domain and config.relay.transport_for(recipient.domain) is not None
+        ):
+            continue  # the relay reports it (a transport's domain: once LMTP took it)
+        if recipient.key() in req.refused_recipients:
+            continue  # LMTP: refused for this one (queue/maildir's full mailbox)
         states.append(
             RecipientState(
                 str(recipient), RecipientStatus.DELIVERED, notify=given.notify, orcpt=given.orcpt
@@ -144,7 +148,19 @@ def make_handler(outbox: DsnOutbox) -> Handler:
             lambda: build_delivered_dsn(entry, message.path, reporting_mta=reporting_mta)
         )
         sender = entry.sender
-        req.on_accept(lambda: outbox.put(report, sender))
+        addresses = {r.address for r in entry.recipients}
+        reported = {r.key() for r in message.envelope.recipients if str(r) in addresses}
+
+        def hand_over() -> None:
+            # A handler after this one refused a reported recipient (LMTP): no
+            # "delivered" for a copy that was rolled back; the report is built whole.
+            late = ["@".join(k) for k in req.refused_recipients if k in reported]
+            if late:
+                res.log.warning("delivered report for %s dropped: refused later", late)
+                return
+            outbox.put(report, sender)
+
+        req.on_accept(hand_over)
         res.accept()
 
     # After maildir: a report is due only where a mailbox took the message.

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_waits
-from mailio_trio.plugins.helo import greeted
+from mailio_trio.plugins.helo import USE_LHLO, greeted
 from mailio_trio.protocol import parse_helo_name
 
 if TYPE_CHECKING:
@@ -48,6 +48,9 @@ def keywords(session: Session) -> list[str]:
 @never_waits
 async def ehlo(req: Request, res: Response) -> None:
     session = req.session
+    if session.config.lmtp:
+        res.reject(*USE_LHLO)
+        return
     name = parse_helo_name(req.argument, strict=session.config.strict_helo)
     req.on_accept(lambda: greeted(session, name, esmtp=True))
     lines = [f"{session.config.hostname} Hello {name}", *keywords(session)]

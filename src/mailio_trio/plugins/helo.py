@@ -10,6 +10,9 @@ from mailio_trio.protocol import parse_helo_name
 if TYPE_CHECKING:
     from mailio_trio.server._session import Session
 
+USE_LHLO = (500, "This is an LMTP server: use LHLO", "5.5.1")
+"""HELO or EHLO under ``lmtp``: RFC 2033 §4.1 has an LMTP server refuse them."""
+
 
 def greeted(session: Session, name: str, *, esmtp: bool) -> None:
     """Record the client's name; HELO/EHLO also abort any transaction (RFC 5321 §4.1.4)."""
@@ -21,6 +24,9 @@ def greeted(session: Session, name: str, *, esmtp: bool) -> None:
 @never_waits
 async def helo(req: Request, res: Response) -> None:
     session = req.session
+    if session.config.lmtp:
+        res.reject(*USE_LHLO)
+        return
     name = parse_helo_name(req.argument, strict=session.config.strict_helo)
     req.on_accept(lambda: greeted(session, name, esmtp=False))
     res.accept(250, session.config.hostname, enhanced="")

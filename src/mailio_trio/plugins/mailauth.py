@@ -185,9 +185,14 @@ async def _verify(
     found: dict[str, Any] = {}
     if EXTRA_MISSING is not None:
         return methods, found
+    # One read of the header block for all three: most mail has no ARC set and
+    # much none of our interest, so neither verifier is even started then.
+    block = await _header_block(message.path)
+    lowered = block.lower()
     dkim_results: list[DkimResult] = []
-    if policy.dkim:
+    if policy.dkim and b"dkim-signature" in lowered:
         dkim_results = await dkim.verify(message.path, resolver=resolver, config=policy.dkim_config)
+    if policy.dkim:
         found["dkim"] = tuple(dkim_results)
         methods += [
             MethodResult.dkim(
@@ -201,12 +206,14 @@ async def _verify(
         ] or [MethodResult("dkim", "none")]
     arc_result = None
     if policy.arc:
-        arc_result = await arc.verify_arc(
-            message.path, resolver=resolver, config=policy.dkim_config
-        )
+        if b"arc-" in lowered:
+            arc_result = await arc.verify_arc(
+                message.path, resolver=resolver, config=policy.dkim_config
+            )
+        else:
+            arc_result = arc.ArcResult(result=arc.ArcVerdict.NONE, reason="no ARC header fields")
         found["arc"] = arc_result
     if policy.dmarc:
-        block = await _header_block(message.path)
         outcome = None
         if spf is not None:
             scope = "helo" if helo else "mailfrom"
@@ -316,6 +323,9 @@ def register(chain: Chain) -> None:
             "Authentication-Results records SPF only",
             EXTRA_MISSING,
         )
+    else:
+        # The Public Suffix List loads on first use (~150 ms): at start, not in a session.
+        dmarc.organizational_domain("example.com")
     chain.add(
         Handler(
             command="queue",

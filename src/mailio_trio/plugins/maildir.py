@@ -22,14 +22,19 @@ client was refused never reaches a mailbox. A crash before the commit leaves
 only ``tmp/`` files, which readers clean up (the Maildir specification has
 them delete ``tmp/`` files untouched for 36 hours; Dovecot does).
 
-Security: a local part or domain becomes a path component only after
-:func:`unsafe_reason` found nothing wrong with it (``rcpt/local`` refuses such
-recipients at RCPT time with ``550 5.1.3``); the joined path is checked once
-more to lie under the root.
+Security: a local part becomes a path component through :func:`mailbox_name`:
+as it is when :func:`unsafe_reason` finds nothing wrong with it (so existing
+mailboxes keep their names), else with ``%``, ``/``, ``\\`` and ``.`` written as
+``%2E``-style escapes — reversibly (:func:`local_part_of`), and never equal to
+an unescaped name, since those contain no ``%``. What still cannot be a path
+component (NUL, control characters, an empty name) and an unsafe domain are
+refused (``rcpt/local`` does so at RCPT time with ``550 5.1.3``); the joined
+path is checked once more to lie under the root.
 """
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import re
@@ -49,8 +54,9 @@ from mailio_trio.chain import Chain, Handler, Request, Response
 from mailio_trio.protocol import Address
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Awaitable, Callable, Iterable, Sequence
 
+    from mailio_trio._handler_log import SessionLog
     from mailio_trio.config import Config, MaildirConfig
 
 __all__ = [
@@ -60,6 +66,8 @@ __all__ = [
     "discard",
     "expand",
     "local_mailbox",
+    "local_part_of",
+    "mailbox_name",
     "prepare",
     "register",
     "store",
@@ -78,19 +86,17 @@ _MKDIR_LOCK = threading.Lock()
 def unsafe_reason(text: str) -> str | None:
     """Why ``text`` (a folded local part or domain) cannot be a path component, or ``None``.
 
-    Refused rather than rewritten, so two addresses never share a mailbox by
-    accident: ``/`` and ``\\`` (separators), ``..`` anywhere (climbing out),
+    A domain with any of these is refused; a local part with any but NUL,
+    control characters or nothing at all is escaped by :func:`mailbox_name`
+    (never merely rewritten, so two addresses never share a mailbox):
+    ``/`` and ``\\`` (separators), ``..`` anywhere (climbing out),
     a leading dot (hidden files, and Maildir++ folders are dot-directories),
     NUL and other control characters (truncated or forged names, log
     injection), and ``%`` (the obsolete percent-hack route, and ``%2e%2e``
     that a later URL-decoding tool could turn into ``..``).
     """
-    if not text:
-        return "empty name"
-    if "\x00" in text:
-        return "NUL character"
-    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text):
-        return "control character"
+    if reason := _unrepresentable(text):
+        return reason
     if "/" in text or "\\" in text:
         return "path separator"
     if ".." in text:
@@ -100,6 +106,46 @@ def unsafe_reason(text: str) -> str | None:
     if "%" in text:
         return "percent sign"
     return None
+
+
+def _unrepresentable(text: str) -> str | None:
+    """What no escaping makes a mailbox name: nothing at all, NUL and control characters."""
+    if not text:
+        return "empty name"
+    if "\x00" in text:
+        return "NUL character"
+    if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in text):
+        return "control character"
+    return None
+
+
+# What a valid RFC 5321 local part may hold that cannot stand in a path
+# component: separators, the dots of "..", a leading dot (Maildir++ folders
+# are dot-directories), and "%" itself, so that unescaping is unambiguous.
+_ESCAPED = frozenset("%/\\.")
+
+
+def mailbox_name(local_part: str) -> str:
+    """The directory name for ``local_part`` (folded already, if folding is on).
+
+    An ordinary local part (``bob``, ``first.last``) is its own name. Any other
+    (a quoted ``"john..doe"``, ``".hidden"``, ``"a/b"``) has each ``%``, ``/``,
+    ``\\`` and ``.`` replaced by ``%`` and two upper-case hex digits
+    (``john%2E%2Edoe``): the result has no separator and no dot, and contains
+    a ``%``, which no ordinary name does, so no two local parts share a
+    mailbox. What is still unsafe after this (NUL, control characters, an empty
+    name) is refused by :meth:`Mailbox.unsafe_reason`.
+    """
+    if unsafe_reason(local_part) is None:
+        return local_part
+    return "".join(f"%{ord(c):02X}" if c in _ESCAPED else c for c in local_part)
+
+
+def local_part_of(name: str) -> str:
+    """The local part a :func:`mailbox_name` stands for (its inverse)."""
+    if "%" not in name:
+        return name
+    return re.sub("%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), name)
 
 
 @attrs.frozen
@@ -113,13 +159,18 @@ class Mailbox:
         return f"{self.local_part}@{self.domain}"
 
     def unsafe_reason(self) -> str | None:
-        return unsafe_reason(self.local_part) or unsafe_reason(self.domain)
+        """Why this mailbox can have no directory, or ``None``.
+
+        A local part :func:`unsafe_reason` refuses as it stands is escaped by
+        :func:`mailbox_name`; only what escaping cannot mend is a reason here.
+        """
+        return _unrepresentable(self.local_part) or unsafe_reason(self.domain)
 
     def directory(self, cfg: MaildirConfig) -> Path:
         """The mailbox directory; raises ``ValueError`` if it would leave the root."""
         if reason := self.unsafe_reason():
             raise ValueError(f"unsafe mailbox name {str(self)!r}: {reason}")
-        values = {"%d": self.domain, "%n": self.local_part, "%%": "%"}
+        values = {"%d": self.domain, "%n": mailbox_name(self.local_part), "%%": "%"}
         relative = re.sub("%[dn%]", lambda m: values[m.group()], cfg.path)
         root = Path(os.path.abspath(cfg.root))
         path = Path(os.path.normpath(root / relative))
@@ -383,18 +434,60 @@ async def _targets(req: Request, res: Response, recipient: Address) -> Iterable[
     return await expand(req.session.config, recipient) or ()
 
 
+def _refusal(exc: OSError) -> tuple[int, str, str]:
+    """One recipient's reply when its mailbox cannot take the copy (LMTP)."""
+    if exc.errno in _FULL:
+        return 452, "Mailbox full", "4.2.2"  # RFC 3463: mailbox full, try later
+    return 451, STORE_FAILED, "4.3.0"
+
+
+_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+@attrs.frozen
+class _Batch:
+    """Copies prepared and committed together, for ``owners`` (``None``: the whole message)."""
+
+    placements: list[Placement]
+    owners: list[Address] | None
+    pending: list[Pending] = attrs.field(factory=list)
+
+
+def _prepare_batches(
+    source: Path, batches: Sequence[_Batch], hostname: str
+) -> list[OSError | None]:
+    """:func:`prepare` each batch on its own; what failed, by batch. Blocking."""
+    failures: list[OSError | None] = []
+    for batch in batches:
+        try:
+            prepare(source, batch.placements, hostname, batch.pending)
+        except OSError as exc:
+            failures.append(exc)
+        else:
+            failures.append(None)
+    return failures
+
+
 async def deliver(req: Request, res: Response) -> None:
     message = req.message
     assert message is not None
     config = req.session.config
+    # LMTP answers per recipient (RFC 2033 §4.2): each mailbox is its own batch,
+    # so one that cannot take the copy refuses only the recipients it serves.
+    per_recipient = config.lmtp
+    refused = req.refused_recipients
     known = known_mailboxes(config)
     # Spam by spamd's verdict, or a failed DMARC p=quarantine (queue/mailauth).
     junk = _is_spam(res.get("queue/spamd")) or getattr(res.get("queue/mailauth"), "junk", False)
-    placements: dict[Path, Placement] = {}  # by path: an alias and its target get one copy
+    # By path: an alias and its target get one copy, owned by both recipients.
+    placements: dict[Path, tuple[Placement, list[Address]]] = {}
+    sent: Placement | None = None
     try:
         for recipient in message.envelope.recipients:
-            if local_mailbox(config, recipient) is None:
+            if local_mailbox(config, recipient) is None or recipient.key() in refused:
                 continue  # a foreign recipient is the relay's business
+            if recipient.domain and config.relay.transport_for(recipient.domain) is not None:
+                continue  # its domain's transport delivers it, from the relay spool
             for target in await _targets(req, res, recipient):
                 box = local_mailbox(config, target)
                 if box is None:
@@ -405,7 +498,9 @@ async def deliver(req: Request, res: Response) -> None:
                 placement = Placement(
                     box.directory(config.maildir), config.maildir.junk_folder if junk else None
                 )
-                placements.setdefault(placement.path, placement)
+                owners = placements.setdefault(placement.path, (placement, []))[1]
+                if recipient not in owners:
+                    owners.append(recipient)
         sender = message.envelope.sender
         sender_box = local_mailbox(config, sender) if sender is not None else None
         if (
@@ -413,40 +508,62 @@ async def deliver(req: Request, res: Response) -> None:
             and sender_box.unsafe_reason() is None
             and (known is None or sender_box in known)
         ):
-            placement = Placement(
+            sent = Placement(
                 sender_box.directory(config.maildir), config.maildir.sent_folder, seen=True
             )
-            placements.setdefault(placement.path, placement)
+            if sent.path in placements:
+                sent = None
     except ValueError as exc:
         res.log.error("refusing to store %s: %s", message.id, exc)
         res.reject(451, STORE_FAILED, "4.3.0")
         return
-    if placements:
-        pending: list[Pending] = []
+    if per_recipient:
+        batches = [_Batch([placement], owners) for placement, owners in placements.values()]
+        if sent is not None:
+            batches.append(_Batch([sent], None))
+    else:
+        everything = [placement for placement, _ in placements.values()]
+        batches = [_Batch([*everything, *([sent] if sent else [])], None)]
+    batches = [batch for batch in batches if batch.placements]
+    if batches:
         log = res.log
-
-        async def roll_back() -> None:
-            await trio.to_thread.run_sync(discard, pending)
-            if pending:
-                log.info("%s: %d maildir copies removed", message.id, len(pending))
-
-        async def make_visible() -> None:
-            files = await trio.to_thread.run_sync(commit, pending)
-            log.info("%s stored in %d maildir(s)", message.id, len(files))
-
-        # Registered before anything is written: a timeout or a later refusal
-        # finds every tmp/ file, however far the copying got.
-        req.on_rollback(roll_back)
-        try:
-            await trio.to_thread.run_sync(
-                prepare, message.path, list(placements.values()), config.hostname, pending
-            )
-        except OSError as exc:
-            res.log.error("cannot store %s: %s", message.id, exc)
-            res.reject(451, STORE_FAILED, "4.3.0")
-            return
-        req.on_commit(make_visible)
+        for batch in batches:
+            # Registered before anything is written: a timeout or a later refusal
+            # finds every tmp/ file, however far the copying got.
+            req.on_rollback(_rollback_step(batch, message.id, log), recipients=batch.owners)
+        failures = await trio.to_thread.run_sync(
+            _prepare_batches, message.path, batches, config.hostname
+        )
+        for batch, failure in zip(batches, failures, strict=True):
+            if failure is None:
+                req.on_commit(_commit_step(batch, message.id, log), recipients=batch.owners)
+                continue
+            res.log.error("cannot store %s: %s", message.id, failure)
+            if batch.owners is None:
+                res.reject(451, STORE_FAILED, "4.3.0")
+                return
+            for owner in batch.owners:
+                req.reject_recipient(owner, *_refusal(failure))
     res.accept()
+
+
+def _rollback_step(
+    batch: _Batch, message_id: str, log: SessionLog
+) -> Callable[[], Awaitable[None]]:
+    async def roll_back() -> None:
+        await trio.to_thread.run_sync(discard, batch.pending)
+        if batch.pending:
+            log.info("%s: %d maildir copies removed", message_id, len(batch.pending))
+
+    return roll_back
+
+
+def _commit_step(batch: _Batch, message_id: str, log: SessionLog) -> Callable[[], Awaitable[None]]:
+    async def make_visible() -> None:
+        files = await trio.to_thread.run_sync(commit, batch.pending)
+        log.info("%s stored in %d maildir(s)", message_id, len(files))
+
+    return make_visible
 
 
 def register(chain: Chain) -> None:

@@ -1,7 +1,8 @@
 """Spool relayed recipients (``queue/relay``): one durable entry per message.
 
 Every recipient outside our domains that is still in the envelope at
-``queue`` time was allowed by ``rcpt/relay``; they go into one spool entry
+``queue`` time was allowed by ``rcpt/relay``; they, and those of our domains
+that have a transport (``[relay.transports]``, LMTP), go into one spool entry
 (message file + metadata, fsync'd, see ``mailio_trio.relay.spool``) before
 the client's ``250``, so it promises a durable copy. A failure to store is
 ``451 4.3.0``: the client keeps the message and retries.
@@ -38,8 +39,15 @@ def make_handler(worker: RelayWorker, signer: RelaySigner | None = None) -> Hand
         assert message is not None
         config = req.session.config
         envelope = message.envelope
+        # A domain with a transport (local or not) is delivered only through it.
         foreign = [
-            r for r in envelope.recipients if r.domain and not config.is_local_domain(r.domain)
+            r
+            for r in envelope.recipients
+            if r.domain
+            and (
+                not config.is_local_domain(r.domain)
+                or config.relay.transport_for(r.domain) is not None
+            )
         ]
         remote = [str(r) for r in foreign]
         # RFC 3461 §5.2.1: NOTIFY and ORCPT go on with each recipient, RET and ENVID

@@ -1,12 +1,15 @@
 """Recipient policy for local domains (``rcpt/local``), so refusals come at RCPT time.
 
-A recipient in a local domain is refused with ``550 5.1.3`` when its local
-part or domain could not safely be a mailbox path (see
-:func:`mailio_trio.plugins.maildir.unsafe_reason`) — refused, not rewritten —
-and with ``550 5.1.1`` when ``maildir.mailboxes`` is set and it is not there,
+A recipient in a local domain is refused with ``550 5.1.3`` when no mailbox
+path can stand for it (an empty local part, an unsafe domain: see
+``Mailbox.unsafe_reason``; other local parts are escaped by
+:func:`mailio_trio.plugins.maildir.mailbox_name`), and with ``550 5.1.1``
+when ``maildir.mailboxes`` is set and it is not there,
 or when the ``maildir.extend`` hook returns ``None`` for it. Refusing here
 rather than after DATA means we never accept mail we would have to bounce
-(backscatter). Foreign recipients pass untouched: they are ``rcpt/relay``'s.
+(backscatter). Foreign recipients pass untouched: they are ``rcpt/relay``'s;
+so do those of a domain with a transport (``[relay.transports]``), whose
+LMTP server decides (an unknown user there bounces).
 
 The hook's expansion is kept (``res.set``) for ``queue/maildir``, so an alias
 is expanded once per transaction.
@@ -27,7 +30,8 @@ async def check(req: Request, res: Response) -> None:
     recipient = req.to
     assert recipient is not None
     box = local_mailbox(config, recipient)
-    if box is None:
+    if box is None or (recipient.domain and config.relay.transport_for(recipient.domain)):
+        # A domain with a transport (LMTP) is no maildir's: its server knows its users.
         res.accept()
         return
     if box.unsafe_reason() is not None:

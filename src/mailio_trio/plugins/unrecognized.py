@@ -12,6 +12,11 @@ from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_wai
 
 @never_waits
 async def unrecognized(req: Request, res: Response) -> None:
+    refuse_unknown(req, res)
+
+
+def refuse_unknown(req: Request, res: Response) -> None:
+    """Answer a verb this server does not speak, counting it (also LHLO under SMTP)."""
     session = req.session
     session.counters.unrecognized += 1
     if session.counters.unrecognized > session.config.limits.unrecognized_commands:

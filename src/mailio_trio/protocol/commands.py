@@ -56,6 +56,7 @@ class Verb(enum.Enum):
     STARTTLS = "starttls"
     AUTH = "auth"
     BDAT = "bdat"
+    LHLO = "lhlo"  # RFC 2033 §4.1: LMTP's EHLO
 
 
 _VERBS = {verb.value: verb for verb in Verb}

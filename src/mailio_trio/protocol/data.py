@@ -213,6 +213,9 @@ class DataReader:
             else:
                 longest = self._longest_complete_line(text, last_nl)
                 self._line_len = len(text) - last_nl - 1
+                # The unfinished last line counts once it is over, as it does when
+                # it comes in reads of its own: the flag must not depend on the cuts.
+                longest = max(longest, self._line_len + 1)
             if longest > self.line_limit:
                 self.line_too_long = True
 

@@ -4,7 +4,8 @@ Routing (RFC 5321 §5.1): the domain's MX hosts by preference; no MX records
 means the domain itself is the one host (implicit MX, its A/AAAA records); a
 null MX (RFC 7505) means the domain takes no mail, a permanent failure
 (``556 5.1.10``); an address literal (``[192.0.2.1]``) is its own host. A
-smart host replaces all of this with one configured server.
+smart host replaces all of this with one configured server, and a domain's
+transport (``[relay.transports]``, LMTP: ``relay/lmtp.py``) replaces both.
 
 Each host's addresses are tried in order; a connection failure, a timeout or
 a ``4xx`` before any recipient was answered moves on to the next address
@@ -176,6 +177,22 @@ async def deliver_group(
 
     def everyone(status: RecipientStatus, error: ErrorInfo) -> dict[str, Outcome]:
         return {r: Outcome(status, error) for r in recipients}
+
+    transport = config.transport_for(domain)
+    if transport is not None:
+        from mailio_trio.relay.lmtp import deliver_lmtp  # it imports Outcome from here
+
+        return await deliver_lmtp(
+            transport=transport,
+            domain=domain,
+            sender=sender,
+            recipients=recipients,
+            message=message,
+            smtputf8=smtputf8,
+            body_8bit=body_8bit,
+            config=config,
+            ehlo_name=ehlo_name,
+        )
 
     try:
         targets = await route(domain, config, resolver)

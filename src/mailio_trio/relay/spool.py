@@ -3,6 +3,8 @@
 Layout under ``relay.spool_dir``::
 
     tmp/<id>.eml, tmp/<id>.json    being written; anything here after a crash is garbage
+    flush                          "scan now": made by ``mailio-trio queue flush/bounce``,
+                                   removed by the worker, which polls for it
     queue/<id>.eml                 the message as received (our Received: line first)
     queue/<id>.json                the metadata: envelope, per-recipient status, attempts
 
@@ -248,6 +250,30 @@ class Spool:
     @property
     def tmp_dir(self) -> Path:
         return self.root / "tmp"
+
+    @property
+    def flush_path(self) -> Path:
+        """The "scan now" request file (see :meth:`request_scan_sync`)."""
+        return self.root / "flush"
+
+    def request_scan_sync(self) -> None:
+        """Ask a running worker on this spool to scan at once (blocking; any process).
+
+        A file rather than a signal: it needs no pid file that could be stale
+        or name another process, no permission to signal the server, and it
+        works wherever the spool directory is shared. The caller makes its
+        changes first; the worker removes the file before it scans, so it
+        sees them.
+        """
+        self.flush_path.touch()
+
+    def take_scan_request_sync(self) -> bool:
+        """Remove the "scan now" file; ``True`` if it was there (blocking)."""
+        try:
+            self.flush_path.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
     def open(self) -> None:
         """Create the directories and clear what a crash left half-written (blocking)."""

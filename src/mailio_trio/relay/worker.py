@@ -2,8 +2,9 @@
 
 Runs as one task in the server's nursery (``Server.serve``) while relaying is
 enabled. It scans the spool when woken (a new entry), when the earliest retry
-is due, and every ``relay.scan_interval`` seconds, so changes made by
-``mailio-trio queue`` in another process are seen without signalling us.
+is due, every ``relay.scan_interval`` seconds, and within ``flush_poll``
+seconds of ``mailio-trio queue flush`` or ``bounce`` in another process
+making the spool's ``flush`` file (``Spool.request_scan_sync``).
 
 Per entry and attempt, recipients are grouped by domain and each group is
 delivered over one connection, at most ``relay.concurrency`` groups at once
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 import attrs
 import trio
 
+from mailio_trio import _maillog
 from mailio_trio.protocol.dsn import DsnRcpt
 from mailio_trio.protocol.hops import count_hops
 from mailio_trio.relay import schedule
@@ -36,7 +38,7 @@ from mailio_trio.relay.bounce import (
     relayed_recipients,
     should_bounce,
 )
-from mailio_trio.relay.deliver import MxResolver, deliver_group
+from mailio_trio.relay.deliver import MxResolver, Outcome, deliver_group
 from mailio_trio.relay.spool import Entry, ErrorInfo, RecipientStatus, Spool
 
 if TYPE_CHECKING:
@@ -48,6 +50,13 @@ if TYPE_CHECKING:
 __all__ = ["RelayWorker"]
 
 logger = logging.getLogger("mailio_trio.relay")
+
+# Postfix's status= words for a recipient's outcome.
+_STATUS = {
+    RecipientStatus.DELIVERED: "sent",
+    RecipientStatus.PENDING: "deferred",
+    RecipientStatus.FAILED: "bounced",
+}
 
 
 @attrs.define(eq=False)
@@ -68,6 +77,7 @@ class RelayWorker:
     submit: Callable[[bytes, str, list[str]], Awaitable[None]]
     spool: Spool = attrs.field()
     clock: Callable[[], float] = time.time
+    flush_poll: float = 0.5  # seconds between looks for the spool's "flush" file (one stat)
     _wake: trio.Event = attrs.field(factory=trio.Event, init=False)
     _in_flight: set[str] = attrs.field(factory=set, init=False)
     _limiter: trio.CapacityLimiter = attrs.field(init=False)
@@ -103,6 +113,7 @@ class RelayWorker:
         await trio.to_thread.run_sync(self.spool.open)
         task_status.started()
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watch_scan_requests)
             while True:
                 self._wake = trio.Event()
                 entries = await self.spool.entries()
@@ -120,6 +131,20 @@ class RelayWorker:
                 delay = min([self.config.relay.scan_interval, *later])
                 with trio.move_on_after(max(delay, 0.0)):
                     await self._wake.wait()
+
+    async def _watch_scan_requests(self) -> None:
+        """Wake the scan loop when ``mailio-trio queue`` asks for it (the ``flush`` file)."""
+        while True:
+            await trio.sleep(self.flush_poll)
+            try:
+                requested = await trio.to_thread.run_sync(self.spool.take_scan_request_sync)
+            except OSError as exc:
+                logger.warning("cannot check %s: %s", self.spool.flush_path, exc)
+                await trio.sleep(self.config.relay.scan_interval)
+                continue
+            if requested:
+                logger.info("scan requested (%s)", self.spool.flush_path)
+                self.wake()
 
     async def _attempt(self, entry_id: str) -> None:
         try:
@@ -159,6 +184,8 @@ class RelayWorker:
                     ret=entry.ret,
                     envid=entry.envid,
                 )
+            if _maillog.MAIL_LOG.isEnabledFor(logging.INFO):
+                self._log_outcomes(entry, outcomes)
             async with lock:
                 current = await self.spool.load(entry.id)
                 if current is None:
@@ -175,6 +202,28 @@ class RelayWorker:
             for domain, recipients in groups.items():
                 nursery.start_soon(one_group, domain, recipients)
         await self._finish(entry.id)
+
+    def _log_outcomes(self, entry: Entry, outcomes: dict[str, Outcome]) -> None:
+        """One mail log line per recipient: where it went, how long it took, the answer."""
+        delay = max(0.0, self.clock() - entry.created)
+        for recipient, outcome in outcomes.items():
+            error = outcome.error
+            remote = error.remote if error is not None else None
+            _maillog.emit(
+                {
+                    "event": "relay",
+                    "queue_id": entry.id,
+                    "from": f"<{entry.sender}>",
+                    "to": f"<{recipient}>",
+                    "relay": remote.replace(" [", "[") if remote else "none",
+                    "delay": f"{delay:.1f}s",
+                    "attempt": entry.attempts + 1,
+                    "status": _STATUS[outcome.status],
+                    "code": error.code if error is not None else None,
+                    "dsn": error.enhanced if error is not None else None,
+                    "reply": " ".join(error.text.split()) if error is not None else None,
+                }
+            )
 
     async def _looping(self, entry: Entry) -> bool:
         """Fail and bounce ``entry`` if its message is at ``limits.max_hops`` (a mail loop).
@@ -228,7 +277,16 @@ class RelayWorker:
                     # a whole back-off interval (30 min and more by then).
                     entry.next_attempt = min(entry.next_attempt, warn_at)
             await self.spool.save(entry)
-            logger.info("%s: retry %d at %.0f", entry.id, entry.attempts, entry.next_attempt)
+            if _maillog.MAIL_LOG.isEnabledFor(logging.INFO):
+                _maillog.emit(
+                    {
+                        "event": "deferred",
+                        "queue_id": entry.id,
+                        "nrcpt": len(entry.pending()),
+                        "attempts": entry.attempts,
+                        "retry_at": _maillog.human_time(entry.next_attempt),
+                    }
+                )
             return
         if entry.failed() and not failure_recipients(entry):
             logger.info("%s: no failure report (NOTIFY without FAILURE)", entry.id)

@@ -116,8 +116,10 @@ async def receive_bdat(session: Session, command: Command) -> None:
         raise
     if problem is not None:
         session.rejected["bdat"] = problem.code
+        # LMTP answers the end of the message per recipient (RFC 2033 §4.3).
+        replies = session.per_recipient(problem) if bdat.last else [problem]
         session.reset_transaction()
-        session.queue_reply(problem)
+        session.queue_reply(session.queue_replies(replies))
         return
     if not bdat.last:
         session.queue_reply(reply)
@@ -131,11 +133,11 @@ async def receive_bdat(session: Session, command: Command) -> None:
         size=message.header_size + reader.size,
     )
     try:
-        final = await session.deliver(received)
+        finals = await session.deliver_each(received)
     finally:
         session.transaction += 1
         session.reset_transaction()
-    session.queue_reply(final)
+    session.queue_reply(session.queue_replies(finals))
 
 
 def _start(session: Session) -> ChunkedMessage:

@@ -79,6 +79,8 @@ class Counters:
     unrecognized: int = 0
     auth_failures: int = 0
     messages: int = 0
+    refused: int = 0
+    """Commands answered 4xx/5xx (the mail log's ``refused=``)."""
     recipients: int = 0
 
 

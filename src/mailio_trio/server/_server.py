@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import os
 import ssl
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,12 @@ from mailio_trio.server._proxy import PrefixedStream, read_proxy_header, refuse_
 from mailio_trio.server._session import ClientInfo, ServerContext, Session
 from mailio_trio.server._spool import prepare_directory
 from mailio_trio.server._submit import SubmissionRefused
+from mailio_trio.server._unix import (
+    bound_address,
+    close_unix_listener,
+    open_unix_listener,
+    peer_address,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -99,6 +106,8 @@ class Server:
     """DNS for reverse lookups and plugins; by default built from ``config.dns`` if set."""
     discard: bool = attrs.field(default=False, kw_only=True)
     """Read every DATA body in full and drop it (``serve --discard``, the benchmark sink)."""
+    lmtp: bool = attrs.field(default=False, kw_only=True)
+    """Speak LMTP: ``Server(config, lmtp=True)`` is ``config.lmtp = true`` (which it sets)."""
     chain: Chain = attrs.field(init=False)
     _context: ServerContext = attrs.field(init=False)
     _accept_scopes: set[trio.CancelScope] = attrs.field(factory=set, init=False)
@@ -124,6 +133,9 @@ class Server:
         from mailio_trio.plugins import register_configured, register_core
         from mailio_trio.tls import build_server_context
 
+        if self.lmtp and not self.config.lmtp:
+            self.config = attrs.evolve(self.config, lmtp=True)
+        self.lmtp = self.config.lmtp
         if self.config.spool_dir is not None:
             prepare_directory("server.spool_dir", self.config.spool_dir)
         if self.resolver is None and self.config.dns is not None:
@@ -343,6 +355,29 @@ class Server:
         listeners = await trio.open_tcp_listeners(port, host=host)
         await self.serve_listeners([], tls_listeners=listeners, task_status=task_status)
 
+    async def serve_unix(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        mode: int = 0o660,
+        task_status: trio.TaskStatus[list[Address]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Like :meth:`serve`, on the Unix socket ``path`` (an MTA's LMTP to us, most often).
+
+        A stale socket file is removed first; the new one gets ``mode``; it is
+        removed again when serving ends. Clients are served as ``127.0.0.1``
+        (see ``server/_unix.py``). Returns ``[(path, 0)]`` once listening.
+
+        Raises:
+          OSError: A server already listens at ``path``, or a file that is not a socket is there.
+        """
+        where = os.fspath(path)
+        listener, file = await open_unix_listener(where, mode=mode)
+        try:
+            await self.serve_listeners([listener], task_status=task_status)
+        finally:
+            close_unix_listener(listener, where, file)
+
     async def serve_listeners(
         self,
         listeners: Sequence[trio.SocketListener],
@@ -366,7 +401,7 @@ class Server:
             _close_listeners(everything)
             raise
         self._warn_if_nothing_keeps_mail()
-        addresses: list[Address] = [lst.socket.getsockname()[:2] for lst in everything]
+        addresses: list[Address] = [bound_address(lst.socket) for lst in everything]
         accept_scope = trio.CancelScope()
         self._accept_scopes.add(accept_scope)
         if self._context.shutting_down:
@@ -485,7 +520,7 @@ class Server:
                 await _refuse(stream, TOO_MANY_CONNECTIONS, self.config.limits.farewell_timeout)
             return
         try:
-            host, port = stream.socket.getpeername()[:2]
+            host, port = peer_address(stream.socket)
         except OSError:
             await trio.aclose_forcefully(stream)
             return

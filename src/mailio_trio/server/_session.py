@@ -64,6 +64,7 @@ from mailio_trio.protocol.catalogue import (
     TOO_MANY_UNRECOGNIZED,
 )
 from mailio_trio.protocol.dsn import ORCPT_LIMIT
+from mailio_trio.server import _session_log
 from mailio_trio.server._bdat import ChunkedMessage, receive_bdat
 from mailio_trio.server._connection import Connection
 from mailio_trio.server._context import (
@@ -92,6 +93,9 @@ transcript = logging.getLogger("mailio_trio.transcript")
 # most of a small command's CPU. TLS sessions keep trio.SSLStream. Tests run the
 # end-to-end suites both ways by turning this off (tests/conftest.py).
 FAST_SOCKET_IO = os.name == "posix"
+
+REFUSALS_LOGGED = 20
+"""Refusals per connection that get a mail log line of their own (see ``note_refused``)."""
 
 
 @attrs.define(eq=False)
@@ -274,13 +278,27 @@ class Session(Connection):
             size=len(header) + reader.size,
         )
 
+    def per_recipient(self, reply: Reply) -> list[Reply]:
+        """The end of a message's ``reply`` as sent: once, or under LMTP once per recipient."""
+        if not self.config.lmtp:
+            return [reply]
+        return [reply] * max(1, len(self.envelope.recipients))
+
+    def queue_replies(self, replies: list[Reply]) -> Reply:
+        """Queue all of ``replies`` but the last, which is returned for the caller to send."""
+        for reply in replies[:-1]:
+            self.queue_reply(reply)
+        return replies[-1]
+
     def received_header(self) -> bytes:
         """Our trace line (RFC 5321 §4.4), protocol type per RFC 3848."""
         client = self.client
         ip = client.address
         literal = f"[IPv6:{ip}]" if ":" in ip else f"[{ip}]"
         remote = f"{client.hostname} {literal}" if client.hostname else literal
-        protocol = ("ESMTP" if self.esmtp else "SMTP") + (
+        # RFC 3848 names LMTP, LMTPS, LMTPA and LMTPSA too (LHLO sets esmtp).
+        base = "LMTP" if self.config.lmtp else "ESMTP" if self.esmtp else "SMTP"
+        protocol = base + (
             ("S" if self.secure else "") + ("A" if self.user is not None else "")
             if self.esmtp
             else ""
@@ -333,6 +351,7 @@ class Session(Connection):
     async def run(self) -> None:
         """Serve this connection until it ends; never raises but for cancellation."""
         self.context.sessions.add(self)
+        started = trio.current_time()
         try:
             await self._serve()
         except Close as close:
@@ -350,6 +369,8 @@ class Session(Connection):
                 self.chunked.discard()
             if self.counters.auth_failures and self.context.redis is not None:
                 self.context.auth_failed[self.client.address] += self.counters.auth_failures
+            if _session_log.wanted():
+                _session_log.log_connection(self, trio.current_time() - started)
             if type(self.stream) is trio.SocketStream:
                 # What aclose_forcefully does for a plain socket, without its two
                 # cancel scopes and checkpoint: the close itself never blocks.
@@ -382,6 +403,8 @@ class Session(Connection):
         decision, reply = await self.run_chain("connect", Request(_CONNECT, self))
         if decision != Decision.ACCEPT or reply is None:
             # A refused client gets its answer and nothing more (RFC 5321 §3.1's 554).
+            if reply is not None:
+                self.note_refused("connect", reply)
             raise Close(reply)
         self.queue_reply(reply)
         # The idle scope's deadline is infinite (or, between commands, that of
@@ -490,9 +513,21 @@ class Session(Connection):
         """
         decision, reply = await self.run_chain(name, req, plan)
         if decision == Decision.END:
+            if reply is not None and not reply.is_positive:
+                self.note_refused(name, reply, req)
             raise Close(reply)
         assert reply is not None
         if decision == Decision.REJECT:
+            self.rejected[name] = reply.code
+            if name != "queue":  # deliver() logs the message, refused or not
+                self.note_refused(name, reply, req)
+            else:
+                self.counters.refused += 1
+            return reply
+        if req.refused_recipients and self._refuses_all(req):
+            # Nobody left to keep it for (or SMTP, with one reply for all): see reject_recipient.
+            await req.roll_back()
+            reply = next(iter(req.refused_recipients.values()))
             self.rejected[name] = reply.code
             return reply
         # Queue handlers' second phase, before the reply goes out (see _transaction.py).
@@ -500,18 +535,33 @@ class Session(Connection):
             self._disarm_idle()  # commit steps wait (threads, fsync)
             if not (reply := await req.commit(reply)).is_positive:
                 self.rejected[name] = reply.code
+                self.counters.refused += 1
                 return reply
         for effect in req.take_effects():
             effect()
         self.accepted[name] = reply.code
         return reply
 
+    def _refuses_all(self, req: Request) -> bool:
+        if not self.config.lmtp or req.message is None:
+            return True
+        refused = req.refused_recipients
+        return all(r.key() in refused for r in req.message.envelope.recipients)
+
     async def deliver(self, message: Message) -> Reply:
         """Run the ``queue`` chain for a received message; the spool copy is removed after.
 
         The transaction ends here whatever the answer (RFC 5321 §4.1.1.4).
         """
+        return (await self.deliver_each(message))[0]
+
+    async def deliver_each(self, message: Message) -> list[Reply]:
+        """:meth:`deliver`, with LMTP's replies: one per recipient, in RCPT order (RFC 2033 §4.2).
+
+        Under SMTP the list holds the one reply.
+        """
         req = Request(_QUEUE, self, sender=message.envelope.sender, message=message)
+        reply: Reply | None = None
         try:
             reply = await self.decide("queue", req)
             tally = self.context.tally
@@ -520,12 +570,28 @@ class Session(Connection):
                 tally.message_bytes += message.size
             else:
                 tally.messages["refused"] += 1
-            return reply
+            if not self.config.lmtp:
+                return [reply]
+            refused = req.refused_recipients
+            return [refused.get(r.key(), reply) for r in message.envelope.recipients]
         finally:
+            if reply is not None and _session_log.wanted():
+                _session_log.log_message(self, message, reply)
             await req.roll_back()  # unless committed: refused, raised, cancelled, client gone
             if not self.context.discard:
                 message.path.unlink(missing_ok=True)
             self.counters.messages += 1
+
+    def note_refused(self, command: str, reply: Reply, req: Request | None = None) -> None:
+        """Count a 4xx/5xx answer to ``command`` and give it its mail log line.
+
+        At most ``REFUSALS_LOGGED`` lines per connection: a client flooding us
+        with refused commands (5,000 RCPTs) must not flood the log, or pay
+        for a line each; the connection's line counts them all (``refused=``).
+        """
+        self.counters.refused += 1
+        if self.counters.refused <= REFUSALS_LOGGED and _session_log.wanted():
+            _session_log.log_refusal(self, command, reply, req)
 
     async def run_chain(
         self, name: str, req: Request, plan: tuple[Step, ...] | None = None
