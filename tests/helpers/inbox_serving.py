@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import email.message
+import functools
 import re
 import smtplib
 from typing import TYPE_CHECKING
@@ -17,16 +18,17 @@ import attrs
 import httpx
 import trio
 
-from mailio_trio.cli._capture import install_capture, open_capture_inbox
+from mailio_trio.cli._capture import open_capture_inbox
+from mailio_trio.cli._chaos import chaos_settings
 from mailio_trio.cli._main import build_parser
-from mailio_trio.cli._serve import _serve, prepared_config
-from mailio_trio.server import Server
+from mailio_trio.cli._serve import _serve, build_server, prepared_config
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
 
     from mailio_trio.inbox import Inbox
+    from mailio_trio.testing import Faults
 
 LISTENING = re.compile(
     r"^mailio-trio: listening on 127\.0\.0\.1:(\d+), web inbox (http://127\.0\.0\.1:\d+)/; "
@@ -38,6 +40,7 @@ class Serving:
     smtp_port: int
     url: str
     inbox: Inbox
+    faults: Faults | None = None
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=30)
@@ -93,15 +96,17 @@ async def serve_inbox(tmp_path: Path, *flags: str) -> AsyncIterator[Serving]:
     config = prepared_config(args)
     inbox = open_capture_inbox(args)
     assert inbox is not None
-    server = Server(config)
-    install_capture(server.chain, args, inbox=inbox)
+    server, faults = build_server(args, config, inbox, chaos_settings(args, None, capturing=True))
     try:
         async with trio.open_nursery() as nursery:
-            line: str = await nursery.start(_serve, server, config, (), inbox, args.web)
+            serve = functools.partial(_serve, faults=faults)
+            line: str = await nursery.start(serve, server, config, (), inbox, args.web)
             match = LISTENING.match(line)
             assert match, line
             try:
-                yield Serving(smtp_port=int(match.group(1)), url=match.group(2), inbox=inbox)
+                yield Serving(
+                    smtp_port=int(match.group(1)), url=match.group(2), inbox=inbox, faults=faults
+                )
             finally:
                 server.shutdown()  # _serve returns once the server stopped, web and all
     finally:

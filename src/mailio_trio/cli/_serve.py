@@ -33,6 +33,7 @@ from mailio_trio.cli._capture import (
     install_capture,
     open_capture_inbox,
 )
+from mailio_trio.cli._chaos import add_chaos_arguments, chaos_from_table, chaos_settings
 from mailio_trio.cli._lmtp import (
     UnixSocket,
     add_lmtp_arguments,
@@ -52,9 +53,12 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from mailio_trio.inbox import Inbox
+    from mailio_trio.testing import Faults
+    from mailio_trio.testing._chaos import ChaosSettings
 
 __all__ = [
     "add_parser",
+    "build_server",
     "checked_file",
     "effective_config",
     "prepared_config",
@@ -194,6 +198,7 @@ def add_parser(commands: Any) -> None:  # argparse._SubParsersAction is private
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     serve.add_argument("--log-format", default="text", choices=["text", "json"])
     add_capture_arguments(serve)
+    add_chaos_arguments(serve)
     add_workers_arguments(serve)
     add_tls_arguments(serve, host_port)
     add_lmtp_arguments(serve)
@@ -280,8 +285,10 @@ def checked_file(path: str) -> tuple[dict[str, Any], Config]:
 
     table = load_toml(path)
     try:
+        if "chaos" in table:  # serve --capture's own table, not a Config section
+            chaos_from_table(table["chaos"])
         # The defaults are valid: whatever is refused here is the file's.
-        config = Config.from_mapping(_merge(CLI_DEFAULTS, table))
+        config = Config.from_mapping(_merge(CLI_DEFAULTS, _without_chaos(table)))
         check_plugins(config.plugins, builtin_keys())  # the CLI registers no handlers of its own
     except ConfigError as exc:  # named with the file, as Config.from_toml does
         raise ConfigError(f"{path}: {exc}") from None
@@ -299,7 +306,20 @@ def effective_config(args: argparse.Namespace) -> Config:
         table = _merge(table, checked_file(args.config)[0])
     table = _merge(table, _flags_table(args))
     # relay.spool_dir defaults to <spool_dir>/relay in Config itself, for files and flags alike.
-    return Config.from_mapping(table)
+    return Config.from_mapping(_without_chaos(table))
+
+
+def _without_chaos(table: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in table.items() if key != "chaos"}
+
+
+def _file_chaos(args: argparse.Namespace) -> Any:
+    """The ``--config`` file's ``[chaos]`` table, or ``None`` (the file was checked already)."""
+    if not args.config:
+        return None
+    from mailio_trio.config._toml import load_toml
+
+    return load_toml(args.config).get("chaos")
 
 
 # --- running -------------------------------------------------------------------
@@ -391,6 +411,7 @@ async def _serve(
     unix: UnixSocket | None = None,
     *,
     tcp: bool = True,
+    faults: Faults | None = None,
     task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until shut down; ``task_status`` gets the "listening on" line (for tests)."""
@@ -417,7 +438,9 @@ async def _serve(
             raise _CannotListen(f"cannot listen on {unix[0]}: {exc.strerror or exc}") from None
         listeners.append(unix_listener)
     try:
-        await _serve_on(server, config, listeners, tls_listeners, inbox, web, notes, task_status)
+        await _serve_on(
+            server, config, listeners, tls_listeners, inbox, web, notes, task_status, faults
+        )
     finally:
         if unix is not None:
             close_unix_listener(unix_listener, unix[0], unix_file)
@@ -432,6 +455,7 @@ async def _serve_on(
     web: tuple[str, int] | None,
     notes: Sequence[str],
     task_status: trio.TaskStatus[str],
+    faults: Faults | None = None,
 ) -> None:
     from mailio_trio.server import _systemd
 
@@ -448,7 +472,7 @@ async def _serve_on(
             )
             scrape = await _start_metrics(nursery, server)
             if inbox is not None and web is not None:
-                where += await _start_web(nursery, inbox, web)
+                where += await _start_web(nursery, inbox, web, faults)
             listening = f"{PROG}: listening on {where}; {_where_mail_goes(config, inbox)}"
             print(listening, flush=True)
             if scrape:
@@ -476,12 +500,16 @@ async def _start_metrics(nursery: trio.Nursery, server: Server) -> str:
     return ", ".join(f"http://{_show_address(h, p)}/metrics" for h, p in bound)
 
 
-async def _start_web(nursery: trio.Nursery, inbox: Inbox, web: tuple[str, int]) -> str:
+async def _start_web(
+    nursery: trio.Nursery, inbox: Inbox, web: tuple[str, int], faults: Faults | None = None
+) -> str:
+    from functools import partial
+
     from mailio_trio.inbox import serve_web
 
     host, port = web
     try:
-        urls: list[str] = await nursery.start(serve_web, inbox, host, port)
+        urls: list[str] = await nursery.start(partial(serve_web, chaos=faults), inbox, host, port)
     except Exception as exc:
         # Hypercorn's nursery wraps the bind error in an exception group.
         error = _os_error(exc)
@@ -528,6 +556,33 @@ def prepared_config(args: argparse.Namespace) -> Config:
     return config
 
 
+def build_server(
+    args: argparse.Namespace,
+    config: Config,
+    inbox: Inbox | None,
+    chaos: ChaosSettings | None,
+) -> tuple[Server, Faults | None]:
+    """The server ``serve`` runs, and its fault table when chaos is on (``--capture``).
+
+    Raises:
+      ConfigError: A fault at a stage whose command this configuration switches off.
+    """
+    server = Server(config, discard=args.discard)
+    faults = None
+    if chaos is not None:
+        # Before the capture handlers, so a refused message is never kept.
+        from mailio_trio.testing import Faults
+
+        faults = Faults()
+        faults.install(server)
+        try:
+            faults.apply(chaos)
+        except ValueError as exc:
+            raise ConfigError(f"chaos: {exc}") from None
+    install_capture(server.chain, args, inbox=inbox)
+    return server, faults
+
+
 def run(args: argparse.Namespace) -> int:
     config = prepared_config(args)
     if args.workers > 1:
@@ -535,13 +590,15 @@ def run(args: argparse.Namespace) -> int:
     setup_logging(args.log_level, args.log_format)
     with contextlib.ExitStack() as stack:  # holds a --tls-self-signed certificate's directory
         config = apply_tls_arguments(args, config, stack)
+        chaos = chaos_settings(args, _file_chaos(args), capturing=capturing(args))
         inbox = open_capture_inbox(args)
         if inbox is not None:
             stack.callback(inbox.close)
+        faults: Faults | None = None
 
         def build() -> Server:
-            server = Server(config, discard=args.discard)
-            install_capture(server.chain, args, inbox=inbox)
+            nonlocal faults
+            server, faults = build_server(args, config, inbox, chaos)
             return server
 
         try:
@@ -555,8 +612,9 @@ def run(args: argparse.Namespace) -> int:
                 )
             if args.workers > 1:
                 return _serve_workers(args, config, build, notes)
+            server = build()
             _run_serve(
-                build(),
+                server,
                 config,
                 args.smtps_listen or (),
                 inbox,
@@ -564,6 +622,7 @@ def run(args: argparse.Namespace) -> int:
                 notes,
                 unix_socket(args),
                 tcp=serves_tcp(args),
+                faults=faults,
             )
         except _CannotListen as exc:
             print(f"{PROG}: {exc}", file=sys.stderr)
@@ -582,11 +641,12 @@ def _run_serve(
     unix: UnixSocket | None = None,
     *,
     tcp: bool = True,
+    faults: Faults | None = None,
 ) -> None:
     """``trio.run(_serve, ...)``; a listener that failed inside the nursery is one line too."""
     try:
         trio.run(
-            functools.partial(_serve, tcp=tcp),
+            functools.partial(_serve, tcp=tcp, faults=faults),
             server,
             config,
             smtps_listen,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from mailio_trio.inbox._chaos_json import MAX_RATE_MESSAGES
+
 __all__ = ["openapi"]
 
 _STR = {"type": "string"}
@@ -107,6 +109,77 @@ _MESSAGE = {
     "required": ["ID", "From", "To", "Subject", "Text", "HTML", "Size", "Attachments"],
 }
 
+_PERCENT = {"type": "number", "minimum": 0, "maximum": 100}
+_CODE = {"type": "integer", "minimum": 400, "maximum": 599}
+_MAILPIT_TRIGGER = {
+    "type": "object",
+    "properties": {"ErrorCode": _CODE, "Probability": _PERCENT},
+    "required": ["ErrorCode", "Probability"],
+}
+_STAGE = {
+    "type": "string",
+    "enum": ["connect", "helo", "ehlo", "mail", "rcpt", "data", "message", "rset", "noop", "auth"],
+}
+# Exactly one action; the other two keys, when present, say "not this one".
+_ACTIONS = [
+    {
+        "properties": {"ErrorCode": _CODE, "Drop": {"const": False}, "Delay": {"const": 0}},
+        "required": ["ErrorCode"],
+    },
+    {
+        "properties": {"ErrorCode": {"const": 0}, "Drop": {"const": True}, "Delay": {"const": 0}},
+        "required": ["Drop"],
+    },
+    {
+        "properties": {
+            "ErrorCode": {"const": 0},
+            "Drop": {"const": False},
+            "Delay": {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
+        },
+        "required": ["Delay"],
+    },
+]
+_ACTION = {"Stage": _STAGE, "ErrorCode": _INT, "Drop": _BOOL, "Delay": {"type": "number"}}
+_CHAOS = {
+    "type": "object",
+    "description": "Mailpit's Sender (MAIL), Recipient (RCPT) and Authentication (AUTH) "
+    "triggers; ours: Triggers at any stage, counted Faults, RateLimit, Seed. Each action "
+    "is exactly one of ErrorCode, Drop, Delay.",
+    "properties": {
+        "Sender": _MAILPIT_TRIGGER,
+        "Recipient": _MAILPIT_TRIGGER,
+        "Authentication": _MAILPIT_TRIGGER,
+        "Triggers": {
+            "type": "array",
+            "description": "A later entry for a stage replaces an earlier one.",
+            "items": {
+                "type": "object",
+                "properties": {**_ACTION, "Probability": _PERCENT},
+                "required": ["Stage", "Probability"],
+                "oneOf": _ACTIONS,
+            },
+        },
+        "Faults": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {**_ACTION, "Count": {"type": "integer", "minimum": 1}},
+                "required": ["Stage"],
+                "oneOf": _ACTIONS,
+            },
+        },
+        "RateLimit": {
+            "type": ["object", "null"],
+            "properties": {
+                "Messages": {"type": "integer", "minimum": 1, "maximum": MAX_RATE_MESSAGES},
+                "Interval": {"type": "number", "exclusiveMinimum": 0},
+            },
+            "required": ["Messages", "Interval"],
+        },
+        "Seed": {"type": ["integer", "null"]},
+    },
+}
+
 _ID = {"name": "ID", "in": "path", "required": True, "schema": _STR,
        "description": "A message ID, or `latest` for the newest message."}  # fmt: skip
 _PAGING = [
@@ -130,6 +203,30 @@ def _get(summary: str, responses: dict[str, Any], parameters: list[Any] | None =
     if parameters:
         operation["parameters"] = parameters
     return {"get": operation}
+
+
+def _chaos_paths() -> dict[str, Any]:
+    not_enabled = {"description": "Chaos is not enabled, or a bad body",
+                   "content": {"text/plain": {"schema": _STR}}}  # fmt: skip
+    body = {
+        "required": True,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ChaosTriggers"}}},
+    }
+    return {
+        "get": {
+            "summary": "The chaos triggers (Mailpit), plus our faults and rate limit",
+            "responses": {"200": _json("ChaosTriggers"), "400": not_enabled},
+        },
+        "put": {
+            "summary": "Replace every chaos trigger, fault and the rate limit (Mailpit)",
+            "requestBody": body,
+            "responses": {"200": _json("ChaosTriggers"), "400": not_enabled},
+        },
+        "delete": {
+            "summary": "Ours: switch all chaos off",
+            "responses": {"200": _json("ChaosTriggers"), "400": not_enabled},
+        },
+    }
 
 
 def openapi() -> dict[str, Any]:
@@ -235,6 +332,7 @@ def openapi() -> dict[str, Any]:
                 "Ours: server-sent events, `new` (a MessageSummary) and `delete` ({IDs})",
                 {"200": {"description": "OK", "content": {"text/event-stream": {"schema": _STR}}}},
             ),
+            "/api/v1/chaos": _chaos_paths(),
             "/api/v1/openapi.json": _get(
                 "This document",
                 {"200": {"description": "OK", "content": {"application/json": {"schema": {}}}}},
@@ -247,6 +345,7 @@ def openapi() -> dict[str, Any]:
                 "MessageSummary": _SUMMARY,
                 "MessagesList": _LIST,
                 "Message": _MESSAGE,
+                "ChaosTriggers": _CHAOS,
             }
         },
     }

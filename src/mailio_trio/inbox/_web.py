@@ -27,6 +27,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route
 
 from mailio_trio.inbox._api import html_with_parts, list_json, message_json, summary_json
+from mailio_trio.inbox._chaos_json import chaos_json, parse_chaos_json
 from mailio_trio.inbox._openapi import openapi
 from mailio_trio.inbox._parse import parse, part_by_id
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
     from mailio_trio.inbox._inbox import Inbox, InboxEvent
+    from mailio_trio.testing import Faults
 
 __all__ = ["HTML_CSP", "PAGE_CSP", "REMOTE_HTML_CSP", "inbox_app", "serve_web"]
 
@@ -74,8 +76,12 @@ def _not_found(message_id: str) -> Response:
     return PlainTextResponse(f"message {message_id!r} not found", status_code=404)
 
 
-def inbox_app(inbox: Inbox) -> Starlette:
-    """The ASGI application: the web inbox at ``/`` and the API under ``/api/v1/``."""
+def inbox_app(inbox: Inbox, chaos: Faults | None = None) -> Starlette:
+    """The ASGI application: the web inbox at ``/`` and the API under ``/api/v1/``.
+
+    ``chaos`` is the SMTP server's fault table, for ``/api/v1/chaos``; without
+    it that call answers ``400``, as Mailpit's does when chaos is not enabled.
+    """
 
     async def _listing(request: Request, query: str) -> dict[str, Any]:
         start = _int(request, "start", 0)
@@ -186,6 +192,27 @@ def inbox_app(inbox: Inbox) -> Starlette:
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )
 
+    async def chaos_call(request: Request) -> Response:
+        if chaos is None:
+            return PlainTextResponse("chaos is not enabled on this server", status_code=400)
+        if request.method == "PUT":
+            try:
+                settings = parse_chaos_json(json.loads(await request.body()))
+            except ValueError as exc:  # json.JSONDecodeError is one
+                return PlainTextResponse(f"chaos: {exc}", status_code=400)
+            try:
+                for stage in {f.stage for f in settings.faults} | {
+                    t.stage for t in settings.triggers
+                }:
+                    chaos.check_stage(stage)  # before anything changes
+            except ValueError as exc:
+                return PlainTextResponse(f"chaos: {exc}", status_code=400)
+            chaos.clear()  # Mailpit: a PUT replaces every trigger
+            chaos.apply(settings)
+        elif request.method == "DELETE":
+            chaos.clear()
+        return JSONResponse(chaos_json(chaos))
+
     async def spec(request: Request) -> Response:
         return JSONResponse(openapi())
 
@@ -217,6 +244,7 @@ def inbox_app(inbox: Inbox) -> Starlette:
             Route("/api/v1/message/{id}/part/{part}", part),
             Route("/api/v1/wait", wait),
             Route("/api/v1/events", events),
+            Route("/api/v1/chaos", chaos_call, methods=["GET", "PUT", "DELETE"]),
             Route("/api/v1/openapi.json", spec),
         ]
     )
@@ -251,6 +279,7 @@ async def serve_web(
     host: str,
     port: int,
     *,
+    chaos: Faults | None = None,
     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the inbox over HTTP until cancelled; ``task_status`` gets the bound URLs.
@@ -267,4 +296,4 @@ async def serve_web(
     config.errorlog = logger
     config.accesslog = None
     config.graceful_timeout = 1.0  # event streams never end by themselves
-    await serve(inbox_app(inbox), config, task_status=task_status)  # type: ignore[arg-type]  # Starlette is an ASGI app; hypercorn's Framework union misses it
+    await serve(inbox_app(inbox, chaos), config, task_status=task_status)  # type: ignore[arg-type]  # Starlette is an ASGI app; hypercorn's Framework union misses it

@@ -29,17 +29,23 @@ from mailio_trio.testing._capture import (
     TLSMaterial,
     start_capturing_server,
 )
+from mailio_trio.testing._chaos import ChaosSettings, ChaosTrigger, RateLimit
+from mailio_trio.testing._content import Attachment
 from mailio_trio.testing._faults import Fault, FaultKind, Faults, Stage
 from mailio_trio.testing._raw import RawConnection, open_raw_connection
 from mailio_trio.testing._threaded import ThreadedServer, serve_in_thread
 
 __all__ = [
+    "Attachment",
     "CaptureOptions",
     "CapturedMessage",
+    "ChaosSettings",
+    "ChaosTrigger",
     "Fault",
     "FaultKind",
     "Faults",
     "Outbox",
+    "RateLimit",
     "RawConnection",
     "RunningServer",
     "Stage",

@@ -10,19 +10,33 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from mailio_trio.chain import CORE, Handler, Request, Response
+from mailio_trio.chain import CORE, Handler, Request, Response, make_reply
 from mailio_trio.config import Config
 from mailio_trio.server import Server
-from mailio_trio.testing._faults import Faults, Stage
+from mailio_trio.testing import _content
+from mailio_trio.testing._chaos import (
+    ChaosSettings,
+    ChaosTrigger,
+    RateLimit,
+    parse_fault,
+    parse_rate_limit,
+    parse_trigger,
+)
+from mailio_trio.testing._faults import FaultKind, Faults, Stage
 from mailio_trio.testing._raw import open_raw_connection
 from mailio_trio.testing._threaded import DEFAULT_WAIT
+from mailio_trio.testing._tls_material import TLSMaterial
 
 if TYPE_CHECKING:
-    import ssl
     from collections.abc import Mapping
     from email.message import EmailMessage
+    from pathlib import Path
 
+    from mailio_trio.dns import Resolver
+    from mailio_trio.inbox import Inbox
+    from mailio_trio.mailauth.dkim import DkimResult
     from mailio_trio.message import Envelope
+    from mailio_trio.testing._content import Attachment
 
 __all__ = [
     "CaptureOptions",
@@ -56,6 +70,60 @@ class CapturedMessage:
         """The message parsed with ``email.policy.default``."""
         parser = email.parser.BytesParser(policy=email.policy.default)
         return parser.parsebytes(self.raw)
+
+    @property
+    def text(self) -> str:
+        """The ``text/plain`` body, decoded (``""`` when there is none)."""
+        return _content.body_text(self.message)
+
+    @property
+    def html(self) -> str:
+        """The ``text/html`` body, decoded (``""`` when there is none)."""
+        return _content.body_html(self.message)
+
+    @property
+    def attachments(self) -> list[Attachment]:
+        """The parts that are not the body: each ``.filename``, ``.content_type``, ``.content``."""
+        return _content.attachments(self.message)
+
+    @property
+    def links(self) -> list[str]:
+        """The body's links: the HTML's ``<a href>``, then URLs in the text, no repeats."""
+        return _content.links(self.message)
+
+    @property
+    def list_unsubscribe(self) -> list[str]:
+        """The ``List-Unsubscribe`` header's URIs (RFC 2369), or ``[]``."""
+        return _content.list_unsubscribe(self.message)
+
+    @property
+    def has_list_unsubscribe(self) -> bool:
+        """The message names a way to unsubscribe (``List-Unsubscribe`` with a URI)."""
+        return bool(self.list_unsubscribe)
+
+    @property
+    def has_one_click_unsubscribe(self) -> bool:
+        """RFC 8058 one-click: an ``https`` unsubscribe URI and ``List-Unsubscribe-Post``."""
+        post = str(self.message.get("List-Unsubscribe-Post", "")).replace(" ", "")
+        https = any(uri.lower().startswith("https:") for uri in self.list_unsubscribe)
+        return https and post.lower() == "list-unsubscribe=one-click"
+
+    async def dkim_results(self, resolver: Resolver) -> list[DkimResult]:
+        """Verify the DKIM signatures, keys looked up with ``resolver`` (needs the mailauth extra).
+
+        The capturing server has no DNS of its own: give it a resolver on the
+        loopback DNS server (:mod:`mailio_trio.testing.dns`) serving the
+        signer's ``<selector>._domainkey`` TXT record.
+        """
+        from mailio_trio.mailauth.dkim import verify
+
+        return await verify(self.raw, resolver=resolver)
+
+    async def dkim_valid(self, resolver: Resolver) -> bool:
+        """At least one DKIM signature verifies (see :meth:`dkim_results`)."""
+        from mailio_trio.mailauth.dkim import DkimVerdict
+
+        return any(r.result is DkimVerdict.PASS for r in await self.dkim_results(resolver))
 
     @property
     def recipients(self) -> list[str]:
@@ -139,45 +207,6 @@ class Outbox:
         return len(self.messages)
 
 
-@attrs.frozen(kw_only=True)
-class TLSMaterial:
-    """A throw-away CA (trustme) and the server certificate it signed for this test.
-
-    ``client_context()`` trusts exactly this CA; ``ca_pem`` is for clients
-    that want a file (write it to ``tmp_path``).
-    """
-
-    ca: Any
-    """The ``trustme.CA``."""
-    server_context: ssl.SSLContext
-
-    @property
-    def ca_pem(self) -> bytes:
-        return bytes(self.ca.cert_pem.bytes())
-
-    def client_context(self) -> ssl.SSLContext:
-        import ssl
-
-        context = ssl.create_default_context()
-        self.ca.configure_trust(context)
-        return context
-
-    @classmethod
-    def create(cls, *names: str) -> TLSMaterial:
-        import ssl
-
-        try:
-            import trustme
-        except ImportError:
-            raise RuntimeError(
-                "mailio_trio.testing: tls=True needs trustme (pip install trustme)"
-            ) from None
-        ca = trustme.CA()
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        ca.issue_cert(*(names or ("localhost", "127.0.0.1", "::1"))).configure_cert(context)
-        return cls(ca=ca, server_context=context)
-
-
 def _domains(value: Any) -> tuple[str, ...] | None:
     if value is None:
         return None
@@ -186,6 +215,14 @@ def _domains(value: Any) -> tuple[str, ...] | None:
 
 def _users(value: Any) -> Mapping[str, str] | None:
     return None if value is None else dict(value)
+
+
+def _specs(value: Any) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else tuple(value)
+
+
+DEFAULT_CREDENTIALS = ("mailio", "mailio-test-password")
+"""The account ``auth=True`` offers when no ``auth_users`` are given."""
 
 
 @attrs.frozen(kw_only=True)
@@ -200,6 +237,15 @@ class CaptureOptions:
       tls: Offer STARTTLS with a certificate from a throw-away CA
         (``running.tls``, a :class:`TLSMaterial`).
       hostname: Our name in the greeting and ``Received:``.
+      auth: Offer AUTH with one account, ``running.credentials``
+        (``auth_users`` names the accounts instead).
+      web: Serve the web inbox and its API too (``running.web_url``; needs
+        the web extra).
+      faults: Counted faults armed at start, ``"STAGE:ACTION[:COUNT]"``.
+      fault_probability: Probabilistic faults, ``"STAGE:ACTION:P"``.
+      rate_limit: ``"N/SECONDS"``: MAIL past N per SECONDS answers ``421 4.7.0``.
+      chaos_seed: Seeds the probabilistic faults' draws: the same traffic
+        meets the same faults every run (``None``: the system's entropy).
     """
 
     domains: tuple[str, ...] | None = attrs.field(default=None, converter=_domains)
@@ -207,6 +253,31 @@ class CaptureOptions:
     auth_users: Mapping[str, str] | None = attrs.field(default=None, converter=_users)
     tls: bool = False
     hostname: str = "mx.test"
+    auth: bool = False
+    web: bool = False
+    faults: tuple[str, ...] = attrs.field(default=(), converter=_specs)
+    fault_probability: tuple[str, ...] = attrs.field(default=(), converter=_specs)
+    rate_limit: str | None = None
+    chaos_seed: int | None = 0
+
+    def __attrs_post_init__(self) -> None:
+        self.chaos_settings()  # a bad spec fails when the options are made, not mid-test
+
+    def chaos_settings(self) -> ChaosSettings:
+        """The chaos these options ask for; ``ValueError`` saying what is wrong."""
+        return ChaosSettings(
+            faults=tuple(parse_fault(s) for s in self.faults),
+            triggers=tuple(parse_trigger(s) for s in self.fault_probability),
+            rate_limit=None if self.rate_limit is None else parse_rate_limit(self.rate_limit),
+            seed=self.chaos_seed,
+        )
+
+    @property
+    def users(self) -> Mapping[str, str] | None:
+        """The AUTH accounts: ``auth_users``, else the default one with ``auth=True``."""
+        if self.auth_users is not None:
+            return self.auth_users
+        return dict([DEFAULT_CREDENTIALS]) if self.auth else None
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any], where: str = "options") -> CaptureOptions:
@@ -228,7 +299,7 @@ class CaptureOptions:
             config = attrs.evolve(
                 config, limits=attrs.evolve(config.limits, message_size=self.size_limit)
             )
-        if self.auth_users is not None and not self.tls:
+        if self.users is not None and not self.tls:
             # A test that asks for AUTH without TLS means it: allow it in plaintext.
             config = attrs.evolve(config, auth=attrs.evolve(config.auth, allow_insecure=True))
         return config
@@ -243,7 +314,7 @@ def _check_support(server: Server, options: CaptureOptions) -> None:
     # false) fails loudly rather than give a server that silently lacks it.
     for asked, command, option in (
         (options.tls, "starttls", "tls=True"),
-        (options.auth_users is not None, "auth", "auth_users"),
+        (options.users is not None, "auth", "auth_users"),
     ):
         if asked and not any(h.name == CORE for h in server.chain.handlers(command)):
             raise ValueError(
@@ -263,6 +334,12 @@ class RunningServer:
     faults: Faults = attrs.field(factory=Faults)
     tls: TLSMaterial | None = None
     """Client-side trust for ``tls=True``, else ``None``."""
+    credentials: tuple[str, str] | None = None
+    """``(user, password)`` for ``client.login(*running.credentials)`` when AUTH is on."""
+    web_url: str | None = None
+    """With ``web=True``, the web inbox: ``http://127.0.0.1:PORT``, its API under ``/api/v1/``."""
+    inbox: Inbox | None = None
+    """The web inbox's store (``web=True``)."""
 
     @property
     def messages(self) -> list[CapturedMessage]:
@@ -297,11 +374,58 @@ class RunningServer:
         self.faults.delay_next(stage, seconds, count=count)
 
     def clear_faults(self) -> None:
+        """Disarm every counted fault, probabilistic fault and the rate limit."""
         self.faults.clear()
+
+    def fail_randomly(
+        self, stage: Stage | str, code: int, probability: float, text: str | None = None
+    ) -> None:
+        """Each command at ``stage`` answers ``code`` with ``probability`` (see ``seed_chaos``)."""
+        self._set_trigger(_trigger(stage, probability, FaultKind.REPLY, code=code, text=text))
+
+    def drop_randomly(self, stage: Stage | str, probability: float) -> None:
+        """Each command at ``stage`` loses its connection, unanswered, with ``probability``."""
+        self._set_trigger(_trigger(stage, probability, FaultKind.DROP))
+
+    def delay_randomly(self, stage: Stage | str, seconds: float, probability: float) -> None:
+        """Each command at ``stage`` is answered ``seconds`` late with ``probability``."""
+        self._set_trigger(_trigger(stage, probability, FaultKind.DELAY, seconds=seconds))
+
+    def _set_trigger(self, trigger: ChaosTrigger) -> None:
+        self.faults.check_stage(trigger.stage)
+        self.faults.chaos.set_trigger(trigger)
+
+    def rate_limit(self, messages: int, per: float) -> None:
+        """Past ``messages`` MAIL commands per ``per`` seconds, MAIL answers ``421 4.7.0``.
+
+        A token bucket on ``trio.current_time()``, full at the start.
+        """
+        self.faults.chaos.set_rate_limit(RateLimit(messages=messages, interval=per))
+
+    def seed_chaos(self, seed: int | None) -> None:
+        """Restart the random draws from ``seed``: the same traffic meets the same faults."""
+        self.faults.chaos.seed(seed)
 
     def open_raw(self) -> Any:
         """``async with running.open_raw() as conn`` — a byte-level connection."""
         return open_raw_connection(self.host, self.port)
+
+
+def _trigger(
+    stage: Stage | str,
+    probability: float,
+    kind: FaultKind,
+    *,
+    code: int | None = None,
+    seconds: float = 0.0,
+    text: str | None = None,
+) -> ChaosTrigger:
+    if code is not None:
+        make_reply(code, text or "x")  # a malformed enhanced code fails here, not mid-test
+    trigger = ChaosTrigger(
+        stage=Stage.parse(stage), probability=probability, kind=kind, code=code, seconds=seconds
+    )
+    return attrs.evolve(trigger, text=text) if text else trigger
 
 
 def capture_handler(outbox: Outbox) -> Handler:
@@ -359,6 +483,21 @@ def users_handler(users: Mapping[str, str]) -> Handler:
     return Handler(command="auth", name="test_users", func=test_users)
 
 
+async def _serve_inbox(
+    inbox: Inbox,
+    host: str,
+    faults: Faults,
+    *,
+    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    from mailio_trio.inbox import serve_web
+
+    try:
+        await serve_web(inbox, host, 0, chaos=faults, task_status=task_status)
+    finally:
+        inbox.close()
+
+
 async def start_capturing_server(
     nursery: trio.Nursery,
     config: Config | None = None,
@@ -366,6 +505,7 @@ async def start_capturing_server(
     host: str = "127.0.0.1",
     server: Server | None = None,
     options: CaptureOptions | None = None,
+    workdir: Path | None = None,
 ) -> RunningServer:
     """Start a capturing server on ``host`` and a free port in ``nursery``.
 
@@ -378,7 +518,9 @@ async def start_capturing_server(
       host: The loopback address to listen on.
       server: A server built by the caller (its own handlers); ``config`` and
         options that change configuration are then refused.
-      options: Test options (domains, size limit, TLS, AUTH users).
+      options: Test options (domains, size limit, TLS, AUTH users, chaos, web).
+      workdir: A directory of the caller's for files (the TLS CA's ``ca_path``);
+        the fixtures give each test its own, under pytest's per-worker base.
 
     Raises:
       ValueError: ``tls`` or ``auth_users`` with ``config`` switching their command off.
@@ -387,21 +529,39 @@ async def start_capturing_server(
     tls = None
     if server is None:
         if options.tls:
-            tls = TLSMaterial.create()
+            tls = TLSMaterial.create(directory=workdir)
         server = Server(options.apply(config), tls_context=tls.server_context if tls else None)
     elif config is not None or options.changes_config or options.tls:
         raise ValueError("start_capturing_server: pass options in the Server given, not here")
     _check_support(server, options)
-    if options.auth_users is not None:
-        server.add_handler(users_handler(options.auth_users))
+    users = options.users
+    if users is not None:
+        server.add_handler(users_handler(users))
     faults = Faults()
     faults.install(server)
+    faults.apply(options.chaos_settings())
     if options.domains is not None:
         server.add_handler(local_domains_handler(options.domains))
     outbox = Outbox()
     server.add_handler(capture_handler(outbox))
+    inbox = web_url = None
+    if options.web:
+        from mailio_trio.inbox import inbox_handler, open_inbox
+
+        inbox = open_inbox(":memory:")  # no file: nothing shared between tests or workers
+        server.add_handler(inbox_handler(inbox))
+        urls: list[str] = await nursery.start(_serve_inbox, inbox, host, faults)
+        web_url = urls[0]
     addresses: list[tuple[str, int]] = await nursery.start(server.serve, host, 0)
     bound_host, port = addresses[0]
     return RunningServer(
-        server=server, host=bound_host, port=port, outbox=outbox, faults=faults, tls=tls
+        server=server,
+        host=bound_host,
+        port=port,
+        outbox=outbox,
+        faults=faults,
+        tls=tls,
+        credentials=next(iter(users.items())) if users else None,
+        web_url=web_url,
+        inbox=inbox,
     )

@@ -29,6 +29,7 @@ from mailio_trio.chain import CORE, Handler, Request, Response, make_reply
 
 if TYPE_CHECKING:
     from mailio_trio.server import Server
+    from mailio_trio.testing._chaos import Chaos, ChaosSettings
 
 __all__ = ["Fault", "FaultKind", "Faults", "Stage"]
 
@@ -48,6 +49,8 @@ class Stage(enum.Enum):
     """The reply after the body's final ``.``: the message was sent but is not taken."""
     RSET = "rset"
     NOOP = "noop"
+    AUTH = "auth"
+    """The ``AUTH`` command (Mailpit's ``Authentication`` chaos trigger)."""
     # No QUIT: its core handler ends the session, so nothing after it ever runs.
 
     @property
@@ -96,6 +99,26 @@ class Faults:
     _stages: frozenset[Stage] = attrs.field(default=frozenset(), init=False)
     fired: list[Fault] = attrs.field(factory=list, init=False)
     """Every fault that fired, once per firing, in order (for assertions)."""
+    chaos: Chaos = attrs.field(factory=lambda: _new_chaos(), init=False)
+    """Probabilistic faults and the rate limiter, consulted after the counted faults."""
+
+    def apply(self, settings: ChaosSettings) -> None:
+        """Arm ``settings.faults`` and replace the chaos with its triggers and rate limit.
+
+        Raises:
+          ValueError: A fault or trigger at a stage this server has no command for
+            (checked before anything changes).
+        """
+        for stage in {f.stage for f in settings.faults} | {t.stage for t in settings.triggers}:
+            self.check_stage(stage)
+        for fault in settings.faults:
+            self._arm(fault)
+        self.chaos.configure(settings.triggers, rate_limit=settings.rate_limit, seed=settings.seed)
+
+    def pending_faults(self) -> list[Fault]:
+        """The counted faults still armed, each with the firings it has left."""
+        with self._lock:
+            return [f for stage in Stage for f in self._pending.get(stage, ())]
 
     def fail_next(
         self, stage: Stage | str, code: int, text: str | None = None, *, count: int = 1
@@ -129,9 +152,10 @@ class Faults:
         )
 
     def clear(self) -> None:
-        """Disarm every pending fault (``fired`` is kept)."""
+        """Disarm every pending fault and the chaos (``fired`` and the seed are kept)."""
         with self._lock:
             self._pending.clear()
+        self.chaos.clear()
 
     def pending(self, stage: Stage | str | None = None) -> int:
         """How many firings are still armed, at ``stage`` or in all."""
@@ -139,26 +163,34 @@ class Faults:
             stages = self._pending if stage is None else [Stage.parse(stage)]
             return sum(f.count for s in stages for f in self._pending.get(s, ()))
 
+    def check_stage(self, stage: Stage) -> None:
+        """Raise ``ValueError`` if this server has no command for ``stage`` to fault."""
+        if self._stages and stage not in self._stages:
+            raise ValueError(f"this server has no {stage.command!r} command to fault")
+
     def _arm(self, fault: Fault) -> None:
         if fault.count < 1:
             raise ValueError(f"count must be at least 1, not {fault.count}")
-        if self._stages and fault.stage not in self._stages:
-            raise ValueError(f"this server has no {fault.stage.command!r} command to fault")
+        self.check_stage(fault.stage)
         with self._lock:
             self._pending.setdefault(fault.stage, []).append(fault)
 
     def _take(self, stage: Stage) -> Fault | None:
         with self._lock:
             queue = self._pending.get(stage)
-            if not queue:
-                return None
-            fault = queue[0]
-            if fault.count > 1:
-                queue[0] = attrs.evolve(fault, count=fault.count - 1)
-            else:
-                queue.pop(0)
-            self.fired.append(fault)
-            return fault
+            if queue:
+                fault = queue[0]
+                if fault.count > 1:
+                    queue[0] = attrs.evolve(fault, count=fault.count - 1)
+                else:
+                    queue.pop(0)
+                self.fired.append(fault)
+                return fault
+        chosen = self.chaos.pick(stage, trio.current_time())
+        if chosen is not None:
+            with self._lock:
+                self.fired.append(chosen)
+        return chosen
 
     def install(self, server: Server) -> None:
         """Register a ``<command>/fault`` handler for every stage the server has a core for."""
@@ -203,3 +235,10 @@ class _FaultHandler:
                     res.end(fault.code, fault.text)
                 else:
                     res.reject(fault.code, fault.text)
+
+
+def _new_chaos() -> Chaos:
+    # Imported here: _chaos builds on this module's Fault and Stage.
+    from mailio_trio.testing._chaos import Chaos
+
+    return Chaos()

@@ -23,6 +23,7 @@ import trio
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from mailio_trio.config import Config
     from mailio_trio.testing import (
@@ -84,6 +85,14 @@ class ThreadedServer:
         return self.running.tls
 
     @property
+    def credentials(self) -> tuple[str, str] | None:
+        return self.running.credentials
+
+    @property
+    def web_url(self) -> str | None:
+        return self.running.web_url
+
+    @property
     def messages(self) -> list[CapturedMessage]:
         """A snapshot of the captured messages, in order."""
         return self.running.outbox.snapshot()
@@ -113,6 +122,23 @@ class ThreadedServer:
 
     def clear_faults(self) -> None:
         self.running.clear_faults()
+
+    def fail_randomly(
+        self, stage: Stage | str, code: int, probability: float, text: str | None = None
+    ) -> None:
+        self.running.fail_randomly(stage, code, probability, text)
+
+    def drop_randomly(self, stage: Stage | str, probability: float) -> None:
+        self.running.drop_randomly(stage, probability)
+
+    def delay_randomly(self, stage: Stage | str, seconds: float, probability: float) -> None:
+        self.running.delay_randomly(stage, seconds, probability)
+
+    def rate_limit(self, messages: int, per: float) -> None:
+        self.running.rate_limit(messages, per)
+
+    def seed_chaos(self, seed: int | None) -> None:
+        self.running.seed_chaos(seed)
 
     def stop(self) -> None:
         """Shut down, join the thread, and raise what the server died of, if anything.
@@ -154,6 +180,7 @@ def serve_in_thread(
     start_timeout: float = 30.0,
     stop_grace: float = 5.0,
     stop_timeout: float = 30.0,
+    workdir: Path | None = None,
 ) -> Iterator[ThreadedServer]:
     """Run a capturing server on a background thread for the ``with`` block.
 
@@ -175,6 +202,7 @@ def serve_in_thread(
       stop_timeout: Seconds to wait for the server thread to end at exit,
         beyond ``stop_grace``, before raising ``TimeoutError`` (a safety net,
         as ``start_timeout`` is: the thread's end is joined, never slept on).
+      workdir: As for :func:`~mailio_trio.testing.start_capturing_server`.
 
     Raises:
       OSError: The port could not be bound (and whatever else start-up raised).
@@ -186,7 +214,9 @@ def serve_in_thread(
 
     async def serve() -> None:
         async with trio.open_nursery() as nursery:
-            box.running = await start_capturing_server(nursery, config, host=host, options=options)
+            box.running = await start_capturing_server(
+                nursery, config, host=host, options=options, workdir=workdir
+            )
             box.token = trio.lowlevel.current_trio_token()
             box.stop = trio.Event()
             box.ready.set()
