@@ -88,7 +88,7 @@ class CapturedMessage:
 
     @property
     def links(self) -> list[str]:
-        """The body's links: the HTML's ``<a href>``, then URLs in the text, no repeats."""
+        """Every link in the body (the HTML's ``<a href>``, then URLs in the text), no repeats."""
         return _content.links(self.message)
 
     @property
@@ -103,7 +103,7 @@ class CapturedMessage:
 
     @property
     def has_one_click_unsubscribe(self) -> bool:
-        """RFC 8058 one-click: an ``https`` unsubscribe URI and ``List-Unsubscribe-Post``."""
+        """Whether RFC 8058 one-click unsubscribe is offered (``https`` URI plus ``-Post``)."""
         post = str(self.message.get("List-Unsubscribe-Post", "")).replace(" ", "")
         https = any(uri.lower().startswith("https:") for uri in self.list_unsubscribe)
         return https and post.lower() == "list-unsubscribe=one-click"
