@@ -83,7 +83,7 @@ class CapturedMessage:
 
     @property
     def attachments(self) -> list[Attachment]:
-        """The parts that are not the body: each ``.filename``, ``.content_type``, ``.content``."""
+        """Every part that is not the body (with ``.filename``, ``.content_type``, ``.content``)."""
         return _content.attachments(self.message)
 
     @property
@@ -112,7 +112,7 @@ class CapturedMessage:
         """Verify the DKIM signatures, keys looked up with ``resolver`` (needs the mailauth extra).
 
         The capturing server has no DNS of its own: give it a resolver on the
-        loopback DNS server (:mod:`mailio_trio.testing.dns`) serving the
+        loopback DNS server (``mailio_trio.testing.dns``) serving the
         signer's ``<selector>._domainkey`` TXT record.
         """
         from mailio_trio.mailauth.dkim import verify
