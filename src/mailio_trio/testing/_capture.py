@@ -274,7 +274,7 @@ class CaptureOptions:
 
     @property
     def users(self) -> Mapping[str, str] | None:
-        """The AUTH accounts: ``auth_users``, else the default one with ``auth=True``."""
+        """The AUTH accounts (``auth_users``, else the default one with ``auth=True``)."""
         if self.auth_users is not None:
             return self.auth_users
         return dict([DEFAULT_CREDENTIALS]) if self.auth else None
@@ -337,7 +337,7 @@ class RunningServer:
     credentials: tuple[str, str] | None = None
     """``(user, password)`` for ``client.login(*running.credentials)`` when AUTH is on."""
     web_url: str | None = None
-    """With ``web=True``, the web inbox: ``http://127.0.0.1:PORT``, its API under ``/api/v1/``."""
+    """With ``web=True``, the web inbox at ``http://127.0.0.1:PORT`` (API under ``/api/v1/``)."""
     inbox: Inbox | None = None
     """The web inbox's store (``web=True``)."""
 
