@@ -138,6 +138,8 @@ class Session:
     """Plans of commands with per-session handlers; None while there are none."""
     chunked: ChunkedMessage | None = attrs.field(default=None, init=False)
     """A message arriving in BDAT chunks, until its ``LAST`` (``server/_bdat.py``)."""
+    id: str = attrs.field(init=False)
+    """The session id, the connection's (12 hex digits); message ids are ``id.transaction``."""
     queue_reply: Callable[[Reply], None] = attrs.field(init=False, repr=False)
     """Queue a reply; it goes out with the next flush (``connection.queue_reply``).
 
@@ -145,6 +147,7 @@ class Session:
     """
 
     def __attrs_post_init__(self) -> None:
+        self.id = self.connection.id  # log lines and message ids: a plain attribute
         self.queue_reply = self.connection.queue_reply
 
     @classmethod
@@ -162,11 +165,6 @@ class Session:
         return cls(context=context, connection=connection, client=client, secure=secure, tls=tls)
 
     # -- the connection, as handlers see it ------------------------------------
-
-    @property
-    def id(self) -> str:
-        """The session id (12 hex digits); message ids are ``id.transaction``."""
-        return self.connection.id
 
     @property
     def config(self) -> Config:
