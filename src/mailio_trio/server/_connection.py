@@ -1,7 +1,8 @@
 """The byte side of a session: replies out, command lines in, the idle timer.
 
-:class:`Connection` queues replies and sends them in one write when the client's input is
-drained (RFC 2920 pipelining), splits command lines, and runs the idle timer.
+:class:`Connection` queues replies and sends them in one write when the
+client's input is drained (RFC 2920 pipelining), splits command lines, and
+runs the idle timer.
 Plain TCP sessions read and write their socket directly (``os.read`` /
 ``os.write`` on the non-blocking fd) and wait for readiness only when the
 kernel has nothing: Trio's ``SocketStream`` costs a scheduler pass and several
