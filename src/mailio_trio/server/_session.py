@@ -172,7 +172,7 @@ class Session:
 
     @property
     def stream(self) -> trio.abc.Stream:
-        """The client's stream: a ``trio.SSLStream`` once TLS is on."""
+        """The client's stream, a ``trio.SSLStream`` once TLS is on."""
         return self.connection.stream
 
     async def send_now(self, reply: Reply | str) -> None:
