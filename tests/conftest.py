@@ -1,6 +1,6 @@
 """Shared test setup: TLS material (trustme), and both socket I/O paths for e2e suites.
 
-Plain TCP sessions drive their socket directly (``session.FAST_SOCKET_IO``);
+Plain TCP sessions drive their socket directly (``connection.FAST_SOCKET_IO``);
 TLS sessions and any other stream go through Trio's stream API. Every test in
 the end-to-end modules runs both ways, so the two paths must behave the same.
 """
@@ -12,7 +12,7 @@ import ssl
 import pytest
 import trustme
 
-from mailio_trio.server import _session as session
+from mailio_trio.server import _connection as connection
 
 # pytester runs pytest as a user would (tests/testing/test_pytest_plugin.py and
 # tests/testing/test_sample_app.py).
@@ -65,12 +65,12 @@ def _use_socket_io_path(request: pytest.FixtureRequest, monkeypatch: pytest.Monk
     callspec = getattr(request.node, "callspec", None)
     if callspec is not None and "socket_io_path" in callspec.params:
         fast = callspec.params["socket_io_path"] == "fast-io"
-        monkeypatch.setattr(session, "FAST_SOCKET_IO", fast)
+        monkeypatch.setattr(connection, "FAST_SOCKET_IO", fast)
 
 
 @pytest.fixture
 def socket_io_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Which I/O path plain sessions use in this test (``fast-io`` or ``trio-stream-io``)."""
     path: str = request.param
-    monkeypatch.setattr(session, "FAST_SOCKET_IO", path == "fast-io")
+    monkeypatch.setattr(connection, "FAST_SOCKET_IO", path == "fast-io")
     return path

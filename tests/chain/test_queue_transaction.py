@@ -28,7 +28,7 @@ from mailio_trio import Config, Server
 from mailio_trio.chain import Handler, Request, Response
 from mailio_trio.config import ConfigError, DnsConfig, Limits, MaildirConfig, RelayConfig
 from mailio_trio.relay.spool import Spool
-from mailio_trio.server import _session as session
+from mailio_trio.server import _connection as connection
 from mailio_trio.testing import RawConnection, open_raw_connection
 from mailio_trio.testing.dns import DnsServer, Zone
 
@@ -257,7 +257,7 @@ async def test_client_gone_before_the_reply_leaves_no_copy_and_the_retry_deliver
     The client cannot read a ``250`` it hung up on, so it will send again:
     committing would deliver the message twice.
     """
-    monkeypatch.setattr(session, "FAST_SOCKET_IO", io_path == "fast-io")
+    monkeypatch.setattr(connection, "FAST_SOCKET_IO", io_path == "fast-io")
     caplog.set_level(logging.INFO, logger="mailio_trio.session")
     async with setup(nursery, tmp_path) as env:
         env.gate.verdicts = [Verdict.WAIT]

@@ -98,7 +98,7 @@ def test_core_handlers_marked_never_waits_contain_no_await() -> None:
 
 async def test_idle_timer_never_cuts_a_command_or_data_short(nursery: trio.Nursery) -> None:
     # Between two command waits the idle scope keeps the last wait's deadline
-    # (Session._disarm_idle); a handler that waits and a DATA body that takes
+    # (Connection.disarm_idle); a handler that waits and a DATA body that takes
     # its time must still never be cut off by it. The client idles for 0.2 s of
     # the 1 s idle_timeout, then the work runs past the second the idle timer
     # counted from the start of that wait.

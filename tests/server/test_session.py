@@ -47,7 +47,7 @@ def make_session(config: Config) -> tuple[Session, trio.abc.Stream, CountingStre
     server = Server(config)
     client, server_end = trio.testing.memory_stream_pair()
     counting = CountingStream(server_end)
-    session = Session(server._context, counting, ClientInfo(address="127.0.0.1", port=1))
+    session = Session.for_stream(server._context, counting, ClientInfo(address="127.0.0.1", port=1))
     return session, client, counting
 
 
@@ -202,7 +202,9 @@ async def test_last_reply_to_a_client_that_never_reads_waits_farewell_timeout(
 
     # Lockstep: every send waits for the client to read, and this one never does.
     client, server_end = trio.testing.lockstep_stream_pair()
-    session = Session(server._context, server_end, ClientInfo(address="127.0.0.1", port=1))
+    session = Session.for_stream(
+        server._context, server_end, ClientInfo(address="127.0.0.1", port=1)
+    )
     start = trio.current_time()
     with trio.fail_after(60):
         await session.run()

@@ -89,7 +89,7 @@ async def receive_bdat(session: Session, command: Command) -> None:
         if limits.message_size and reader.size + bdat.size > limits.message_size:
             # Stored octets are never fewer than sent ones (only bare CR/LF
             # grow, into CRLF): too big already, so read without storing.
-            message.seconds_left = await session.receive_exact(
+            message.seconds_left = await session.connection.receive_exact(
                 bdat.size, _drop, message.seconds_left
             )
             problem: Reply | None = MESSAGE_TOO_BIG
@@ -103,7 +103,7 @@ async def receive_bdat(session: Session, command: Command) -> None:
                 ):
                     spool.write(body)
 
-            message.seconds_left = await session.receive_exact(
+            message.seconds_left = await session.connection.receive_exact(
                 bdat.size, store, message.seconds_left
             )
             if bdat.last:
@@ -160,7 +160,7 @@ async def _refuse(session: Session, size: int, reply: Reply) -> None:
     """Consume a refused chunk and answer it; a message under way fails with it."""
     session.rejected["bdat"] = reply.code
     try:
-        await session.receive_exact(size, _drop, session.config.limits.data_timeout)
+        await session.connection.receive_exact(size, _drop, session.config.limits.data_timeout)
     finally:
         # Even before the first chunk: a message missing one must never be stored.
         if session.in_transaction or session.chunked is not None:

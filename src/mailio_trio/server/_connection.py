@@ -1,18 +1,23 @@
 """The byte side of a session: replies out, command lines in, the idle timer.
 
-:class:`Connection` is what :class:`~mailio_trio.server._session.Session` stands on:
-it queues replies and sends them in one write when the client's input is
-drained (RFC 2920 pipelining), splits command lines, and runs the idle timer.
+:class:`Connection` queues replies and sends them in one write when the
+client's input is drained (RFC 2920 pipelining), splits command lines, and
+runs the idle timer.
 Plain TCP sessions read and write their socket directly (``os.read`` /
 ``os.write`` on the non-blocking fd) and wait for readiness only when the
 kernel has nothing: Trio's ``SocketStream`` costs a scheduler pass and several
 wrapper layers per call, most of a small command's CPU. TLS sessions keep
 ``trio.SSLStream``. Whether a session takes the direct path is decided when it
-is created (``session.FAST_SOCKET_IO``).
+is created (``FAST_SOCKET_IO``).
+
+A :class:`~mailio_trio.server._session.Session` *has* a connection
+(``session.connection``) and uses only its public methods; the session's
+state and its handler chains are none of this module's business.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
@@ -26,6 +31,7 @@ import trio
 from mailio_trio.protocol import (
     ClientProtocolError,
     ConnectionLost,
+    DataReader,
     LineSplitter,
     Need,
     OverlongLine,
@@ -37,7 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from mailio_trio.config import Config
-    from mailio_trio.server._context import ClientInfo, ServerContext
+    from mailio_trio.server._context import ServerContext
 
 transcript = logging.getLogger("mailio_trio.transcript")
 
@@ -46,6 +52,11 @@ RECEIVE_SIZE = 64 * 1024
 # Immediate reads/writes a session may do in a row before yielding to the
 # scheduler, so one client pipelining without pause cannot starve the others.
 _FAST_IO_BUDGET = 16
+
+# Plain TCP connections read and write their socket directly (see the module
+# docstring); tests run the end-to-end suites both ways by turning this off
+# (tests/conftest.py). Read when a connection is made.
+FAST_SOCKET_IO = os.name == "posix"
 
 
 class _SessionIds:
@@ -72,27 +83,45 @@ _session_ids = _SessionIds()
 
 @attrs.define(eq=False)
 class Connection:
-    """One client's connection: its stream, reply queue, line splitter and idle timer."""
+    """One client's connection: its stream, reply queue, line splitter and idle timer.
+
+    Attributes:
+      context: The server's shared state (limits, shutdown).
+      stream: What replies are written to and input read from; a TLS stream
+        after :meth:`replace_stream`.
+      line_limit: The longest command line, CRLF included.
+      id: The session id: transcript lines, and the session's own logs, carry it.
+    """
 
     context: ServerContext
     stream: trio.abc.Stream
-    client: ClientInfo
-    id: str = attrs.field(factory=lambda: _session_ids.next())
+    line_limit: int = attrs.field(kw_only=True)
+    id: str = attrs.field(factory=lambda: _session_ids.next(), kw_only=True)
     _splitter: LineSplitter = attrs.field(init=False)
     _outbox: list[bytes] = attrs.field(factory=list, init=False)
     _idle_scope: trio.CancelScope | None = attrs.field(default=None, init=False)
     _waiting_for_command: bool = attrs.field(default=False, init=False)
     _idle_armed: bool = attrs.field(default=False, init=False)
-    """The idle scope still has the last command wait's deadline (see ``_disarm_idle``)."""
+    """The idle scope still has the last command wait's deadline (see ``disarm_idle``)."""
     _fd: int = attrs.field(default=-1, init=False)
     """The socket's fd while the fast plain-socket path is in use, else -1."""
     _budget: int = attrs.field(default=_FAST_IO_BUDGET, init=False)
     _data_timed_out: bool = attrs.field(default=False, init=False)
     """A message body's ``limits.data_timeout`` ran out (the session answers ``421 4.4.2``)."""
 
+    def __attrs_post_init__(self) -> None:
+        self._splitter = LineSplitter(self.line_limit)
+        if FAST_SOCKET_IO and type(self.stream) is trio.SocketStream:
+            self._fd = self.stream.socket.fileno()
+
     @property
     def config(self) -> Config:
         return self.context.config
+
+    @property
+    def data_timed_out(self) -> bool:
+        """A message body's ``limits.data_timeout`` ran out: what ended the command loop."""
+        return self._data_timed_out
 
     # -- output --------------------------------------------------------------
 
@@ -129,7 +158,7 @@ class Connection:
                 # for this reply needs a moment to send its next command, and with
                 # it already in the kernel the next read succeeds at once instead
                 # of failing and registering the socket with epoll. Shielded, so a
-                # stale idle deadline cannot act here (see _disarm_idle); the
+                # stale idle deadline cannot act here (see disarm_idle); the
                 # budget still brings a cancellable checkpoint every so often, or
                 # a client that always has its next command waiting would never
                 # let a cancellation through.
@@ -140,7 +169,7 @@ class Connection:
                     await self._spend_budget()  # the cancellable one
                 return
             data = data[sent:]
-        self._disarm_idle()
+        self.disarm_idle()
         # A client that stops reading must not hold this task forever.
         if patience is None:
             patience = self.config.limits.idle_timeout
@@ -169,11 +198,11 @@ class Connection:
         self._budget -= 1
         if self._budget <= 0:
             self._budget = _FAST_IO_BUDGET
-            self._disarm_idle()
+            self.disarm_idle()
             await trio.lowlevel.checkpoint()
 
-    def _disarm_idle(self) -> None:
-        """Turn the idle timer off; called before anything that may yield outside a command wait.
+    def disarm_idle(self) -> None:
+        """Turn the idle timer off; call it before anything that may yield outside a command wait.
 
         After a command wait the idle scope keeps that wait's deadline instead
         of being reset at once (a deadline change costs two heap operations and
@@ -276,7 +305,7 @@ class Connection:
         ``limits.data_read_size`` octets that never ask for more than the
         chunk, so what follows it stays for the command loop and no more than
         one read is ever held. Like a DATA body, the read runs on the idle
-        scope with a deadline of its own (see ``Session.receive_message``).
+        scope with a deadline of its own (see :meth:`receive_data`).
 
         Args:
           size: Octets to read.
@@ -288,7 +317,7 @@ class Connection:
 
         Raises:
           ConnectionLost: The client went away.
-          trio.Cancelled: ``seconds`` ran out (``_data_timed_out`` is set) or shutdown.
+          trio.Cancelled: ``seconds`` ran out (:attr:`data_timed_out` is set) or shutdown.
         """
         if size <= 0:
             return seconds
@@ -315,21 +344,84 @@ class Connection:
                 self._data_timed_out = True
             raise
         finally:
-            self._idle_armed = True  # as after a DATA body: see receive_message
+            self._idle_armed = True  # as after a DATA body: see receive_data
         return max(0.0, deadline - trio.current_time())
+
+    async def receive_data(
+        self, reader: DataReader, store: Callable[[bytes], object], seconds: float
+    ) -> None:
+        """Feed a DATA body to ``reader`` up to its end, handing what it gives back to ``store``.
+
+        What the line splitter already holds comes first (pipelined with
+        ``DATA``); what the client sent after the body's end goes back to the
+        splitter for the command loop.
+
+        ``seconds`` (``limits.data_timeout``) bounds the whole body. It rides
+        on the idle scope rather than a cancel scope of its own (a scope per
+        message is a tenth of a small message's CPU): the deadline replaces
+        any left from the last command wait, "not armed" keeps
+        :meth:`disarm_idle` from lifting it at the fast path's checkpoints,
+        and when it fires the command loop ends with :attr:`data_timed_out`.
+
+        Raises:
+          ConnectionLost: The client went away mid-body.
+          trio.Cancelled: ``seconds`` ran out (:attr:`data_timed_out` is set) or shutdown.
+        """
+        idle = self._idle_scope
+        if idle is None:
+            raise RuntimeError("receive_data runs inside the session's command loop")
+        deadline = trio.current_time() + seconds
+        idle.deadline, self._idle_armed = deadline, False
+        try:
+            read_size = self.config.limits.data_read_size
+            chunk = self._splitter.take_buffered()
+            while True:
+                if chunk and (body := reader.feed(chunk)):
+                    store(body)
+                if reader.done:
+                    break
+                chunk = await self._receive(read_size)
+            self._splitter.feed(reader.take_trailing())
+        except trio.Cancelled:
+            if trio.current_time() >= deadline:
+                self._data_timed_out = True
+            raise
+        finally:
+            # Left in place like a command wait's (see disarm_idle): whatever
+            # yields next lifts it first, and the next command wait replaces it.
+            self._idle_armed = True
 
     def drop_buffered_input(self) -> bytes:
         """Throw away what the client sent but we have not read (STARTTLS, CVE-2011-0411)."""
         return self._splitter.take_buffered()
 
-    async def _next_command_line(self, idle: trio.CancelScope) -> bytes | OverlongLine:
-        """The next command line.
+    def new_idle_scope(self) -> trio.CancelScope:
+        """The one cancel scope the command loop runs in; enter it around the loop.
 
-        ``idle`` is the session's one idle scope (see ``_serve``): its deadline
-        is set only while we wait here, and it is cancelled when the idle timer
-        runs out or shutdown interrupts the wait. A scope per connection whose
-        deadline moves costs far less than a new scope per command.
+        Its deadline is infinite (or, between commands, that of the last
+        wait: see :meth:`disarm_idle`) except while :meth:`next_command_line`
+        waits or a message body is read, and only those are ever cancelled
+        (idle timer, shutdown, DATA timeout): leaving the scope means one of
+        those happened. A scope per connection whose deadline moves costs far
+        less than a new scope per command. Call :meth:`drop_idle_scope` after.
         """
+        self._idle_scope = scope = trio.CancelScope()
+        return scope
+
+    def drop_idle_scope(self) -> None:
+        """The command loop has ended: nothing waits on the idle scope any more."""
+        self._idle_scope, self._idle_armed = None, False
+
+    async def next_command_line(self) -> bytes | OverlongLine:
+        """The next command line, waited for under the idle timer (see :meth:`new_idle_scope`).
+
+        Raises:
+          ConnectionLost: The client went away.
+          trio.Cancelled: The idle timer ran out, or shutdown interrupted the wait.
+        """
+        idle = self._idle_scope
+        if idle is None:
+            raise RuntimeError("next_command_line runs inside new_idle_scope()")
         deadline = None
         while (line := self._splitter.next_line()) is Need.DATA:
             await self.flush()
@@ -343,7 +435,7 @@ class Connection:
                 deadline = trio.current_time() + self.context.config.limits.idle_timeout
             if not self._idle_armed or idle.deadline != deadline:
                 idle.deadline = deadline
-                self._idle_armed = True  # left set after the wait: see _disarm_idle
+                self._idle_armed = True  # left set after the wait: see disarm_idle
             self._waiting_for_command = True
             if self.context.shutting_down:
                 idle.cancel()
@@ -381,3 +473,30 @@ class Connection:
         """Wake the session if it is waiting for a command (shutdown)."""
         if self._waiting_for_command and self._idle_scope is not None:
             self._idle_scope.cancel()
+
+    # -- the stream ----------------------------------------------------------
+
+    def replace_stream(self, stream: trio.abc.Stream) -> None:
+        """Carry on over ``stream``, which wraps the current one (STARTTLS's ``SSLStream``).
+
+        The direct socket path ends here: the bytes on the socket are TLS
+        records, not ours to read.
+        """
+        self.stream = stream
+        self._fd = -1
+
+    async def aclose(self) -> None:
+        """Close the stream; a TLS one gets ``close_notify`` within ``limits.farewell_timeout``."""
+        if type(self.stream) is trio.SocketStream:
+            # What aclose_forcefully does for a plain socket, without its two
+            # cancel scopes and checkpoint: the close itself never blocks.
+            self.stream.socket.close()
+            return
+        farewell = self.config.limits.farewell_timeout
+        with trio.CancelScope(shield=True), trio.move_on_after(farewell):
+            if isinstance(self.stream, trio.SSLStream):
+                # close_notify first: TLS clients (openssl s_client) treat a bare
+                # TCP close as a truncation attack (RFC 8446 §6.1).
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await self.stream.aclose()
+            await trio.aclose_forcefully(self.stream)

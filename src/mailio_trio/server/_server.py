@@ -560,9 +560,9 @@ class Server:
             return
         try:
             if not tls:
-                session = Session(self._context, stream, client)
+                session = Session.for_stream(self._context, stream, client)
                 if early:
-                    session.push_input(early)
+                    session.connection.push_input(early)
                 await session.run()
                 return
             self._handshaking += 1
@@ -573,7 +573,7 @@ class Server:
             finally:
                 self._handshaking -= 1
             if tls_stream is not None:
-                session = Session(
+                session = Session.for_stream(
                     self._context, tls_stream, client, secure=True, tls=tls_info(tls_stream)
                 )
                 await session.run()
@@ -633,7 +633,7 @@ class Server:
             connections.cancel_scope.deadline, trio.current_time() + grace
         )
         for session in list(self._context.sessions):
-            session.interrupt_idle()
+            session.connection.interrupt_idle()
 
     def shutdown(self) -> None:
         """Start a graceful shutdown: stop accepting, answer ``421 4.3.2`` to new
@@ -647,7 +647,7 @@ class Server:
         for scope in self._accept_scopes:
             scope.cancel()
         for session in list(self._context.sessions):
-            session.interrupt_idle()
+            session.connection.interrupt_idle()
 
     async def wait_stopped(self) -> None:
         """Wait until :meth:`serve` has returned after :meth:`shutdown`."""

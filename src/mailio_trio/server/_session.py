@@ -9,16 +9,16 @@ is drained (RFC 2920 pipelining); anything that waits for the client flushes
 first. Waiting for a command is the only place the idle timer runs, and it
 counts from the end of the last command, not the last byte, so a client
 dripping one byte a second is cut off like a silent one. That byte side —
-reply queue, line input, idle timer, direct socket I/O — is
-``mailio_trio.server._connection.Connection``, which :class:`Session` extends
-with the SMTP side: handler chains, DATA, STARTTLS and the command loop.
+reply queue, line input, idle timer, direct socket I/O — is a
+``mailio_trio.server._connection.Connection``, which a :class:`Session` *has*
+(``session.connection``) and drives through its public methods; the session
+is the SMTP side: handler chains, DATA, STARTTLS and the command loop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import ssl
 import time
 from datetime import UTC, datetime
@@ -48,7 +48,6 @@ from mailio_trio.protocol import (
     Command,
     ConnectionLost,
     DataReader,
-    LineSplitter,
     OverlongLine,
     Reply,
     Verb,
@@ -80,6 +79,8 @@ from mailio_trio.server._spool import NullSpool, Spool
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from mailio_trio.config import Config
+
 
 __all__ = ["ClientInfo", "ConnectionLost", "Counters", "ServerContext", "Session", "TLSInfo"]
 
@@ -87,27 +88,38 @@ logger = logging.getLogger("mailio_trio.session")
 transcript = logging.getLogger("mailio_trio.transcript")
 
 
-# Plain TCP sessions read and write their socket directly (os.read/os.write on
-# the non-blocking fd) and wait for readiness only when the kernel has nothing:
-# Trio's SocketStream costs a scheduler pass and several wrapper layers per call,
-# most of a small command's CPU. TLS sessions keep trio.SSLStream. Tests run the
-# end-to-end suites both ways by turning this off (tests/conftest.py).
-FAST_SOCKET_IO = os.name == "posix"
-
 REFUSALS_LOGGED = 20
 """Refusals per connection that get a mail log line of their own (see ``note_refused``)."""
 
 
-@attrs.define(eq=False)
-class Session(Connection):
+def command_line_limit(config: Config) -> int:
+    """The longest command line a session reads, CRLF included."""
+    limit = config.limits.command_line_length
+    if dsn_offered(config):
+        # RFC 3461 §4: DSN lengthens a RCPT line by up to 500 octets (NOTIFY, ORCPT).
+        limit += ORCPT_LIMIT
+    return limit
+
+
+@attrs.define(eq=False, kw_only=True)
+class Session:
     """One client connection and its SMTP state.
 
     Attributes users read: ``id``, ``transaction`` (messages accepted so far),
     ``client``, ``envelope``, ``secure``/``tls``, ``user``, ``accepted`` /
     ``rejected`` (command → last reply code), ``counters``, and ``data``, a
-    dict that is the user's own.
+    dict that is the user's own; ``context``, ``config`` and ``stream``.
+
+    The bytes — replies out, lines in, the idle timer — are ``connection``'s
+    (a ``Connection``); what handlers use of it the session passes on:
+    :meth:`send_now`, :meth:`read_auxiliary_line`,
+    :meth:`wait_for_early_input` and ``queue_reply``. Make one with
+    :meth:`for_stream`.
     """
 
+    context: ServerContext
+    connection: Connection
+    client: ClientInfo
     transaction: int = 0
     envelope: Envelope = attrs.field(factory=Envelope)
     esmtp: bool = False
@@ -126,16 +138,65 @@ class Session(Connection):
     """Plans of commands with per-session handlers; None while there are none."""
     chunked: ChunkedMessage | None = attrs.field(default=None, init=False)
     """A message arriving in BDAT chunks, until its ``LAST`` (``server/_bdat.py``)."""
+    id: str = attrs.field(init=False)
+    """The session id, the connection's (12 hex digits); message ids are ``id.transaction``."""
+    queue_reply: Callable[[Reply], None] = attrs.field(init=False, repr=False)
+    """Queue a reply; it goes out with the next flush (``connection.queue_reply``).
+
+    Bound once, not a method that passes it on: every command queues a reply.
+    """
 
     def __attrs_post_init__(self) -> None:
-        config = self.context.config
-        limit = config.limits.command_line_length
-        if dsn_offered(config):
-            # RFC 3461 §4: DSN lengthens a RCPT line by up to 500 octets (NOTIFY, ORCPT).
-            limit += ORCPT_LIMIT
-        self._splitter = LineSplitter(limit)
-        if FAST_SOCKET_IO and type(self.stream) is trio.SocketStream:
-            self._fd = self.stream.socket.fileno()
+        self.id = self.connection.id  # log lines and message ids: a plain attribute
+        self.queue_reply = self.connection.queue_reply
+
+    @classmethod
+    def for_stream(
+        cls,
+        context: ServerContext,
+        stream: trio.abc.Stream,
+        client: ClientInfo,
+        *,
+        secure: bool = False,
+        tls: TLSInfo | None = None,
+    ) -> Session:
+        """A session with ``client`` over ``stream``: plain, or already TLS (``secure``)."""
+        connection = Connection(context, stream, line_limit=command_line_limit(context.config))
+        return cls(context=context, connection=connection, client=client, secure=secure, tls=tls)
+
+    # -- the connection, as handlers see it ------------------------------------
+
+    @property
+    def config(self) -> Config:
+        return self.context.config
+
+    @property
+    def stream(self) -> trio.abc.Stream:
+        """The client's stream, a ``trio.SSLStream`` once TLS is on."""
+        return self.connection.stream
+
+    async def send_now(self, reply: Reply | str) -> None:
+        """Send an intermediate reply immediately (``res.write``)."""
+        await self.connection.send_now(reply)
+
+    async def read_auxiliary_line(self) -> str:
+        """The next line inside a command's exchange (``res.read``); not a command.
+
+        Raises:
+          ClientProtocolError: The line is too long or not UTF-8 (``500``/``501``).
+          ConnectionLost: The client went away.
+        """
+        return await self.connection.read_auxiliary_line()
+
+    async def wait_for_early_input(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the client to send anything before our greeting.
+
+        What arrives is kept for the command loop (``plugins/pregreet.py``).
+
+        Raises:
+          ConnectionLost: The client went away while we waited.
+        """
+        return await self.connection.wait_for_early_input(seconds)
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -228,49 +289,27 @@ class Session(Connection):
             bare_line_endings=limits.bare_line_endings,
             max_hops=limits.max_hops,
         )
-        idle = self._idle_scope
-        if idle is None:
-            raise RuntimeError("receive_message runs inside the session's command loop")
         spool = NullSpool() if self.context.discard else Spool(self.config.spool_dir)
-        # limits.data_timeout bounds the whole body. It rides on the session's idle
-        # scope rather than a cancel scope of its own (a scope per message is a
-        # tenth of a small message's CPU): the deadline replaces any left from the
-        # last command wait, "not armed" keeps _disarm_idle from lifting it at the
-        # fast path's checkpoints, and when it fires _serve answers 421 4.4.2.
-        deadline = trio.current_time() + limits.data_timeout
-        idle.deadline, self._idle_armed = deadline, False
+
+        def store(body: bytes) -> None:
+            # Once a line was too long (or, under "reject", ended bare) the
+            # message will be refused: read on to its end, store no more.
+            if not (reader.line_too_long or reader.bare_line_ending_seen or reader.too_many_hops):
+                spool.write(body)
+
         try:
             header = b"" if self.context.discard else self.received_header()
             spool.write(header)
-            chunk = self._splitter.take_buffered()
-            while True:
-                # Once a line was too long (or, under "reject", ended bare) the
-                # message will be refused: read on to its end, store no more.
-                if (
-                    chunk
-                    and (body := reader.feed(chunk))
-                    and not (
-                        reader.line_too_long or reader.bare_line_ending_seen or reader.too_many_hops
-                    )
-                ):
-                    spool.write(body)
-                if reader.done:
-                    break
-                chunk = await self._receive(limits.data_read_size)
-            self._splitter.feed(reader.take_trailing())
+            # limits.data_timeout bounds the whole body; when it fires, _serve
+            # answers 421 4.4.2 (connection.data_timed_out).
+            await self.connection.receive_data(reader, store, limits.data_timeout)
             problem = data_problem(reader, limits.bare_line_endings, limits.text_line_length)
             if problem is not None:
                 raise ClientProtocolError(problem)
             spool.close()
-        except BaseException as exc:
+        except BaseException:
             spool.discard()
-            if isinstance(exc, trio.Cancelled) and trio.current_time() >= deadline:
-                self._data_timed_out = True
             raise
-        finally:
-            # Left in place like a command wait's (see _disarm_idle): whatever
-            # yields next lifts it first, and the next command wait replaces it.
-            self._idle_armed = True
         return Message(
             id=f"{self.id}.{self.transaction}",
             path=spool.path,
@@ -321,7 +360,7 @@ class Session(Connection):
 
     async def start_tls(self, context: ssl.SSLContext) -> None:
         """Wrap the stream in TLS after our ``220`` was sent; reset the session state."""
-        dropped = self.drop_buffered_input()
+        dropped = self.connection.drop_buffered_input()
         if dropped:
             self.log.info("discarded %d octets pipelined after STARTTLS", len(dropped))
         stream = trio.SSLStream(self.stream, context, server_side=True)
@@ -340,8 +379,7 @@ class Session(Connection):
         if scope.cancelled_caught:
             self.log.info("TLS handshake timed out")
             raise Close(None)
-        self.stream = stream
-        self._fd = -1  # TLS from here on: the bytes on the socket are not ours to read
+        self.connection.replace_stream(stream)
         self.secure = True
         self.tls = tls_info(stream)
         self.reset_after_tls()
@@ -371,22 +409,7 @@ class Session(Connection):
                 self.context.auth_failed[self.client.address] += self.counters.auth_failures
             if _session_log.wanted():
                 _session_log.log_connection(self, trio.current_time() - started)
-            if type(self.stream) is trio.SocketStream:
-                # What aclose_forcefully does for a plain socket, without its two
-                # cancel scopes and checkpoint: the close itself never blocks.
-                self.stream.socket.close()
-            else:
-                await self._close_stream()
-
-    async def _close_stream(self) -> None:
-        farewell = self.config.limits.farewell_timeout
-        with trio.CancelScope(shield=True), trio.move_on_after(farewell):
-            if isinstance(self.stream, trio.SSLStream):
-                # close_notify first: TLS clients (openssl s_client) treat a bare
-                # TCP close as a truncation attack (RFC 8446 §6.1).
-                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                    await self.stream.aclose()
-            await trio.aclose_forcefully(self.stream)
+            await self.connection.aclose()
 
     async def _send_last(self, reply: Reply | None) -> None:
         if reply is not None:
@@ -395,7 +418,7 @@ class Session(Connection):
         # reply; the timeout is flush's own, so the usual case (one write) needs no scope.
         lost = (ConnectionLost, trio.BrokenResourceError, trio.ClosedResourceError)
         with contextlib.suppress(*lost):
-            await self.flush(patience=self.config.limits.farewell_timeout, last=True)
+            await self.connection.flush(patience=self.config.limits.farewell_timeout, last=True)
 
     async def _serve(self) -> None:
         for callback in self.context.on_session:
@@ -407,13 +430,13 @@ class Session(Connection):
                 self.note_refused("connect", reply)
             raise Close(reply)
         self.queue_reply(reply)
-        # The idle scope's deadline is infinite (or, between commands, that of
-        # the last wait: see _disarm_idle) except while waiting for a command or
-        # reading a DATA body, and only those are ever cancelled (idle timer,
-        # shutdown, DATA timeout): leaving this block means one of those happened.
-        with trio.CancelScope() as self._idle_scope:
+        connection = self.connection
+        next_command_line = connection.next_command_line
+        # Leaving this block means the idle timer, shutdown or the DATA timeout
+        # cancelled it (see Connection.new_idle_scope).
+        with connection.new_idle_scope():
             while True:
-                line = await self._next_command_line(self._idle_scope)
+                line = await next_command_line()
                 if self.context.shutting_down:
                     raise Close(SHUTTING_DOWN)
                 if isinstance(line, OverlongLine):
@@ -427,8 +450,8 @@ class Session(Connection):
                     self.not_a_command(LINE_TOO_LONG)
                     continue
                 await self.handle_line(line)
-        self._idle_scope, self._idle_armed = None, False
-        if self._data_timed_out:
+        connection.drop_idle_scope()
+        if connection.data_timed_out:
             raise Close(DATA_TIMEOUT)
         if self.context.shutting_down:
             raise Close(SHUTTING_DOWN)
@@ -496,8 +519,8 @@ class Session(Connection):
         self.queue_reply(reply)
         # accept() only takes 2xx/3xx and reject() only 4xx/5xx: the code says which it was.
         for step in req.take_after_reply() if reply.is_positive else ():
-            self._disarm_idle()
-            await self.flush()
+            self.connection.disarm_idle()
+            await self.connection.flush()
             try:
                 follow_up = await step()
             except ClientProtocolError as exc:
@@ -532,7 +555,7 @@ class Session(Connection):
             return reply
         # Queue handlers' second phase, before the reply goes out (see _transaction.py).
         if req.prepared:
-            self._disarm_idle()  # commit steps wait (threads, fsync)
+            self.connection.disarm_idle()  # commit steps wait (threads, fsync)
             if not (reply := await req.commit(reply)).is_positive:
                 self.rejected[name] = reply.code
                 self.counters.refused += 1
@@ -610,7 +633,7 @@ class Session(Connection):
                     # It cannot block, so handler_timeout needs no cancel scope (~7 µs each).
                     await handler.func(req, res)
                 else:
-                    self._disarm_idle()
+                    self.connection.disarm_idle()
                     timeout = self.context.config.limits.handler_timeout
                     timer = self.context.handler_timer
                     started = time.perf_counter() if timer is not None else 0.0

@@ -210,13 +210,12 @@ async def submit(
     config = context.config
     if len(data) > config.limits.message_size:
         raise SubmissionRefused(MESSAGE_TOO_BIG)
-    session = Session(
+    session = Session.for_stream(
         context,
         _NoConnection(),
         ClientInfo(address="127.0.0.1", port=0, hostname="localhost", helo="localhost"),
-        esmtp=True,
-        user=ApiUser(),
     )
+    session.esmtp, session.user = True, ApiUser()
     for callback in context.on_session:
         callback(session)
     outcomes = await _check_recipients(session, envelope)
