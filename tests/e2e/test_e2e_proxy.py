@@ -10,10 +10,7 @@ where they fail instead.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import smtplib
-import socket
 import subprocess
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -21,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import proxy_encode as enc
 import pytest
 import trio
+from haproxy_process import free_port, haproxy_binary
 from hostile_clients import connect_from
 
 from mailio_trio import Config, DnsConfig, Limits, Server, Session
@@ -315,23 +313,6 @@ async def test_per_ip_limit_counts_the_carried_address(nursery: trio.Nursery) ->
 # -- a real HAProxy -------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _haproxy_binary() -> str:
-    binary = shutil.which("haproxy") or next(
-        (p for p in ("/usr/sbin/haproxy", "/usr/bin/haproxy") if os.path.exists(p)), None
-    )
-    if binary is None:
-        if os.environ.get("MAILIO_REQUIRE_HAPROXY") == "1":
-            pytest.fail("haproxy is required (MAILIO_REQUIRE_HAPROXY=1) but not installed")
-        pytest.skip("haproxy is not installed (apt-get install haproxy)")
-    return binary
-
-
 @contextmanager
 def run_haproxy(
     directory: Path, backend_port: int, server_options: str, backend_lines: str = ""
@@ -340,8 +321,8 @@ def run_haproxy(
 
     Yields the frontend's port; HAProxy is stopped (killed if need be) on exit.
     """
-    binary = _haproxy_binary()
-    port = _free_port()
+    binary = haproxy_binary()
+    port = free_port()
     config = directory / "haproxy.cfg"
     config.write_text(
         f"""\
