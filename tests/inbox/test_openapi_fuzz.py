@@ -22,7 +22,10 @@ from mailio_trio.testing import Faults
 schemathesis = pytest.importorskip("schemathesis")
 hypothesis = pytest.importorskip("hypothesis")
 
-SKIPPED = {"/api/v1/wait", "/api/v1/events"}
+# Release is left out: fuzzed to a real server it would send mail; unconfigured,
+# it answers every schema-valid body 400, which the fuzzer counts as a failure.
+# tests/inbox/test_release.py covers it against a loopback server.
+SKIPPED = {"/api/v1/wait", "/api/v1/events", "/api/v1/message/{ID}/release"}
 
 
 def _raw() -> bytes:

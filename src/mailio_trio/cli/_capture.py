@@ -64,6 +64,17 @@ def add_capture_arguments(parser: argparse.ArgumentParser) -> None:
         help="with --capture (implied): the web inbox and its API, e.g. 127.0.0.1:8025 "
         "(needs the [web] extra)",
     )
+    parser.add_argument(
+        "--release-to",
+        metavar="HOST:PORT",
+        type=host_port,
+        help="with --web: the SMTP server the inbox's Release sends captured mail to",
+    )
+    parser.add_argument(
+        "--release-starttls",
+        action="store_true",
+        help="with --release-to: require STARTTLS there, certificate checked (default plain)",
+    )
 
 
 def capturing(args: argparse.Namespace) -> bool:
@@ -94,13 +105,19 @@ def open_capture_inbox(args: argparse.Namespace) -> Inbox | None:
     import sqlite3
 
     try:
-        return open_inbox(
+        inbox = open_inbox(
             args.capture_db,
             max_messages=args.capture_max_messages,
             max_bytes=args.capture_max_bytes,
         )
     except sqlite3.Error as exc:
         raise ConfigError(f"--capture-db {args.capture_db}: {exc}") from None
+    if args.release_to is not None:
+        from mailio_trio.inbox._release import ReleaseTarget
+
+        host, port = args.release_to
+        inbox.release_to = ReleaseTarget(host, port, starttls=args.release_starttls)
+    return inbox
 
 
 def install_capture(

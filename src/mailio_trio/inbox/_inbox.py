@@ -20,6 +20,8 @@ from mailio_trio.inbox._store import (
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
+    from mailio_trio.inbox._release import ReleaseTarget
+
 __all__ = ["Inbox", "InboxEvent", "inbox_handler", "open_inbox"]
 
 # A subscriber (one browser tab's event stream) that falls this far behind is
@@ -46,6 +48,8 @@ class Inbox:
     """
 
     store: SqliteStore
+    release_to: ReleaseTarget | None = attrs.field(default=None, kw_only=True)
+    """Where ``POST /api/v1/message/{ID}/release`` sends mail (``serve --release-to``)."""
     _changed: trio.Event = attrs.field(factory=trio.Event, init=False)
     _subscribers: set[trio.MemorySendChannel[InboxEvent]] = attrs.field(factory=set, init=False)
     _closed: bool = attrs.field(default=False, init=False)

@@ -229,6 +229,38 @@ def _chaos_paths() -> dict[str, Any]:
     }
 
 
+def _release_path() -> dict[str, Any]:
+    text = {"text/plain": {"schema": _STR}}
+    body = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["To"],
+                    "properties": {"To": {"type": "array", "items": _STR, "minItems": 1}},
+                }
+            }
+        },
+    }
+    return {
+        "post": {
+            "summary": "Send the message as received to the --release-to server (Mailpit)",
+            "parameters": [_ID],
+            "requestBody": body,
+            "responses": {
+                "200": {"description": "Sent", "content": text},
+                "400": {"description": "Release not configured, or a bad body", "content": text},
+                **_NOT_FOUND,
+                "502": {
+                    "description": "The release server refused or is unreachable",
+                    "content": text,
+                },
+            },
+        }
+    }
+
+
 def openapi() -> dict[str, Any]:
     """The document; a fresh dict each call."""
     return {
@@ -283,6 +315,7 @@ def openapi() -> dict[str, Any]:
                 },
                 [_ID],
             ),
+            "/api/v1/message/{ID}/release": _release_path(),
             "/api/v1/message/{ID}/headers": _get(
                 "The message headers, name to values (Mailpit)",
                 {

@@ -26,10 +26,12 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from mailio_trio.client import SMTPError
 from mailio_trio.inbox._api import html_with_parts, list_json, message_json, summary_json
 from mailio_trio.inbox._chaos_json import chaos_json, parse_chaos_json
 from mailio_trio.inbox._openapi import openapi
 from mailio_trio.inbox._parse import parse, part_by_id
+from mailio_trio.inbox._release import recipients_from_body, release
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -136,6 +138,25 @@ def inbox_app(inbox: Inbox, chaos: Faults | None = None) -> Starlette:
         # Mailpit's type; the bytes are as received, whatever their charset.
         return Response(stored.raw, media_type="text/plain; charset=utf-8", headers=_NOSNIFF)
 
+    async def release_call(request: Request) -> Response:
+        if inbox.release_to is None:
+            return PlainTextResponse("release is not configured", status_code=400)
+        try:
+            table = json.loads(await request.body())
+        except ValueError:
+            return PlainTextResponse("body: not JSON", status_code=400)
+        to = recipients_from_body(table)
+        if isinstance(to, str):
+            return PlainTextResponse(to, status_code=400)
+        stored = await _stored(request)
+        if stored is None:
+            return _not_found(request.path_params["id"])
+        try:
+            await release(inbox.release_to, stored.sender, to, stored.raw)
+        except SMTPError as exc:
+            return PlainTextResponse(f"release failed: {exc}", status_code=502)
+        return PlainTextResponse("ok")
+
     async def headers(request: Request) -> Response:
         stored = await _stored(request)
         if stored is None:
@@ -240,6 +261,7 @@ def inbox_app(inbox: Inbox, chaos: Faults | None = None) -> Starlette:
             Route("/api/v1/message/{id}", message),
             Route("/api/v1/message/{id}/raw", raw),
             Route("/api/v1/message/{id}/headers", headers),
+            Route("/api/v1/message/{id}/release", release_call, methods=["POST"]),
             Route("/api/v1/message/{id}/html", html),
             Route("/api/v1/message/{id}/part/{part}", part),
             Route("/api/v1/wait", wait),
