@@ -189,6 +189,18 @@ document.addEventListener("DOMContentLoaded", () => {
   $("delete-one").addEventListener("click", async () => {
     if (selected) await remove([selected]);
   });
+  // Mailpit's release: the server sends the stored message on to `serve --release-to`.
+  $("release-one").addEventListener("click", async () => {
+    if (!selected) return;
+    const to = prompt("Release to (addresses, comma-separated):");
+    if (!to) return;
+    const response = await fetch(`/api/v1/message/${encodeURIComponent(selected)}/release`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ To: to.split(",").map((a) => a.trim()).filter(Boolean) }),
+    });
+    alert(response.ok ? "Released." : `Not released: ${await response.text()}`);
+  });
   $("delete-all").addEventListener("click", async () => {
     if (confirm("Delete every message?")) await remove(null);
   });
