@@ -16,15 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import trio
-from smtp_peers import BODY, PeerHandler, free_port_on, run_aiosmtpd
+from smtp_peers import BODY, PeerHandler, free_port_on, run_aiosmtpd, start_relaying_server
 
 from mailio_trio import Config
 from mailio_trio._maillog import format_fields
 from mailio_trio.cli._logging import _JSONFormatter
 from mailio_trio.client import send
-from mailio_trio.config import DnsConfig, RelayConfig
 from mailio_trio.testing import RunningServer, start_capturing_server
-from mailio_trio.testing.dns import DnsServer, Zone
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -49,24 +47,7 @@ def parse(line: str) -> dict[str, str]:
 async def relay_setup(
     nursery: trio.Nursery, tmp_path: Path, port: int
 ) -> AsyncIterator[RunningServer]:
-    zone = Zone()
-    zone.mx("remote.test", (10, "mx1.remote.test"))
-    zone.a("mx1.remote.test", "127.0.0.2")
-    dns_host, dns_port = await nursery.start(DnsServer(zone).serve)
-    config = Config(
-        hostname="mx.example.com",
-        domains=["example.com"],
-        relay=RelayConfig(
-            enabled=True,
-            spool_dir=tmp_path / "spool",
-            port=port,
-            retry_base_interval=0.05,
-            allow_unauthenticated=True,
-            connect_timeout=5.0,
-        ),
-        dns=DnsConfig(nameservers=[dns_host], port=dns_port, timeout=2.0),
-    )
-    yield await start_capturing_server(nursery, config)
+    yield await start_relaying_server(nursery, tmp_path, port, connect_timeout=5.0)
 
 
 def mail_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, str]]:
@@ -127,7 +108,7 @@ async def test_accepted_refused_and_relayed_lines(
     for relay in (deferred, sent):
         assert relay["to"] == "<b@remote.test>"
         assert relay["from"] == "<a@example.com>"
-        assert relay["relay"] == "mx1.remote.test[127.0.0.2]"
+        assert relay["relay"] == "mx.remote.test[127.0.0.2]"
         assert re.fullmatch(r"\d+\.\ds", relay["delay"])
     assert (deferred["status"], deferred["code"], deferred["dsn"]) == ("deferred", "451", "4.3.0")
     assert (sent["status"], sent["code"]) == ("sent", "250")

@@ -11,19 +11,17 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import trio
-from smtp_peers import BODY, PeerHandler, free_port_on, run_aiosmtpd
+from smtp_peers import BODY, PeerHandler, free_port_on, run_aiosmtpd, start_relaying_server
 
-from mailio_trio import Config
 from mailio_trio.cli import main
 from mailio_trio.client import send
-from mailio_trio.config import DnsConfig, RelayConfig
 from mailio_trio.relay.spool import Spool
-from mailio_trio.testing import RunningServer, start_capturing_server
-from mailio_trio.testing.dns import DnsServer, Zone
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
+
+    from mailio_trio.testing import RunningServer
 
 WAIT = 20  # seconds: an upper bound, never expected
 HOUR = 3600.0
@@ -33,25 +31,9 @@ HOUR = 3600.0
 async def relay_setup(
     nursery: trio.Nursery, tmp_path: Path, port: int
 ) -> AsyncIterator[RunningServer]:
-    zone = Zone()
-    zone.mx("remote.test", (10, "mx1.remote.test"))
-    zone.a("mx1.remote.test", "127.0.0.2")
-    dns_host, dns_port = await nursery.start(DnsServer(zone).serve)
-    config = Config(
-        hostname="mx.example.com",
-        domains=["example.com"],
-        relay=RelayConfig(
-            enabled=True,
-            spool_dir=tmp_path / "spool",
-            port=port,
-            retry_base_interval=HOUR,
-            scan_interval=HOUR,
-            allow_unauthenticated=True,
-            connect_timeout=5.0,
-        ),
-        dns=DnsConfig(nameservers=[dns_host], port=dns_port, timeout=2.0),
+    yield await start_relaying_server(
+        nursery, tmp_path, port, retry_base_interval=HOUR, scan_interval=HOUR, connect_timeout=5.0
     )
-    yield await start_capturing_server(nursery, config)
 
 
 async def _wait_attempted(spool: Spool) -> str:

@@ -17,14 +17,10 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pytest
 import trio
-from smtp_peers import PeerHandler, free_port_on, run_aiosmtpd, status_blocks
+from smtp_peers import PeerHandler, free_port_on, run_aiosmtpd, start_relaying_server, status_blocks
 
-from mailio_trio import Config
 from mailio_trio.client import send
-from mailio_trio.config import DnsConfig, MaildirConfig, RelayConfig
 from mailio_trio.relay.spool import Spool
-from mailio_trio.testing import start_capturing_server
-from mailio_trio.testing.dns import DnsServer, Zone
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -62,24 +58,7 @@ class RefusingPeer(PeerHandler):
 
 
 async def start(nursery: trio.Nursery, tmp_path: Path, port: int) -> RunningServer:
-    zone = Zone()
-    zone.mx("remote.test", (10, "mx.remote.test"))
-    zone.a("mx.remote.test", "127.0.0.2")
-    dns_host, dns_port = await nursery.start(DnsServer(zone).serve)
-    config = Config(
-        hostname="mx.example.com",
-        domains=["example.com"],
-        maildir=MaildirConfig(enabled=True, root=tmp_path / "mail"),
-        relay=RelayConfig(
-            enabled=True,
-            spool_dir=tmp_path / "spool",
-            port=port,
-            allow_unauthenticated=True,
-            retry_base_interval=0.05,  # a wrongful retry comes at once
-        ),
-        dns=DnsConfig(nameservers=[dns_host], port=dns_port, timeout=2.0),
-    )
-    return await start_capturing_server(nursery, config)
+    return await start_relaying_server(nursery, tmp_path, port, maildir=True)
 
 
 def inbox(tmp_path: Path) -> list[bytes]:

@@ -22,6 +22,9 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 if TYPE_CHECKING:
     import ssl
     from collections.abc import AsyncIterator, Callable
+    from pathlib import Path
+
+    from mailio_trio.testing import RunningServer
 
 
 @attrs.define
@@ -169,3 +172,38 @@ def status_blocks(part: Message) -> list[Message]:
     blocks = part.get_payload()
     assert isinstance(blocks, list)
     return [b for b in blocks if isinstance(b, Message)]
+
+
+async def start_relaying_server(
+    nursery: trio.Nursery, tmp_path: Path, port: int, *, maildir: bool = False, **relay: Any
+) -> RunningServer:
+    """A capturing server for ``example.com`` that relays ``remote.test`` to 127.0.0.2:``port``.
+
+    The MX comes from a loopback DNS server; ``relay`` overrides the ``RelayConfig``
+    fields (fast retries by default); ``maildir`` keeps local mail under ``tmp_path / "mail"``.
+    """
+    from mailio_trio import Config, DnsConfig
+    from mailio_trio.config import MaildirConfig, RelayConfig
+    from mailio_trio.testing import start_capturing_server
+    from mailio_trio.testing.dns import DnsServer, Zone
+
+    zone = Zone()
+    zone.mx("remote.test", (10, "mx.remote.test"))
+    zone.a("mx.remote.test", "127.0.0.2")
+    dns_host, dns_port = await nursery.start(DnsServer(zone).serve)
+    settings: dict[str, Any] = {
+        "enabled": True,
+        "spool_dir": tmp_path / "spool",
+        "port": port,
+        "allow_unauthenticated": True,
+        "retry_base_interval": 0.05,
+        **relay,
+    }
+    config = Config(
+        hostname="mx.example.com",
+        domains=["example.com"],
+        maildir=MaildirConfig(enabled=maildir, root=tmp_path / "mail"),
+        relay=RelayConfig(**settings),
+        dns=DnsConfig(nameservers=[dns_host], port=dns_port, timeout=2.0),
+    )
+    return await start_capturing_server(nursery, config)

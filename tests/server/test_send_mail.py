@@ -13,15 +13,13 @@ from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
 import pytest
-from smtp_peers import PeerHandler, free_port_on, run_aiosmtpd, status_blocks
+from smtp_peers import PeerHandler, free_port_on, run_aiosmtpd, start_relaying_server, status_blocks
 
 from mailio_trio import ApiUser, Config, Server, SubmissionRefused
 from mailio_trio.chain import Handler
 from mailio_trio.client import send
-from mailio_trio.config import DnsConfig, MaildirConfig, RelayConfig
 from mailio_trio.relay.spool import Spool
 from mailio_trio.testing import RunningServer, start_capturing_server
-from mailio_trio.testing.dns import DnsServer, Zone
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -32,24 +30,7 @@ if TYPE_CHECKING:
 
 
 async def start(nursery: trio.Nursery, tmp_path: Path, port: int) -> RunningServer:
-    zone = Zone()
-    zone.mx("remote.test", (10, "mx.remote.test"))
-    zone.a("mx.remote.test", "127.0.0.2")
-    dns_host, dns_port = await nursery.start(DnsServer(zone).serve)
-    config = Config(
-        hostname="mx.example.com",
-        domains=["example.com"],
-        maildir=MaildirConfig(enabled=True, root=tmp_path / "mail"),
-        relay=RelayConfig(
-            enabled=True,
-            spool_dir=tmp_path / "spool",
-            port=port,
-            allow_unauthenticated=True,
-            retry_base_interval=0.05,
-        ),
-        dns=DnsConfig(nameservers=[dns_host], port=dns_port, timeout=2.0),
-    )
-    return await start_capturing_server(nursery, config)
+    return await start_relaying_server(nursery, tmp_path, port, maildir=True)
 
 
 def inbox(tmp_path: Path, user: str, folder: str = "new") -> list[bytes]:
