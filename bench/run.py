@@ -33,7 +33,8 @@ The new capabilities, ours only too, each next to the same traffic without it:
   that the warm-up's connections were counted there (``_check_redis``).
   Against W2 (no per-address limit); redis-server's own CPU is reported.
 
-Reference servers: aiosmtpd's Sink, Postfix's smtp-sink, the Trio probe, and
+Reference servers: aiosmtpd's Sink, Postfix's smtp-sink, the Trio probe (``probe-fast``: the
+probe with our plain-TCP socket I/O, that strategy's floor), and
 nodemailer's smtp-server (issue #18; ``smtp-server`` as shipped, with its fixed
 100 ms wait before the greeting, and ``smtp-server-nodelay`` without it, see
 ``smtp-server/sink.js``).
@@ -215,6 +216,9 @@ def _server_command(
         return [sink, "-u", "nobody", "-m", "2000", f"127.0.0.1:{port}", "2000"]
     if name == "probe":
         return [py, str(HERE / "serve_probe.py"), str(port)]
+    if name == "probe-fast":
+        # The probe with mailio_trio's plain-TCP I/O (os.read/os.write): that strategy's floor.
+        return [py, str(HERE / "serve_probe.py"), str(port), "--fast"]
     if name in ("smtp-server", "smtp-server-nodelay"):
         # nodemailer's smtp-server (issue #18): `npm ci` in bench/smtp-server first.
         if not (SMTP_SERVER / "node_modules" / "smtp-server").is_dir():
@@ -230,7 +234,7 @@ def _server_command(
         workers = name.partition("-w")[2] or "1"
         return [py, str(HERE / "serve_mailio.py"), str(port), workers, *extra]
     raise SystemExit(
-        f"unknown server {name!r}: mailio, mailio-wN, mailio-base, probe, smtp-sink, "
+        f"unknown server {name!r}: mailio, mailio-wN, mailio-base, probe, probe-fast, smtp-sink, "
         "smtp-server, smtp-server-nodelay, aiosmtpd"
     )
 

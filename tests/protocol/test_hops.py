@@ -54,6 +54,36 @@ def test_any_chunking_gives_the_same_count(cuts: list[int]) -> None:
     assert (counter.hops, counter.done) == (4, True)
 
 
+def _hops_line_by_line(data: bytes) -> tuple[int, bool]:
+    """The definition, one line at a time: (trace lines in the header block, its end seen)."""
+    *lines, partial = data.split(b"\n")
+    hops = 0
+    for line in lines:
+        if not line.rstrip(b"\r"):
+            return hops, True
+        hops += line[:9].lower() == b"received:"
+    return hops + (partial[:9].lower() == b"received:"), False
+
+
+_HEADERISH = st.lists(
+    st.sampled_from(
+        [b"Received: x", b"rEcEiVeD:", b"Received", b"X-Received: y", b" Received: z", b"", b"\r"]
+    ).map(lambda line: line + b"\r\n")
+    | st.binary(max_size=12),
+    max_size=12,
+).map(b"".join)
+
+
+@given(_HEADERISH, st.lists(st.integers(min_value=0, max_value=200), max_size=8))
+def test_bulk_scan_counts_as_the_line_by_line_definition(data: bytes, cuts: list[int]) -> None:
+    # feed() scans whole lines with two regexes and goes octet-wise only across a cut.
+    points = sorted({0, len(data), *(c for c in cuts if c < len(data))})
+    counter = HopCounter()
+    for start, end in itertools.pairwise(points):
+        counter.feed(data[start:end])
+    assert (counter.hops, counter.done) == _hops_line_by_line(data)
+
+
 def test_count_hops_stops_reading_at_the_end_of_the_header_block() -> None:
     read: list[bytes] = []
 

@@ -18,6 +18,7 @@ This module must never do I/O, read a clock or import trio.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -26,6 +27,11 @@ if TYPE_CHECKING:
 __all__ = ["HopCounter", "count_hops"]
 
 _PREFIX = b"received:"
+# Over whole lines at once (the usual case: a header block in one read). With a
+# search position, ``^`` matches only at a real line start, which is where feed
+# starts its searches.
+_TRACE_LINE = re.compile(rb"^received:", re.IGNORECASE | re.MULTILINE)
+_EMPTY_LINE = re.compile(rb"^\r*\n", re.MULTILINE)
 
 
 class HopCounter:
@@ -54,6 +60,20 @@ class HopCounter:
     def feed(self, data: bytes) -> None:
         i, n = 0, len(data)
         while i < n and not self.done:
+            if not (self._skipping or self._head):
+                # At a line start: the complete lines ahead in two regex scans,
+                # not a Python step per line (this runs for every message).
+                last = data.rfind(b"\n", i)
+                if last != -1:
+                    empty = _EMPTY_LINE.search(data, i, last + 1)
+                    stop = last + 1 if empty is None else empty.start()
+                    self.hops += len(_TRACE_LINE.findall(data, i, stop))
+                    if empty is not None:
+                        self.done = True
+                        return
+                    i = last + 1
+                    if i == n:
+                        return
             if self._skipping:
                 end = data.find(b"\n", i)
                 if end == -1:
