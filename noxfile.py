@@ -46,7 +46,8 @@ def bench(session: nox.Session) -> None:
 
     Args after ``--`` go to ``bench/run.py`` (``--rounds 5``, ``--workloads W2,W3``).
     """
-    session.install(".", *nox.project.dependency_groups(PYPROJECT, "bench"))
+    # The extras W2M ([metrics] listen) and W2R ([redis] url) serve with.
+    session.install(".[metrics,redis]", *nox.project.dependency_groups(PYPROJECT, "bench"))
     if any("smtp-source" in arg or "smtp-sink" in arg for arg in session.posargs):
         # Postfix's C generator and sink: unpacked from Debian's package, no daemon.
         session.run("sh", "bench/get_postfix.sh", external=True)

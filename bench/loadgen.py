@@ -5,7 +5,10 @@ steps. Without pipelining it behaves like Postfix's ``smtp-source`` (HELO, then
 MAIL, RCPT, DATA, body one at a time, each waiting for its reply); with
 pipelining it sends EHLO, then ``MAIL RCPT DATA`` as one group and each body
 together with the next ``MAIL RCPT DATA`` (RFC 2920 lets a group start with
-message content and end with DATA).
+message content and end with DATA). With ``--bdat`` it sends EHLO, checks that
+the server offers CHUNKING, then per message ``MAIL``, ``RCPT`` and ``BDAT <size>
+LAST`` followed by the whole message as one chunk (RFC 3030: no dot-stuffing,
+no terminator), each waiting for its reply like the non-pipelined DATA script.
 
 Every reply's code is checked: a 4xx/5xx or a dropped connection counts as an
 error and the run reports it, so a server cannot look fast by refusing mail.
@@ -14,6 +17,7 @@ Usage (also imported by ``bench/run.py``)::
 
     python bench/loadgen.py --port 2525 --sessions 20 --messages 2000 --size 1024
     python bench/loadgen.py --port 2525 --message signed-1k.eml   # a given (pre-signed) message
+    python bench/loadgen.py --port 2525 --bdat                    # BDAT LAST, one chunk
 """
 
 from __future__ import annotations
@@ -51,13 +55,29 @@ def stuff(message: bytes) -> bytes:
     return data if data.endswith(b"\r\n") else data + b"\r\n"
 
 
-def script(messages: int, body: bytes, *, pipelining: bool) -> list[tuple[bytes, int]]:
-    """The steps of one connection carrying ``messages`` messages."""
+def script(
+    messages: int, body: bytes, *, pipelining: bool, bdat: bool = False
+) -> list[tuple[bytes, int]]:
+    """The steps of one connection carrying ``messages`` messages.
+
+    ``body`` is DATA content (dot-stuffed, see :func:`stuff`), or with ``bdat``
+    the message as it is, sent as one ``BDAT <size> LAST`` chunk.
+    """
     mail = b"MAIL FROM:<bench@example.org>\r\n"
     rcpt = b"RCPT TO:<sink@example.net>\r\n"
     data = b"DATA\r\n"
     end = body + b".\r\n"
     steps: list[tuple[bytes, int]] = [(b"", 1)]  # the greeting
+    if bdat:
+        if pipelining:
+            raise ValueError("bdat sends like the non-pipelined script: no pipelining")
+        # The command and its chunk in one write, answered by one reply.
+        chunk = b"BDAT %d LAST\r\n" % len(body) + body
+        steps.append((b"EHLO bench.example.org\r\n", 1))  # step EHLO_STEP
+        for _ in range(messages):
+            steps += [(mail, 1), (rcpt, 1), (chunk, 1)]
+        steps.append((b"QUIT\r\n", 1))
+        return steps
     if not pipelining:
         steps.append((b"HELO bench.example.org\r\n", 1))
         for _ in range(messages):
@@ -75,14 +95,22 @@ def script(messages: int, body: bytes, *, pipelining: bool) -> list[tuple[bytes,
     return steps
 
 
+EHLO_STEP = 1
+"""The index of the EHLO step in :func:`script` (after the greeting)."""
+
+
 @dataclass
 class _Conn:
     sock: socket.socket
     steps: list[tuple[bytes, int]]
+    messages: int
     step: int = 0
     out: memoryview = field(default_factory=lambda: memoryview(b""))
     waiting: int = 0
     partial: bytes = b""
+    need: bytes = b""
+    """An EHLO keyword the server must offer (``bdat``: ``CHUNKING``); empty: none."""
+    offered: bool = False
 
 
 @dataclass
@@ -104,6 +132,7 @@ def run(
     pipelining: bool = False,
     host: str = "127.0.0.1",
     message: bytes | None = None,
+    bdat: bool = False,
 ) -> Result:
     """Deliver ``messages`` messages over ``sessions`` concurrent connections.
 
@@ -112,8 +141,12 @@ def run(
         replaced by a new one while messages remain.
       message: Send this message as it is (dot-stuffed here), e.g. a pre-signed
         one, instead of ``make_body(size)``.
+      bdat: Send each message as one ``BDAT <size> LAST`` chunk (not dot-stuffed);
+        a server whose EHLO reply lacks CHUNKING fails the run (no new connection
+        is opened after the first such reply).
     """
-    body = make_body(size) if message is None else stuff(message)
+    # BDAT sends the message as it is: a chunk needs no dot-stuffing (RFC 3030 §2).
+    body = make_body(size) if message is None else message if bdat else stuff(message)
     sel = selectors.DefaultSelector()
     result = Result()
     remaining = messages
@@ -129,7 +162,8 @@ def run(
         sock.setblocking(False)
         with contextlib.suppress(BlockingIOError):
             sock.connect((host, port))
-        conn = _Conn(sock, script(count, body, pipelining=pipelining))
+        conn = _Conn(sock, script(count, body, pipelining=pipelining, bdat=bdat), count)
+        conn.need = b"CHUNKING" if bdat else b""
         conn.waiting = conn.steps[0][1]
         sel.register(sock, _SEL_READ, conn)
 
@@ -166,6 +200,7 @@ def run(
         sel.modify(conn.sock, _SEL_WRITE if conn.out else _SEL_READ, conn)
 
     def read(conn: _Conn) -> None:
+        nonlocal remaining
         try:
             data = conn.sock.recv(65536)
         except BlockingIOError:
@@ -180,6 +215,8 @@ def run(
         lines = data.split(b"\r\n")
         conn.partial = lines.pop()
         for line in lines:
+            if conn.need and conn.step == EHLO_STEP:
+                conn.offered |= line[4:].split(b" ")[0].upper() == conn.need
             if line[3:4] == b"-":
                 continue
             if line[:1] not in (b"2", b"3"):
@@ -187,8 +224,12 @@ def run(
                 return
             conn.waiting -= 1
             if line.startswith(b"221"):
-                result.messages += _messages_in(conn)
+                result.messages += conn.messages
         if conn.waiting == 0:
+            if conn.need and conn.step == EHLO_STEP and not conn.offered:
+                remaining = 0  # every connection would fail alike: stop here
+                fail(conn, f"the server does not offer {conn.need.decode()} in its EHLO reply")
+                return
             advance(conn)
 
     for _ in range(min(sessions, messages) or 1):
@@ -205,11 +246,6 @@ def run(
     result.cpu = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
     sel.close()
     return result
-
-
-def _messages_in(conn: _Conn) -> int:
-    """Messages a connection delivered: counted once it reaches QUIT's ``221``."""
-    return sum(step[0].count(b"\r\n.\r\n") for step in conn.steps)
 
 
 def _child(args: tuple[int, dict[str, object]]) -> Result:
@@ -248,7 +284,11 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=2000)
     parser.add_argument("--per-connection", type=int, default=100)
     parser.add_argument("--size", type=int, default=1024)
-    parser.add_argument("--pipelining", action="store_true")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--pipelining", action="store_true")
+    mode.add_argument(
+        "--bdat", action="store_true", help="each message as one BDAT LAST chunk (CHUNKING)"
+    )
     parser.add_argument("--procs", type=int, default=1)
     parser.add_argument(
         "--message", metavar="FILE", help="send this message file as it is (e.g. DKIM-signed)"
@@ -268,6 +308,7 @@ def main() -> None:
         pipelining=a.pipelining,
         host=a.host,
         message=message,
+        bdat=a.bdat,
     )
     print(json.dumps({**r.__dict__, "rate": r.messages / r.seconds if r.seconds else 0}))
 

@@ -32,6 +32,16 @@ The new capabilities, ours only too, each next to the same traffic without it:
   above the traffic so nothing is refused; the runner checks once per start
   that the warm-up's connections were counted there (``_check_redis``).
   Against W2 (no per-address limit); redis-server's own CPU is reported.
+- BDAT (CHUNKING, RFC 3030): W2B, W2's traffic with each message sent as one
+  ``BDAT <size> LAST`` chunk after EHLO (``loadgen.py --bdat``), against W2L,
+  W2 sent by loadgen whatever ``--generator`` says; both run against the same
+  server process as W2.
+- the Prometheus endpoint (``[metrics] listen``): W2M, W2 with metrics on
+  (serving mode ``metrics``, ``serve_mailio.py --metrics PORT``); against W2. At
+  the end of each start the runner scrapes every worker's ``/metrics`` and
+  checks that ``mailio_messages_total{outcome="accepted"}`` adds up to the
+  messages sent (warm-up included), so a server that counted nothing, or
+  something else, fails the run (``_check_metrics``).
 
 Reference servers: aiosmtpd's Sink, Postfix's smtp-sink, the Trio probe (``probe-fast``: the
 probe with our plain-TCP socket I/O, that strategy's floor), and
@@ -48,6 +58,7 @@ Usage::
     python bench/run.py --rounds 3 --workloads WS,WA,WSK,WAK,LAT0,LAT --servers mailio
     python bench/run.py --rounds 3 --workloads W2,W2H,W2X --servers mailio
     python bench/run.py --rounds 3 --workloads W2,W2R --servers mailio
+    python bench/run.py --rounds 3 --workloads W2,W2L,W2B,W2M --servers mailio
 """
 
 from __future__ import annotations
@@ -96,13 +107,17 @@ class Workload:
     mode: str = "discard"
     """How mailio_trio serves it: ``discard``, ``spool``, ``maildir``, ``auth`` (spool with
     verification), ``haproxy`` (discard, behind HAProxy), ``proxy`` (discard, behind HAProxy
-    with ``send-proxy-v2``) or ``redis`` (discard, per-address limits counted in a
-    redis-server); all but ``discard`` are ours only"""
+    with ``send-proxy-v2``), ``redis`` (discard, per-address limits counted in a
+    redis-server) or ``metrics`` (discard, ``[metrics] listen`` on); all but ``discard``
+    are ours only"""
     message: str = ""
     """A file of ``serve_dns.py make`` sent as it is (pre-signed); empty: ``make_body(size)``"""
     loadgen_only: bool = False
     """Sent by loadgen whatever ``--generator`` says: its group compares with workloads
     smtp-source cannot send (a given message), so the whole group uses one generator"""
+    bdat: bool = False
+    """Each message as one ``BDAT <size> LAST`` chunk (``loadgen.py --bdat``); loadgen
+    only, and ours only even in ``discard`` mode (a reference server may lack CHUNKING)"""
 
 
 WORKLOADS = {
@@ -183,6 +198,20 @@ WORKLOADS = {
         # Redis-backed per-address limits (issue #16): compare with W2 (no per-address
         # limit) in the same run; a redis-server is started per round (_start_redis).
         Workload("W2R", "W2, per-address limits in Redis", 20, 2000, 100, 1024, mode="redis"),
+        # BDAT (CHUNKING): compare W2B with W2L, both sent by loadgen (W2 may be smtp-source's).
+        Workload("W2L", "W2 sent by loadgen", 20, 2000, 100, 1024, loadgen_only=True),
+        Workload(
+            "W2B",
+            "W2 as BDAT LAST, one chunk",
+            20,
+            2000,
+            100,
+            1024,
+            loadgen_only=True,
+            bdat=True,
+        ),
+        # The Prometheus endpoint: compare with W2 in the same run (same generator).
+        Workload("W2M", "W2 with [metrics] listen on", 20, 2000, 100, 1024, mode="metrics"),
     ]
 }
 LATENCY = ("LAT0", "LAT")
@@ -196,9 +225,10 @@ def _server_command(
     scratch: str = "",
     dns_port: int = 0,
     redis_port: int = 0,
+    metrics_port: int = 0,
 ) -> list[str]:
     py = sys.executable
-    extra = _mailio_flags(mode, scratch, dns_port, redis_port)
+    extra = _mailio_flags(mode, scratch, dns_port, redis_port, metrics_port)
     if name == "aiosmtpd":
         return [
             py,
@@ -239,7 +269,9 @@ def _server_command(
     )
 
 
-def _mailio_flags(mode: str, scratch: str, dns_port: int, redis_port: int = 0) -> list[str]:
+def _mailio_flags(
+    mode: str, scratch: str, dns_port: int, redis_port: int = 0, metrics_port: int = 0
+) -> list[str]:
     """serve_mailio.py's flags for a serving mode."""
     return {
         "discard": [],
@@ -249,6 +281,7 @@ def _mailio_flags(mode: str, scratch: str, dns_port: int, redis_port: int = 0) -
         "haproxy": [],
         "proxy": ["--proxy-protocol"],
         "redis": ["--redis", f"redis://127.0.0.1:{redis_port}/0"],
+        "metrics": ["--metrics", str(metrics_port)],
     }[mode]
 
 
@@ -430,6 +463,7 @@ def measure(
             size=workload.size,
             pipelining=workload.pipelining,
             message=message,
+            bdat=workload.bdat,
         )
     cpu = _cpu(pids) - cpu0
     proxy_cpu = _cpu(list(proxy_pids)) - proxy_cpu0
@@ -452,10 +486,13 @@ def run_server(
 ) -> dict[str, dict[str, float]]:
     """Every workload against ``server``: one fresh process per serving mode."""
     out: dict[str, dict[str, float]] = {}
+    ours = server.startswith("mailio")
     for mode in dict.fromkeys(w.mode for w in workloads):
-        if mode != "discard" and not server.startswith("mailio"):
+        if mode != "discard" and not ours:
             continue  # ours only (see the module docstring)
-        out.update(_run_mode(server, [w for w in workloads if w.mode == mode], mode, base_src))
+        group = [w for w in workloads if w.mode == mode and (ours or not w.bdat)]
+        if group:
+            out.update(_run_mode(server, group, mode, base_src))
     return out
 
 
@@ -576,6 +613,29 @@ def _check_mailauth(port: int) -> None:
         )
 
 
+def _scrape_accepted(port: int) -> int:
+    """``mailio_messages_total{outcome="accepted"}`` from the ``/metrics`` on ``port``."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(b"GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        response = b""
+        while chunk := s.recv(65536):
+            response += chunk
+    head, _, body = response.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.") or head.split()[1] != b"200":
+        raise SystemExit(f"/metrics on {port} answered {head[:100]!r}")
+    for line in body.decode().splitlines():
+        if line.startswith('mailio_messages_total{outcome="accepted"} '):
+            return round(float(line.rpartition(" ")[2]))
+    raise SystemExit(f"/metrics on {port} has no mailio_messages_total for accepted messages")
+
+
+def _check_metrics(port: int, workers: int, sent: int) -> None:
+    """The endpoint counted what was measured: accepted messages over every worker == sent."""
+    counted = sum(_scrape_accepted(port + i) for i in range(workers))
+    if counted != sent:
+        raise SystemExit(f"/metrics counted {counted} accepted messages, {sent} were sent")
+
+
 def _run_mode(
     server: str, workloads: list[Workload], mode: str, base_src: str | None
 ) -> dict[str, dict[str, float]]:
@@ -601,7 +661,9 @@ def _run_mode(
             redis, redis_port = _start_redis(scratch)
             stack.callback(_stop, redis)
             helper_pids = [redis.pid]
-        command = _server_command(server, port, mode, scratch, dns_port, redis_port)
+        # Worker i serves its metrics on metrics_port + i (workers.serve_worker).
+        metrics_port = _free_port() if mode == "metrics" else 0
+        command = _server_command(server, port, mode, scratch, dns_port, redis_port, metrics_port)
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env, cwd=scratch)
         stack.callback(_stop, proc)
         try:
@@ -630,7 +692,13 @@ def _run_mode(
             _check_mailauth(client_port)
         if mode == "redis":
             _check_redis(redis_port)
-        return {w.name: measure(server, w, client_port, pids, proxy_pids) for w in workloads}
+        out = {w.name: measure(server, w, client_port, pids, proxy_pids) for w in workloads}
+        if mode == "metrics":
+            workers = int(server.partition("-w")[2] or "1")
+            _check_metrics(
+                metrics_port, workers, warm.messages + sum(w.messages for w in workloads)
+            )
+        return out
     raise AssertionError("unreachable")  # ExitStack does not swallow exceptions
 
 

@@ -17,7 +17,9 @@ behind HAProxy's ``send-proxy-v2``. ``--redis URL`` counts the per-address
 limits in that Redis (``[redis] url``; ``run.py`` starts a ``redis-server`` for
 the run): a concurrency and a rate limit per address, both far above what any
 workload reaches, so every connection runs the admission script and gives its
-slot back, and nothing is ever refused.
+slot back, and nothing is ever refused. ``--metrics PORT`` turns the
+Prometheus endpoint on (``[metrics] listen = "127.0.0.1:PORT"``; worker ``i``
+listens on ``PORT + i``), which the runner scrapes after the workload.
 
 Imports work with an older checkout's ``src/`` too (``--base-src`` in
 ``run.py``): before the layout refactor ``workers`` was ``mailio_trio.workers``.
@@ -80,6 +82,17 @@ def _redis(url: str) -> dict[str, Any]:
     return {"redis": RedisConfig(url=url)}
 
 
+def _metrics(port: int) -> dict[str, Any]:
+    """The Config fields for the Prometheus endpoint on 127.0.0.1:``port``."""
+    try:
+        import prometheus_client  # noqa: F401  # the extra metrics.listen needs
+
+        from mailio_trio.config import MetricsConfig
+    except ImportError:
+        _unsupported("metrics (mailio_trio.config.MetricsConfig and prometheus-client)")
+    return {"metrics": MetricsConfig(listen=f"127.0.0.1:{port}")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("port", type=int)
@@ -91,6 +104,7 @@ def main() -> None:
     parser.add_argument("--mailauth", type=int, metavar="DNS_PORT", help="verify (needs --spool)")
     parser.add_argument("--proxy-protocol", action="store_true", help="PROXY header from 127.0.0.1")
     parser.add_argument("--redis", metavar="URL", help="per-address limits counted in this Redis")
+    parser.add_argument("--metrics", type=int, metavar="PORT", help="[metrics] listen on PORT")
     args = parser.parse_args()
     if args.mailauth and not args.spool:
         parser.error("--mailauth needs --spool (discard mode skips verification)")
@@ -100,6 +114,8 @@ def main() -> None:
         extra.update(_mailauth(args.mailauth))
     if args.proxy_protocol:
         extra.update(_proxy())
+    if args.metrics:
+        extra.update(_metrics(args.metrics))
     per_ip, rate = 0, 0
     if args.redis:
         extra.update(_redis(args.redis))
