@@ -237,3 +237,44 @@ async def test_the_relay_queue_and_delivery_attempts_are_shown(tmp_path: Path) -
     assert got["mailio_delivery_attempts_total", (("outcome", "pending"),)] == 1
     assert got["mailio_delivery_attempts_total", (("outcome", "delivered"),)] == 0
     assert got["mailio_dns_lookups_total", (("outcome", "ok"), ("type", "MX"))] == 1
+
+
+async def test_every_reply_is_counted_under_the_command_it_answers() -> None:
+    # Once only the replies of a chain run through dispatch were counted: no BDAT,
+    # no reply after a body, no QUIT, nothing a handler ended the session with.
+    server = _server()
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            [(_, port)] = await nursery.start(server.serve, HOST, 0)
+            [(_, mport)] = await nursery.start(server.serve_metrics)
+            async with open_raw_connection(HOST, port) as conn:
+                assert (await conn.read_reply()).code == 220
+                assert (await conn.command("EHLO client.test")).code == 250
+                assert (await conn.command("MAIL FROM:<a@client.test>")).code == 250
+                assert (await conn.command("MAIL FROM:<a@client.test>")).code == 503  # nested
+                assert (await conn.command("RCPT TO:<u@test>")).code == 250
+                assert (await conn.command("DATA")).code == 354
+                await conn.send(b"Subject: x\r\n\r\nbody\r\n.\r\n")
+                assert (await conn.read_reply()).code == 250
+                assert (await conn.command("DATA")).code == 503  # no transaction
+                assert (await conn.command("MAIL FROM:<a@client.test>")).code == 250
+                assert (await conn.command("RCPT TO:<u@test>")).code == 250
+                await conn.send(b"BDAT 12\r\nSubject: y\r\n")
+                assert (await conn.read_reply()).code == 250
+                await conn.send(b"BDAT 5 LAST\r\n\r\nz\r\n")
+                assert (await conn.read_reply()).code == 250
+                assert (await conn.command("QUIT")).code == 221
+            _, text = await http_get(HOST, mport, "/metrics")
+            await server.aclose()
+            nursery.cancel_scope.cancel()
+    got = _samples(text)
+
+    def replies(command: str, cls: str) -> float:
+        return got.get(("mailio_commands_total", (("command", command), ("reply", cls))), 0)
+
+    assert replies("connect", "2xx") == 1
+    assert (replies("data", "3xx"), replies("data", "2xx"), replies("data", "5xx")) == (1, 1, 1)
+    assert replies("bdat", "2xx") == 2
+    assert replies("quit", "2xx") == 1
+    assert replies("mail", "5xx") == 1
+    assert got["mailio_messages_total", (("outcome", "accepted"),)] == 2

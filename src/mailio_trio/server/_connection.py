@@ -91,6 +91,8 @@ class Connection:
         after :meth:`replace_stream`.
       line_limit: The longest command line, CRLF included.
       id: The session id: transcript lines, and the session's own logs, carry it.
+      answering: The command the next queued reply answers: each reply is
+        counted under it (``mailio_commands_total``); the session sets it.
     """
 
     context: ServerContext
@@ -108,6 +110,7 @@ class Connection:
     _budget: int = attrs.field(default=_FAST_IO_BUDGET, init=False)
     _data_timed_out: bool = attrs.field(default=False, init=False)
     """A message body's ``limits.data_timeout`` ran out (the session answers ``421 4.4.2``)."""
+    answering: str = attrs.field(default="connect", init=False)
 
     def __attrs_post_init__(self) -> None:
         self._splitter = LineSplitter(self.line_limit)
@@ -126,6 +129,7 @@ class Connection:
     # -- output --------------------------------------------------------------
 
     def queue_reply(self, reply: Reply) -> None:
+        self.context.tally.replies[self.answering, reply.code // 100] += 1
         data = reply.to_bytes(enhanced=self.context.config.enhanced_status_codes)
         if transcript.isEnabledFor(logging.DEBUG):
             transcript.debug("[%s] S: %r", self.id, data)

@@ -151,7 +151,7 @@ class _ServerCollector(Collector):
         )
         commands = CounterMetricFamily(
             "mailio_commands",
-            "Commands answered, by command and reply class (2xx, 3xx, 4xx, 5xx)",
+            "Replies sent, by the command they answer and their class (2xx, 3xx, 4xx, 5xx)",
             labels=["command", "reply"],
         )
         for (command, cls), count in sorted(tally.replies.items()):

@@ -438,6 +438,7 @@ class Session:
             while True:
                 line = await next_command_line()
                 if self.context.shutting_down:
+                    connection.answering = "shutdown"
                     raise Close(SHUTTING_DOWN)
                 if isinstance(line, OverlongLine):
                     self.context.abuse_log.log(
@@ -475,11 +476,13 @@ class Session:
             transcript.debug("[%s] C: %r", self.id, shown)
         if command.verb is Verb.BDAT:
             # Its chunk follows the line, read whatever the chain decides.
+            self.connection.answering = "bdat"
             await receive_bdat(self, command)
             return
         name = command.name if command.verb is not None else "unrecognized"
         plan = self.plan(name)
         if not plan:
+            self.connection.answering = name
             self.queue_reply(NOT_IMPLEMENTED)
             return
         await self.dispatch(name, Request(command, self), plan)
@@ -495,6 +498,7 @@ class Session:
         Raises:
           Close: The limit is passed; ``421 4.7.0`` and the connection is closed.
         """
+        self.connection.answering = "unrecognized"
         self.counters.unrecognized += 1
         if self.counters.unrecognized > self.config.limits.unrecognized_commands:
             self.context.abuse_log.log(  # rate-limited: one line per guessing bot
@@ -505,7 +509,6 @@ class Session:
                 self.counters.unrecognized,
             )
             raise Close(TOO_MANY_UNRECOGNIZED)
-        self.context.tally.replies["unrecognized", reply.code // 100] += 1
         self.queue_reply(reply)
 
     async def run_event(self, name: str) -> None:
@@ -514,8 +517,8 @@ class Session:
 
     async def dispatch(self, name: str, req: Request, plan: tuple[Step, ...] | None = None) -> None:
         """Run ``name``'s chain for ``req``, send its reply, then any after-reply steps."""
+        self.connection.answering = name
         reply = await self.decide(name, req, plan)
-        self.context.tally.replies[name, reply.code // 100] += 1
         self.queue_reply(reply)
         # accept() only takes 2xx/3xx and reject() only 4xx/5xx: the code says which it was.
         for step in req.take_after_reply() if reply.is_positive else ():
