@@ -28,6 +28,8 @@ nitpick_ignore_regex = [
     ("py:.*", r"(.*\.)?(HandlerFunc|T|_?Close|Path|EmailMessage|order_handlers|_Box|RelayWorker)"),
     # Session.connection's type: the byte side is private (server/_connection.py).
     ("py:class", r"(.*\.)?Connection"),
+    # HandlerContext.redis's type: the shared Redis pool is private (_shared.py).
+    ("py:class", r"(.*\.)?RedisState"),
     # The web inbox needs the [web] extra (Starlette), which the docs build does not install.
     ("py:class", r"(.*\.)?Inbox"),
     # Its module needs the [mailauth] extra, which the docs build does not install.

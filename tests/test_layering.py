@@ -36,6 +36,7 @@ LAYERS: dict[str, int] = {
     "chain": 4,
     "_transaction": 4,
     "_handler_log": 4,
+    "_handler_session": 4,
     "relay": 5,
     "plugins": 5,
     "server": 6,
@@ -48,16 +49,7 @@ LAYERS: dict[str, int] = {
 }
 
 # (importing module, imported module) pairs that point upward under TYPE_CHECKING only.
-# The plugins annotate ``req.session`` with the server's ``Session``; a session
-# protocol type in ``chain`` would remove these (see docs/architecture.md).
-TYPE_ONLY_UPWARD: set[tuple[str, str]] = {
-    ("mailio_trio.chain", "mailio_trio.server._session"),
-    ("mailio_trio._handler_log", "mailio_trio.server._session"),
-    *(
-        (f"mailio_trio.plugins.{plugin}", "mailio_trio.server._session")
-        for plugin in ("auth", "dnsbl", "ehlo", "helo", "mail", "rcpt", "spf", "starttls")
-    ),
-}
+TYPE_ONLY_UPWARD: set[tuple[str, str]] = set()
 
 
 def _module_name(path: Path) -> str:

@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from mailio_trio._handler_session import ClientInfo as ClientInfo
 from mailio_trio.chain import Chain as Chain
 from mailio_trio.chain import ChainError as ChainError
 from mailio_trio.chain import Handler as Handler
+from mailio_trio.chain import HandlerSession as HandlerSession
 from mailio_trio.chain import Request as Request
 from mailio_trio.chain import Response as Response
 from mailio_trio.config import Config as Config
@@ -28,7 +30,6 @@ from mailio_trio.message import Message as Message
 from mailio_trio.protocol import Address as Address
 from mailio_trio.protocol import Reply as Reply
 from mailio_trio.server import Server as Server
-from mailio_trio.server._session import ClientInfo as ClientInfo
 from mailio_trio.server._session import Session as Session
 from mailio_trio.server._submit import ApiUser as ApiUser
 from mailio_trio.server._submit import RecipientOutcome as RecipientOutcome
@@ -51,6 +52,7 @@ __all__ = [
     "DnsConfig",
     "Envelope",
     "Handler",
+    "HandlerSession",
     "Limits",
     "Message",
     "RecipientOutcome",

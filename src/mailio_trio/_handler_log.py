@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import MutableMapping
 
-    from mailio_trio.server._session import Session
+    from mailio_trio._handler_session import HandlerSession
 
 __all__ = ["VERBOSE", "SessionLog"]
 
@@ -29,7 +29,7 @@ class SessionLog(logging.LoggerAdapter[logging.Logger]):
     an alias of ``warning`` (``LoggerAdapter.warn`` is deprecated, then gone).
     """
 
-    def __init__(self, log: logging.Logger, session: Session, tag: str = "") -> None:
+    def __init__(self, log: logging.Logger, session: HandlerSession, tag: str = "") -> None:
         super().__init__(log, {})
         self.session = session
         self.tag = tag

@@ -25,12 +25,12 @@ import attrs
 
 from mailio_trio import _transaction
 from mailio_trio._handler_log import VERBOSE
+from mailio_trio._handler_session import HandlerContext, HandlerSession
 from mailio_trio.protocol import Address, Command, MailFrom, RcptTo, Reply
 
 if TYPE_CHECKING:
     from mailio_trio._handler_log import SessionLog
     from mailio_trio.message import Message
-    from mailio_trio.server._session import Session
 
 __all__ = [
     "CORE",
@@ -40,7 +40,9 @@ __all__ = [
     "ChainError",
     "Decision",
     "Handler",
+    "HandlerContext",
     "HandlerFunc",
+    "HandlerSession",
     "Request",
     "Response",
     "Step",
@@ -226,7 +228,9 @@ class Chain:
     _plans: dict[str, tuple[Step, ...]] = attrs.field(factory=dict, init=False)
     _disabled: dict[str, set[str]] = attrs.field(factory=dict, init=False)
     _known: dict[str, set[str]] = attrs.field(factory=dict, init=False)
-    _extensions: list[Callable[[Session], str | None]] = attrs.field(factory=list, init=False)
+    _extensions: list[Callable[[HandlerSession], str | None]] = attrs.field(
+        factory=list, init=False
+    )
 
     def add(self, handler: Handler) -> None:
         """Register ``handler``; skipped (but nameable by others) when configured ``False``.
@@ -280,11 +284,11 @@ class Chain:
         disabled = {f"{c}/{n}" for c, names in self._disabled.items() for n in names}
         return frozenset(registered | disabled)
 
-    def add_extension(self, fn: Callable[[Session], str | None]) -> None:
+    def add_extension(self, fn: Callable[[HandlerSession], str | None]) -> None:
         """Register an EHLO keyword source: ``fn(session)`` returns a line or ``None``."""
         self._extensions.append(fn)
 
-    def extensions(self, session: Session) -> list[str]:
+    def extensions(self, session: HandlerSession) -> list[str]:
         return [line for fn in self._extensions if (line := fn(session))]
 
 
@@ -345,7 +349,7 @@ class Request:
     """
 
     command: Command
-    session: Session
+    session: HandlerSession
     config: Any = None
     sender: Address | None = None
     mail: MailFrom | None = None
@@ -568,7 +572,7 @@ class Response:
     challenges); ``set``/``get`` share values between handlers and commands.
     """
 
-    _session: Session
+    _session: HandlerSession
     handler: Handler
     decision: str | None = None
     reply: Reply | None = None

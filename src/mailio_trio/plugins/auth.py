@@ -45,7 +45,7 @@ from mailio_trio.passwords import DUMMY_HASH, verify_password
 from mailio_trio.protocol import ClientProtocolError, Reply
 
 if TYPE_CHECKING:
-    from mailio_trio.server._session import Session
+    from mailio_trio.chain import HandlerSession
 
 __all__ = ["AuthConfig", "Credentials", "Mechanism", "credentials_check_configured"]
 
@@ -83,7 +83,7 @@ class Credentials:
         return hmac.compare_digest(self.password.encode("utf-8"), secret.encode("utf-8"))
 
 
-def credentials_check_configured(session: Session) -> bool:
+def credentials_check_configured(session: HandlerSession) -> bool:
     """A user table or an ``auth`` handler of the user's own exists to check credentials.
 
     A table whose ``auth/users`` handler is disabled checks nothing: it does not count.
@@ -97,7 +97,7 @@ def credentials_check_configured(session: Session) -> bool:
     return table or bool(names - {CORE, USERS, "fault"})
 
 
-def usable(session: Session) -> bool:
+def usable(session: HandlerSession) -> bool:
     """Whether AUTH may be offered to ``session`` now."""
     config = session.config.auth
     return (
@@ -107,7 +107,7 @@ def usable(session: Session) -> bool:
     )
 
 
-def extension(session: Session) -> str | None:
+def extension(session: HandlerSession) -> str | None:
     if not usable(session):
         return None
     return "AUTH " + " ".join(m.value for m in session.config.auth.mechanisms)

@@ -54,8 +54,8 @@ from mailio_trio.networks import in_networks, parse_networks
 from mailio_trio.plugins._settings import Settings, positive
 
 if TYPE_CHECKING:
+    from mailio_trio.chain import HandlerSession
     from mailio_trio.dns import Resolver
-    from mailio_trio.server._session import Session
 
 KEY = "rcpt/dnsbl"
 
@@ -141,7 +141,7 @@ class Verdict:
 NOT_LISTED = Verdict(listed=False)
 
 # One verdict per connection: the client's address does not change within it.
-_verdicts: weakref.WeakKeyDictionary[Session, Verdict] = weakref.WeakKeyDictionary()
+_verdicts: weakref.WeakKeyDictionary[HandlerSession, Verdict] = weakref.WeakKeyDictionary()
 
 
 def _client_ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -238,7 +238,7 @@ async def _verdict(
     return next((v for v in results if v.listed), NOT_LISTED)
 
 
-def _skip(cfg: DnsblConfig, session: Session) -> bool:
+def _skip(cfg: DnsblConfig, session: HandlerSession) -> bool:
     if cfg.skip_authenticated and session.user is not None:
         return True
     ip = _client_ip(session.client.address)

@@ -14,8 +14,8 @@ from mailio_trio.plugins.helo import USE_LHLO, greeted
 from mailio_trio.protocol import parse_helo_name
 
 if TYPE_CHECKING:
+    from mailio_trio.chain import HandlerSession
     from mailio_trio.config import Config
-    from mailio_trio.server._session import Session
 
 
 def dsn_offered(config: Config) -> bool:
@@ -24,7 +24,7 @@ def dsn_offered(config: Config) -> bool:
     return config.maildir.enabled or config.relay.enabled
 
 
-def keywords(session: Session) -> list[str]:
+def keywords(session: HandlerSession) -> list[str]:
     """The EHLO keywords for ``session`` now."""
     config = session.config
     words = []

@@ -8,13 +8,13 @@ from mailio_trio.chain import CORE, Chain, Handler, Request, Response, never_wai
 from mailio_trio.protocol import parse_helo_name
 
 if TYPE_CHECKING:
-    from mailio_trio.server._session import Session
+    from mailio_trio.chain import HandlerSession
 
 USE_LHLO = (500, "This is an LMTP server: use LHLO", "5.5.1")
 """HELO or EHLO under ``lmtp``: RFC 2033 §4.1 has an LMTP server refuse them."""
 
 
-def greeted(session: Session, name: str, *, esmtp: bool) -> None:
+def greeted(session: HandlerSession, name: str, *, esmtp: bool) -> None:
     """Record the client's name; HELO/EHLO also abort any transaction (RFC 5321 §4.1.4)."""
     session.reset_transaction()
     session.client.helo = name

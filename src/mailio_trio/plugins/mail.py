@@ -16,10 +16,10 @@ from mailio_trio.protocol.catalogue import MESSAGE_TOO_BIG
 from mailio_trio.protocol.dsn import MAIL_KEYWORDS, parse_dsn_mail
 
 if TYPE_CHECKING:
-    from mailio_trio.server._session import Session
+    from mailio_trio.chain import HandlerSession
 
 
-def start(session: Session, mail: MailFrom) -> None:
+def start(session: HandlerSession, mail: MailFrom) -> None:
     dsn = parse_dsn_mail(mail.params)  # checked in mail() already
     session.envelope = Envelope(
         sender=mail.sender,

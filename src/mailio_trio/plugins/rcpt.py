@@ -14,10 +14,10 @@ from mailio_trio.protocol import Address, parse_rcpt_to
 from mailio_trio.protocol.dsn import RCPT_KEYWORDS, DsnRcpt, parse_dsn_rcpt
 
 if TYPE_CHECKING:
-    from mailio_trio.server._session import Session
+    from mailio_trio.chain import HandlerSession
 
 
-def add(session: Session, recipient: Address, dsn: DsnRcpt | None = None) -> None:
+def add(session: HandlerSession, recipient: Address, dsn: DsnRcpt | None = None) -> None:
     recipients = session.envelope.recipients
     key = recipient.key()
     if all(r.key() != key for r in recipients):

@@ -37,7 +37,7 @@ from mailio_trio.networks import in_networks, parse_networks
 from mailio_trio.plugins._settings import Settings, positive
 
 if TYPE_CHECKING:
-    from mailio_trio.server._session import Session
+    from mailio_trio.chain import HandlerSession
 
 KEY = "mail/spf"
 
@@ -74,7 +74,7 @@ class SpfPolicy:
         )
 
 
-def trusted_client(session: Session) -> bool:
+def trusted_client(session: HandlerSession) -> bool:
     """Whether ``session``'s client submits rather than relays to us: no SPF or DMARC for it."""
     if session.user is not None:
         return True

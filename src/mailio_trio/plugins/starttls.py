@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 from mailio_trio.chain import CORE, Chain, Handler, Request, Response
 
 if TYPE_CHECKING:
+    from mailio_trio.chain import HandlerSession
     from mailio_trio.protocol import Reply
-    from mailio_trio.server._session import Session
 
 
-def extension(session: Session) -> str | None:
+def extension(session: HandlerSession) -> str | None:
     if session.context.tls_context is None or session.secure or not session.handlers("starttls"):
         return None
     return "STARTTLS"

@@ -12,8 +12,9 @@ one port between processes. See ``docs/architecture.md``.
 
 from __future__ import annotations
 
+from mailio_trio._handler_session import ClientInfo, Counters, TLSInfo
 from mailio_trio.protocol import ConnectionLost
-from mailio_trio.server._context import ClientInfo, Counters, ServerContext, TLSInfo
+from mailio_trio.server._context import ServerContext
 from mailio_trio.server._server import Server, ServerStatistics
 from mailio_trio.server._session import Session
 from mailio_trio.server._submit import ApiUser, SubmissionRefused

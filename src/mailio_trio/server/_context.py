@@ -2,7 +2,9 @@
 sessions, what the session has done, and its tagged logging.
 
 Values with no protocol logic, kept apart from ``_session.py`` so that module
-reads as the command loop it is.
+reads as the command loop it is. ``ClientInfo``, ``TLSInfo`` and ``Counters``
+are handlers' too, so they live below the server (``_handler_session.py``)
+and are re-exported here.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from mailio_trio._handler_session import ClientInfo, Counters, TLSInfo
 from mailio_trio.abuse import RateLimitedLog
 
 if TYPE_CHECKING:
@@ -20,12 +23,12 @@ if TYPE_CHECKING:
 
     import trio
 
+    from mailio_trio._handler_session import HandlerContext, HandlerSession
     from mailio_trio._shared import RedisState
     from mailio_trio.chain import Chain
     from mailio_trio.config import Config
     from mailio_trio.dns import Resolver
     from mailio_trio.protocol import Reply
-    from mailio_trio.protocol.proxy import ProxyHeader
     from mailio_trio.server._session import Session
 
 __all__ = [
@@ -45,43 +48,6 @@ class Close(Exception):
     def __init__(self, reply: Reply | None) -> None:
         super().__init__(reply)
         self.reply = reply
-
-
-@attrs.define(eq=False, slots=True)
-class ClientInfo:
-    """Who is on the other end."""
-
-    address: str
-    port: int
-    hostname: str | None = None
-    """The reverse DNS name once confirmed, else ``None``."""
-    helo: str | None = None
-    proxy: ProxyHeader | None = None
-    """The PROXY protocol header this connection came with (``server.proxy_protocol``)."""
-    proxied_by: tuple[str, int] | None = None
-    """The load balancer's own address and port when a PROXY header was read."""
-
-
-@attrs.frozen
-class TLSInfo:
-    """The TLS connection's facts, once STARTTLS or implicit TLS is up."""
-
-    version: str | None
-    cipher: str | None
-    peer_certificate: dict[str, Any] | None
-
-
-@attrs.define(eq=False, slots=True)
-class Counters:
-    """What this session has done so far (limits are checked against these)."""
-
-    commands: int = 0
-    unrecognized: int = 0
-    auth_failures: int = 0
-    messages: int = 0
-    refused: int = 0
-    """Commands answered 4xx/5xx (the mail log's ``refused=``)."""
-    recipients: int = 0
 
 
 @attrs.define(eq=False, slots=True)
@@ -139,3 +105,12 @@ def tls_info(stream: trio.SSLStream[Any]) -> TLSInfo:
         cipher=cipher[0] if cipher else None,
         peer_certificate=stream.getpeercert() or None,
     )
+
+
+if TYPE_CHECKING:
+
+    def _handlers_see(
+        session: Session, context: ServerContext
+    ) -> tuple[HandlerSession, HandlerContext]:
+        """mypy's check that the server keeps what handlers are promised (never runs)."""
+        return session, context
