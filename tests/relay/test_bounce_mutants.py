@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
+import time
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message
-from email.utils import format_datetime
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 import attrs
@@ -52,6 +53,8 @@ def _parse(raw: bytes) -> Dsn:
     assert isinstance(human, EmailMessage)
     assert isinstance(status, Message)
     assert isinstance(returned, Message)
+    # RFC 2046 §5.2: a message/* part is 7bit, 8bit or binary, and says so.
+    assert status["Content-Transfer-Encoding"] == "7bit"
     status_blocks = status.get_payload()
     assert isinstance(status_blocks, list)
     blocks = [dict(block.items()) for block in status_blocks if isinstance(block, Message)]
@@ -355,6 +358,8 @@ def test_a_delivered_report(tmp_path: Path) -> None:
     raw = bounce.build_delivered_dsn(entry, _message(tmp_path), reporting_mta=MTA, now=NOW)
     dsn = _parse(raw)
     assert dsn["Subject"] == "Successful Mail Delivery Report"
+    assert dsn["From"] == f"Mail Delivery System <MAILER-DAEMON@{MTA}>"
+    assert dsn.per_message["Reporting-MTA"] == f"dns; {MTA}"
     assert dsn["Date"] == format_datetime(NOW)
     assert dsn.text == (
         f"This is the mail system at {MTA}.\n"
@@ -406,6 +411,8 @@ def test_a_delay_warning(tmp_path: Path) -> None:
     until = format_datetime(datetime.fromtimestamp(give_up, UTC))
     assert until == "Sat, 03 Jan 2026 22:04:05 +0000"
     assert dsn["Subject"] == "Delayed Mail (still being retried)"
+    assert dsn["From"] == f"Mail Delivery System <MAILER-DAEMON@{MTA}>"
+    assert dsn.per_message["Reporting-MTA"] == f"dns; {MTA}"
     assert dsn["Date"] == format_datetime(NOW)
     assert dsn.text == (
         f"This is the mail system at {MTA}.\n"
@@ -444,7 +451,30 @@ def test_a_delay_warning(tmp_path: Path) -> None:
 
 
 def test_the_delay_warning_counts_hours_from_arrival(tmp_path: Path) -> None:
-    entry = attrs.evolve(_entry(RecipientState("b@r.test")), created=NOW.timestamp() - 5400)
     message = _message(tmp_path)
-    raw = bounce.build_delay_dsn(entry, message, reporting_mta=MTA, give_up_at=0.0, now=NOW)
-    assert "after 1.5 hours." in _parse(raw).text
+    for seconds, hours in ((5400, "1.5"), (13500, "3.8"), (0, "0.0")):  # 3.75 rounds up
+        entry = attrs.evolve(_entry(RecipientState("b@r.test")), created=NOW.timestamp() - seconds)
+        raw = bounce.build_delay_dsn(entry, message, reporting_mta=MTA, give_up_at=0.0, now=NOW)
+        assert f"after {hours} hours." in _parse(raw).text
+
+
+def test_without_a_time_given_the_date_is_now_in_utc(tmp_path: Path) -> None:
+    before = datetime.now(UTC)
+    dsn = _parse(
+        bounce.build_dsn(_entry(_failed("b@r.test", None)), _message(tmp_path), reporting_mta=MTA)
+    )
+    date = parsedate_to_datetime(dsn["Date"])
+    # "-0000" would say the zone is unknown (RFC 5322 §3.3); parsed, it has no tzinfo.
+    assert date.tzinfo is not None
+    assert before.replace(microsecond=0) <= date <= datetime.now(UTC)
+    # A delay warning without a time counts the hours up to now.
+    entry = attrs.evolve(_entry(RecipientState("b@r.test")), created=time.time() - 7200)
+    raw = bounce.build_delay_dsn(entry, _message(tmp_path), reporting_mta=MTA, give_up_at=0.0)
+    assert "after 2.0 hours." in _parse(raw).text
+
+
+def test_only_the_header_block_is_quoted(tmp_path: Path) -> None:
+    # The first blank line ends the headers; one later in the body does not.
+    body = b"Subject: x\r\n\r\npara one\r\n\r\npara two\r\n"
+    dsn = _failure(tmp_path, _entry(_failed("b@r.test", None)), body)
+    assert dsn.returned.get_payload() == "Subject: x\r\n"
