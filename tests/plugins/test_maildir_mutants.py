@@ -1,0 +1,289 @@
+"""plugins/maildir.py's edges, as mutation testing (nox -s mutants) asked for them.
+
+Each test reads what a mail reader or an operator sees: the files in the
+mailbox, their names, the per-recipient LMTP replies and the log lines.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+import trio
+
+from mailio_trio import Config, Server
+from mailio_trio.config import MaildirConfig
+from mailio_trio.plugins import maildir
+from mailio_trio.plugins.maildir import Pending, Placement
+from mailio_trio.protocol import Address
+from mailio_trio.testing import open_raw_connection
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+WAIT = 20  # seconds: an upper bound for anything to happen, never expected
+MESSAGE = b"Subject: hi\r\n\r\nhello\r\n"
+
+
+def _files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.is_file()) if directory.is_dir() else []
+
+
+def _all_files(root: Path) -> list[tuple[str, ...]]:
+    return sorted(p.relative_to(root).parts[:-1] for p in root.rglob("*") if p.is_file())
+
+
+def _source(tmp_path: Path) -> Path:
+    source = tmp_path / "msg.eml"
+    source.write_bytes(MESSAGE)
+    return source
+
+
+# -- names --------------------------------------------------------------------
+
+
+def test_a_mailbox_name_reads_back_as_its_local_part() -> None:
+    # The inverse is what tools listing mailboxes use (docs/maildir.md).
+    for local, name in [
+        ("john..doe", "john%2E%2Edoe"),
+        (".Sent", "%2ESent"),
+        ("a/b\\c", "a%2Fb%5Cc"),
+        ("%2e%2e", "%252e%252e"),
+    ]:
+        assert maildir.mailbox_name(local) == name
+        assert maildir.local_part_of(name) == local
+    for ordinary in ("bob", "first.last", "jürgen"):
+        assert maildir.local_part_of(ordinary) == ordinary
+    # Only the upper-case escapes mailbox_name writes are read back.
+    assert maildir.local_part_of("a%2eb%2E") == "a%2eb."
+
+
+def test_the_file_name_is_courier_s_unique_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Seconds, M + microseconds, P + pid, Q + counter, R + randomness, the host,
+    # S= the size; "/" and ":" in the host escaped (":" starts a maildir's flags).
+    now = 1_700_000_001 + (1 - 2**-22)  # 0.99999976 s: the microseconds are 999999
+    monkeypatch.setattr(time, "time", lambda: now)
+    [delivered] = maildir.store(_source(tmp_path), [Placement(tmp_path / "bob")], "mx:25/a")
+    pattern = (
+        rf"1700000001\.M999999P{os.getpid()}Q\d+R[0-9a-f]{{16}}\.mx\\07225\\057a,S={len(MESSAGE)}"
+    )
+    assert re.fullmatch(pattern, delivered.name), delivered.name
+    assert delivered.parent == tmp_path / "bob" / "new"
+    monkeypatch.setattr(time, "time", lambda: 1_700_000_001.25)
+    [later] = maildir.store(_source(tmp_path), [Placement(tmp_path / "bob")], "mx")
+    assert later.name.startswith(f"1700000001.M250000P{os.getpid()}Q")
+
+
+async def test_a_hook_s_string_splits_at_the_last_at_sign(tmp_path: Path) -> None:
+    async def extend(address: Address) -> list[Address | str]:
+        return ['"a@b"@example.com']
+
+    config = Config(
+        hostname="mx.test",
+        domains=["example.com"],
+        maildir=MaildirConfig(root=tmp_path, extend=extend),
+    )
+    [target] = await maildir.expand(config, Address("team", "example.com")) or []
+    assert (target.local_part, target.domain) == ('"a@b"', "example.com")
+
+
+# -- the inbox is no Maildir++ folder ------------------------------------------
+
+
+def test_only_folders_are_marked_maildirfolder(tmp_path: Path) -> None:
+    # Courier and Dovecot take a directory with "maildirfolder" for a
+    # subfolder: the inbox must not have one, its .Sent must.
+    box = tmp_path / "bob"
+    maildir.store(_source(tmp_path), [Placement(box), Placement(box, ".Sent", seen=True)], "mx")
+    assert not (box / "maildirfolder").exists()
+    assert (box / ".Sent" / "maildirfolder").is_file()
+    assert len(_files(box / "new")) == 1
+    [sent] = _files(box / ".Sent" / "cur")
+    assert sent.name.endswith(":2,S")
+
+
+# -- commit and discard --------------------------------------------------------
+
+
+def test_a_commit_failing_halfway_takes_back_what_it_renamed(tmp_path: Path) -> None:
+    good, bad = tmp_path / "good", tmp_path / "bad"
+    pending: list[Pending] = []
+    maildir.prepare(_source(tmp_path), [Placement(good), Placement(bad)], "mx", pending)
+    (bad / "new").rmdir()
+    (bad / "new").write_bytes(b"")  # the second rename cannot happen
+    with pytest.raises(OSError):  # noqa: PT011  # which OSError depends on the platform
+        maildir.commit(pending)
+    for box in (good, bad):
+        assert _files(box / "tmp") == []
+    assert _files(good / "new") == []  # renamed, then taken back
+
+
+def test_discard_removes_renamed_and_prepared_copies(tmp_path: Path) -> None:
+    box = tmp_path / "bob"
+    pending: list[Pending] = []
+    maildir.prepare(_source(tmp_path), [Placement(box), Placement(box)], "mx", pending)
+    maildir.commit(pending[:1])  # one visible already, one still in tmp/
+    maildir.discard(pending)
+    assert [p for p in box.rglob("*") if p.is_file()] == []
+    maildir.discard(pending)  # twice: nothing left, nothing raised
+
+
+def test_discard_tries_every_copy_and_raises_the_first_failure(tmp_path: Path) -> None:
+    box = tmp_path / "bob"
+    pending: list[Pending] = []
+    maildir.prepare(_source(tmp_path), [Placement(box), Placement(box)], "mx", pending)
+    stuck = tmp_path / "stuck"
+    stuck.mkdir()  # unlink() fails on a directory: not "already gone"
+    broken = [Pending(stuck, stuck), *pending, Pending(stuck, stuck)]
+    with pytest.raises(OSError) as failure:  # noqa: PT011  # EISDIR or EPERM, by platform
+        maildir.discard(broken)
+    assert not isinstance(failure.value, FileNotFoundError)
+    assert failure.value.filename == str(stuck)
+    assert _files(box / "tmp") == []  # the copies after the failure were removed too
+
+
+def test_discard_reports_a_directory_it_could_not_fsync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    box = tmp_path / "bob"
+    pending: list[Pending] = []
+    maildir.prepare(_source(tmp_path), [Placement(box)], "mx", pending)
+    maildir.commit(pending)
+
+    def fsync_fails(path: Path) -> None:
+        raise OSError(errno.EIO, "I/O error", str(path))
+
+    monkeypatch.setattr(maildir, "fsync_dir", fsync_fails)
+    # The copy is gone, but its removal may not survive a crash: say so.
+    with pytest.raises(OSError, match="I/O error") as failure:
+        maildir.discard(pending)
+    assert failure.value.filename == str(box / "new")
+    assert _files(box / "new") == []
+
+
+# -- the handler, over a socket ------------------------------------------------
+
+
+async def _serve(nursery: trio.Nursery, config: Config) -> int:
+    bound: list[tuple[str, int]] = await nursery.start(Server(config).serve, "127.0.0.1", 0)
+    return bound[0][1]
+
+
+async def _transaction(port: int, hello: str, recipients: list[str]) -> list[tuple[int, str]]:
+    """MAIL, RCPT each, DATA; the replies after the message (one, or one per RCPT)."""
+    with trio.fail_after(WAIT):
+        async with open_raw_connection("127.0.0.1", port) as conn:
+            await conn.read_reply()
+            await conn.command(f"{hello} client.test")
+            await conn.command("MAIL FROM:<x@elsewhere.test>")
+            for rcpt in recipients:
+                assert (await conn.command(f"RCPT TO:<{rcpt}>")).code == 250
+            assert (await conn.command("DATA")).code == 354
+            first = await conn.command(MESSAGE + b".")
+            replies = [first]
+            if hello == "LHLO":
+                replies += [await conn.read_reply() for _ in recipients[1:]]
+    return [(r.code, f"{r.enhanced} {r.text}") for r in replies]
+
+
+@pytest.mark.parametrize(
+    ("error", "reply"),
+    [
+        (errno.ENOSPC, (452, "4.2.2 Mailbox full")),
+        (errno.EDQUOT, (452, "4.2.2 Mailbox full")),
+        (errno.EIO, (451, f"4.3.0 {maildir.STORE_FAILED}")),
+    ],
+)
+async def test_lmtp_refuses_only_the_recipient_whose_mailbox_failed(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    error: int,
+    reply: tuple[int, str],
+) -> None:
+    real_prepare = maildir.prepare
+
+    def prepare(source: Path, placements: list[Placement], *args: object) -> None:
+        if any(p.mailbox.name == "bob" for p in placements):
+            raise OSError(error, os.strerror(error))
+        real_prepare(source, placements, *args)  # type: ignore[arg-type]  # passed through
+
+    monkeypatch.setattr(maildir, "prepare", prepare)
+    config = Config(
+        hostname="store.test",
+        domains=["example.com"],
+        maildir=MaildirConfig(enabled=True, root=tmp_path),
+        lmtp=True,
+    )
+    port = await _serve(nursery, config)
+    replies = await _transaction(port, "LHLO", ["alice@example.com", "bob@example.com"])
+    assert replies[1] == reply
+    assert replies[0][0] == 250
+    assert len(_files(tmp_path / "example.com" / "alice" / "new")) == 1
+    assert _files(tmp_path / "example.com" / "bob" / "new") == []
+
+
+async def test_the_commit_and_rollback_are_logged(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Operators read these to see where a message went, or that it was taken back.
+    caplog.set_level(logging.INFO, logger="mailio_trio")
+    config = Config(
+        hostname="mx.test",
+        domains=["example.com"],
+        maildir=MaildirConfig(enabled=True, root=tmp_path),
+        lmtp=True,
+    )
+    real_prepare = maildir.prepare
+
+    def prepare(source: Path, placements: list[Placement], *args: object) -> None:
+        real_prepare(source, placements, *args)  # type: ignore[arg-type]  # passed through
+        if any(p.mailbox.name == "bob" for p in placements):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(maildir, "prepare", prepare)
+    port = await _serve(nursery, config)
+    replies = await _transaction(port, "LHLO", ["alice@example.com", "bob@example.com"])
+    assert [code for code, _ in replies] == [250, 452]
+    lines = [
+        r.getMessage().split("] ", 1)[1]
+        for r in caplog.records
+        if "queue/maildir" in r.getMessage()
+    ]
+    stored = [line for line in lines if line.endswith("stored in 1 maildir(s)")]
+    removed = [line for line in lines if line.endswith(": 1 maildir copies removed")]
+    assert len(stored) == 1
+    assert len(removed) == 1
+    message_id = stored[0].removesuffix(" stored in 1 maildir(s)")
+    assert message_id in replies[0][1]  # "... queued as <id>"
+    assert removed[0] == f"{message_id}: 1 maildir copies removed"
+
+
+async def test_without_rcpt_local_the_hook_runs_at_delivery(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # rcpt/local expands at RCPT time and leaves its answer for queue/maildir;
+    # with it off, maildir asks the hook itself (and an empty answer drops).
+    async def extend(address: Address) -> list[Address | str]:
+        return [] if address.local_part == "devnull" else ["carol@example.com"]
+
+    config = Config(
+        hostname="mx.test",
+        domains=["example.com"],
+        maildir=MaildirConfig(enabled=True, root=tmp_path, extend=extend),
+        plugins={"rcpt/local": False},
+    )
+    port = await _serve(nursery, config)
+    replies = await _transaction(port, "EHLO", ["team@example.com", "devnull@example.com"])
+    assert [code for code, _ in replies] == [250]
+    assert _all_files(tmp_path) == [("example.com", "carol", "new")]
