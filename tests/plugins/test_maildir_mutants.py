@@ -11,13 +11,16 @@ import logging
 import os
 import re
 import time
+import types
 from typing import TYPE_CHECKING
 
+import attrs
 import pytest
 import trio
 
 from mailio_trio import Config, Server
-from mailio_trio.config import MaildirConfig
+from mailio_trio.chain import Handler, Request, Response
+from mailio_trio.config import MaildirConfig, RelayConfig
 from mailio_trio.plugins import maildir
 from mailio_trio.plugins.maildir import Pending, Placement
 from mailio_trio.protocol import Address
@@ -35,7 +38,12 @@ def _files(directory: Path) -> list[Path]:
 
 
 def _all_files(root: Path) -> list[tuple[str, ...]]:
-    return sorted(p.relative_to(root).parts[:-1] for p in root.rglob("*") if p.is_file())
+    """The directory of every message file under ``root`` (not Maildir++ markers)."""
+    return sorted(
+        p.relative_to(root).parts[:-1]
+        for p in root.rglob("*")
+        if p.is_file() and p.name != "maildirfolder"
+    )
 
 
 def _source(tmp_path: Path) -> Path:
@@ -171,22 +179,29 @@ def test_discard_reports_a_directory_it_could_not_fsync(
 # -- the handler, over a socket ------------------------------------------------
 
 
-async def _serve(nursery: trio.Nursery, config: Config) -> int:
-    bound: list[tuple[str, int]] = await nursery.start(Server(config).serve, "127.0.0.1", 0)
+async def _serve(nursery: trio.Nursery, config: Config | Server) -> int:
+    server = config if isinstance(config, Server) else Server(config)
+    bound: list[tuple[str, int]] = await nursery.start(server.serve, "127.0.0.1", 0)
     return bound[0][1]
 
 
-async def _transaction(port: int, hello: str, recipients: list[str]) -> list[tuple[int, str]]:
+async def _transaction(
+    port: int,
+    hello: str,
+    recipients: list[str],
+    sender: str = "x@elsewhere.test",
+    message: bytes = MESSAGE,
+) -> list[tuple[int, str]]:
     """MAIL, RCPT each, DATA; the replies after the message (one, or one per RCPT)."""
     with trio.fail_after(WAIT):
         async with open_raw_connection("127.0.0.1", port) as conn:
             await conn.read_reply()
             await conn.command(f"{hello} client.test")
-            await conn.command("MAIL FROM:<x@elsewhere.test>")
+            assert (await conn.command(f"MAIL FROM:<{sender}>")).code == 250
             for rcpt in recipients:
                 assert (await conn.command(f"RCPT TO:<{rcpt}>")).code == 250
             assert (await conn.command("DATA")).code == 354
-            first = await conn.command(MESSAGE + b".")
+            first = await conn.command(message + b".")
             replies = [first]
             if hello == "LHLO":
                 replies += [await conn.read_reply() for _ in recipients[1:]]
@@ -287,3 +302,128 @@ async def test_without_rcpt_local_the_hook_runs_at_delivery(
     replies = await _transaction(port, "EHLO", ["team@example.com", "devnull@example.com"])
     assert [code for code, _ in replies] == [250]
     assert _all_files(tmp_path) == [("example.com", "carol", "new")]
+
+
+def _config(root: Path, **kw: object) -> Config:
+    return Config(
+        hostname="mx.test",
+        domains=["example.com", "lists.example.com"],
+        maildir=MaildirConfig(enabled=True, root=root, **kw),  # type: ignore[arg-type]  # test-chosen
+    )
+
+
+async def test_mailboxes_bound_alias_targets_and_sent_copies(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # maildir.mailboxes lists who has a mailbox: an alias's other targets and
+    # a sender without one get no copy (no directory appears for them).
+    async def extend(address: Address) -> list[Address | str]:
+        if address.local_part == "team":
+            return ["ghost@example.com", "bob@example.com"]
+        return [address]
+
+    config = _config(tmp_path, extend=extend, mailboxes=["bob@example.com", "team@example.com"])
+    port = await _serve(nursery, config)
+    replies = await _transaction(port, "EHLO", ["team@example.com"], sender="alice@example.com")
+    assert [code for code, _ in replies] == [250]
+    assert _all_files(tmp_path) == [("example.com", "bob", "new")]
+
+
+async def test_a_dmarc_quarantine_verdict_files_into_junk(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # queue/mailauth stores its verdict with a "junk" flag (DMARC p=quarantine);
+    # a stand-in stores one the same way.
+    server = Server(_config(tmp_path))
+
+    async def mailauth(req: Request, res: Response) -> None:
+        res.set(types.SimpleNamespace(junk=b"quarantine" in (await _read(req))))
+        res.accept()
+
+    server.add_handler(
+        Handler(command="queue", name="mailauth", func=mailauth, before=("maildir",))
+    )
+    port = await _serve(nursery, server)
+    await _transaction(port, "EHLO", ["bob@example.com"])
+    quarantined = b"Subject: quarantine\r\n\r\nx\r\n"
+    await _transaction(port, "EHLO", ["bob@example.com"], message=quarantined)
+    assert _all_files(tmp_path) == [
+        ("example.com", "bob", ".Junk", "new"),
+        ("example.com", "bob", "new"),
+    ]
+
+
+async def _read(req: Request) -> bytes:
+    assert req.message is not None
+    return await trio.to_thread.run_sync(req.message.read_bytes)
+
+
+async def test_a_recipient_refused_earlier_gets_no_mailbox(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # LMTP: a queue handler before maildir refuses the first recipient; the
+    # second still gets its copy, and nothing is made for the first.
+    server = Server(attrs.evolve(_config(tmp_path), lmtp=True))
+
+    async def gate(req: Request, res: Response) -> None:
+        req.reject_recipient(Address("alice", "example.com"), 550, "Alice left", "5.1.1")
+        res.accept()
+
+    server.add_handler(Handler(command="queue", name="gate", func=gate, before=("maildir",)))
+    port = await _serve(nursery, server)
+    replies = await _transaction(port, "LHLO", ["alice@example.com", "bob@example.com"])
+    assert replies == [(550, "5.1.1 Alice left"), replies[1]]
+    assert replies[1][0] == 250
+    assert _all_files(tmp_path) == [("example.com", "bob", "new")]
+    assert not (tmp_path / "example.com" / "alice").exists()
+
+
+async def test_a_domain_with_a_transport_is_not_stored_here(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # relay.transports hands lists.example.com to its LMTP server (port 9 on
+    # loopback: nobody listens, the spool keeps it); the other recipient is stored.
+    config = attrs.evolve(
+        _config(tmp_path / "mail"),
+        relay=RelayConfig(
+            enabled=True,
+            spool_dir=tmp_path / "spool",
+            transports={"lists.example.com": "lmtp:inet:127.0.0.1:9"},
+        ),
+    )
+    port = await _serve(nursery, config)
+    replies = await _transaction(port, "EHLO", ["dev@lists.example.com", "bob@example.com"])
+    assert [code for code, _ in replies] == [250]
+    assert _all_files(tmp_path / "mail") == [("example.com", "bob", "new")]
+
+
+async def test_an_alias_to_a_foreign_address_is_logged_and_the_rest_delivered(
+    nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="mailio_trio")
+
+    async def extend(address: Address) -> list[Address | str]:
+        if address.local_part == "team":
+            return ["out@elsewhere.test", "bob@example.com"]
+        return [address]
+
+    port = await _serve(nursery, _config(tmp_path, extend=extend))
+    replies = await _transaction(port, "EHLO", ["team@example.com"])
+    assert [code for code, _ in replies] == [250]
+    assert _all_files(tmp_path) == [("example.com", "bob", "new")]
+    warnings = [
+        r.getMessage().split("] ", 1)[1]
+        for r in caplog.records
+        if "queue/maildir" in r.getMessage() and r.levelno == logging.WARNING
+    ]
+    assert warnings == ["team@example.com expands to foreign out@elsewhere.test: not relayed yet"]
+
+
+async def test_mail_from_the_null_sender_is_delivered(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # A bounce (MAIL FROM:<>) has no sender mailbox, and no .Sent copy.
+    port = await _serve(nursery, _config(tmp_path))
+    replies = await _transaction(port, "EHLO", ["bob@example.com"], sender="")
+    assert [code for code, _ in replies] == [250]
+    assert _all_files(tmp_path) == [("example.com", "bob", "new")]
