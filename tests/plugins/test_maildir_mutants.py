@@ -282,6 +282,10 @@ async def test_the_commit_and_rollback_are_logged(
     message_id = stored[0].removesuffix(" stored in 1 maildir(s)")
     assert message_id in replies[0][1]  # "... queued as <id>"
     assert removed[0] == f"{message_id}: 1 maildir copies removed"
+    assert _lines(caplog, logging.ERROR) == [
+        f"cannot store {message_id}: [Errno {errno.ENOSPC}] No space left on device"
+    ]
+    assert _all_files(tmp_path) == [("example.com", "alice", "new")]  # bob's tmp/ copy gone
 
 
 async def test_without_rcpt_local_the_hook_runs_at_delivery(
@@ -427,3 +431,88 @@ async def test_mail_from_the_null_sender_is_delivered(
     replies = await _transaction(port, "EHLO", ["bob@example.com"], sender="")
     assert [code for code, _ in replies] == [250]
     assert _all_files(tmp_path) == [("example.com", "bob", "new")]
+
+
+def _lines(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    """queue/maildir's log lines at ``level``, without the session tag."""
+    return [
+        r.getMessage().split("] ", 1)[1]
+        for r in caplog.records
+        if "queue/maildir" in r.getMessage() and r.levelno == level
+    ]
+
+
+async def test_lmtp_a_local_sender_s_copy_is_its_own_batch(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    server = Server(attrs.evolve(_config(tmp_path), lmtp=True))
+
+    # After maildir: it refuses bob once maildir prepared bob's copy.
+    async def gate(req: Request, res: Response) -> None:
+        req.reject_recipient(Address("bob", "example.com"), 550, "Bob left", "5.1.1")
+        res.accept()
+
+    server.add_handler(Handler(command="queue", name="gate", func=gate, after=("maildir",)))
+    port = await _serve(nursery, server)
+    replies = await _transaction(
+        port, "LHLO", ["carol@example.com", "bob@example.com"], sender="alice@example.com"
+    )
+    assert [code for code, _ in replies] == [250, 550]
+    # bob's prepared copy was taken back; carol's and alice's .Sent were kept.
+    assert _all_files(tmp_path) == [
+        ("example.com", "alice", ".Sent", "cur"),
+        ("example.com", "carol", "new"),
+    ]
+
+
+async def test_lmtp_a_spam_copy_sent_to_oneself_is_kept_once(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    # With junk_folder = sent_folder a spam message alice sent herself lands in
+    # one folder once: the Junk copy stands for the Sent one.
+    server = Server(attrs.evolve(_config(tmp_path, junk_folder=".Sent"), lmtp=True))
+
+    async def spamd(req: Request, res: Response) -> None:
+        res.set({"spam": True, "score": 9.0})
+        res.accept()
+
+    server.add_handler(Handler(command="queue", name="spamd", func=spamd, before=("maildir",)))
+    port = await _serve(nursery, server)
+    replies = await _transaction(port, "LHLO", ["alice@example.com"], sender="alice@example.com")
+    assert [code for code, _ in replies] == [250]
+    assert _all_files(tmp_path) == [("example.com", "alice", ".Sent", "new")]
+
+
+async def test_a_store_failure_is_451_and_logged(
+    nursery: trio.Nursery, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR, logger="mailio_trio")
+    root = tmp_path / "mail"
+    root.write_bytes(b"")  # a file where the maildir root should be
+    port = await _serve(nursery, _config(root))
+    [(code, text)] = await _transaction(port, "EHLO", ["bob@example.com"])
+    assert (code, text) == (451, f"4.3.0 {maildir.STORE_FAILED}")
+    [line] = _lines(caplog, logging.ERROR)
+    assert re.fullmatch(r"cannot store [0-9a-f]+\.\d+: \[Errno \d+\] .*", line), line
+
+
+async def test_a_mailbox_outside_the_root_is_451_and_logged(
+    nursery: trio.Nursery,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The name check off (as in test_maildir_root_containment): the path check
+    # refuses, and the log says which mailbox and why.
+    caplog.set_level(logging.ERROR, logger="mailio_trio")
+    monkeypatch.setattr(maildir, "unsafe_reason", lambda _text: None)
+    root = tmp_path / "mail"
+    port = await _serve(nursery, _config(root))
+    [(code, text)] = await _transaction(port, "EHLO", ['"../../escaped"@example.com'])
+    assert (code, text) == (451, f"4.3.0 {maildir.STORE_FAILED}")
+    [line] = _lines(caplog, logging.ERROR)
+    expected = (
+        r"refusing to store [0-9a-f]+\.\d+: mailbox '\.\./\.\./escaped@example\.com' "
+        rf"would be outside {re.escape(str(root))}"
+    )
+    assert re.fullmatch(expected, line), line
