@@ -12,22 +12,19 @@ import os
 import re
 import time
 import types
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import attrs
 import pytest
 import trio
 
 from mailio_trio import Config, Server
-from mailio_trio.chain import Handler, Request, Response
+from mailio_trio.chain import Chain, Handler, Request, Response
 from mailio_trio.config import MaildirConfig, RelayConfig
 from mailio_trio.plugins import maildir
 from mailio_trio.plugins.maildir import Pending, Placement
 from mailio_trio.protocol import Address
 from mailio_trio.testing import open_raw_connection
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 WAIT = 20  # seconds: an upper bound for anything to happen, never expected
 MESSAGE = b"Subject: hi\r\n\r\nhello\r\n"
@@ -65,7 +62,8 @@ def test_a_mailbox_name_reads_back_as_its_local_part() -> None:
     ]:
         assert maildir.mailbox_name(local) == name
         assert maildir.local_part_of(name) == local
-    for ordinary in ("bob", "first.last", "jürgen"):
+    for ordinary in ("bob", "first.last", "jürgen", "john doe"):
+        assert maildir.mailbox_name(ordinary) == ordinary
         assert maildir.local_part_of(ordinary) == ordinary
     # Only the upper-case escapes mailbox_name writes are read back.
     assert maildir.local_part_of("a%2eb%2E") == "a%2eb."
@@ -100,6 +98,65 @@ async def test_a_hook_s_string_splits_at_the_last_at_sign(tmp_path: Path) -> Non
     )
     [target] = await maildir.expand(config, Address("team", "example.com")) or []
     assert (target.local_part, target.domain) == ('"a@b"', "example.com")
+
+
+def test_spaces_and_no_break_spaces_are_names_c0_c1_controls_are_not() -> None:
+    # A quoted "john doe" is a valid local part, and U+00A0 is printable; the
+    # C0 and C1 control ranges end just before them.
+    for local in ("john doe", "a\xa0b", "\xa1"):
+        assert maildir.Mailbox(local, "example.com").unsafe_reason() is None, repr(local)
+    for local in ("a\x1fb", "a\x7fb", "a\x9fb"):
+        assert maildir.Mailbox(local, "example.com").unsafe_reason() == "control character"
+
+
+def test_directory_templates_and_refusals(tmp_path: Path) -> None:
+    cfg = MaildirConfig(enabled=True, root=tmp_path, path="%d/100%%/%n")
+    box = maildir.Mailbox("bob", "example.com").directory(cfg)
+    assert box == tmp_path / "example.com" / "100%" / "bob"
+    # The message names the mailbox: it is what "refusing to store" logs.
+    with pytest.raises(ValueError, match=r"^unsafe mailbox name 'bob@\.\.': '\.\.'$"):
+        maildir.Mailbox("bob", "..").directory(cfg)
+
+
+def test_local_mailbox_folds_the_domain_and_finds_postmaster() -> None:
+    config = _config(Path("unused"))
+    assert maildir.local_mailbox(config, Address("Bob", "Example.COM.")) == maildir.Mailbox(
+        "bob", "example.com"
+    )
+    # RFC 5321 §4.5.1: the domain-less Postmaster is the first local domain's.
+    assert maildir.local_mailbox(config, Address("Postmaster", "")) == maildir.Mailbox(
+        "postmaster", "example.com"
+    )
+    assert maildir.local_mailbox(config, Address("bob", "elsewhere.test")) is None
+
+
+def test_register_orders_maildir_after_spam_and_dmarc_verdicts() -> None:
+    # On a chain of one's own, with neither plugin there yet: no ChainError;
+    # registered later, without an order of their own, they still run first.
+    chain = Chain()
+    maildir.register(chain)
+
+    async def verdict(req: Request, res: Response) -> None:
+        res.accept()
+
+    chain.add(Handler(command="queue", name="spamd", func=verdict))
+    chain.add(Handler(command="queue", name="mailauth", func=verdict))
+    assert [h.name for h in chain.handlers("queue")] == ["spamd", "mailauth", "maildir"]
+
+
+async def test_a_verdict_handler_without_an_order_still_runs_first(
+    nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    server = Server(_config(tmp_path))
+
+    async def spamd(req: Request, res: Response) -> None:
+        res.set({"spam": True, "score": 9.0})
+        res.accept()
+
+    server.add_handler(Handler(command="queue", name="spamd", func=spamd))
+    port = await _serve(nursery, server)
+    await _transaction(port, "EHLO", ["bob@example.com"])
+    assert _all_files(tmp_path) == [("example.com", "bob", ".Junk", "new")]
 
 
 # -- the inbox is no Maildir++ folder ------------------------------------------
