@@ -212,6 +212,12 @@ def test_discard_tries_every_copy_and_raises_the_first_failure(tmp_path: Path) -
     assert not isinstance(failure.value, FileNotFoundError)
     assert failure.value.filename == str(stuck)
     assert _files(box / "tmp") == []  # the copies after the failure were removed too
+    # A dest that cannot be removed does not keep its tmp/ file from going.
+    pending = []
+    maildir.prepare(_source(tmp_path), [Placement(box)], "mx", pending)
+    with pytest.raises(OSError):  # noqa: PT011  # as above
+        maildir.discard([Pending(pending[0].tmp, stuck)])
+    assert _files(box / "tmp") == []
 
 
 def test_discard_reports_a_directory_it_could_not_fsync(
