@@ -11,7 +11,15 @@ import functools
 import attrs
 import pytest
 
-from mailio_trio.chain import Chain, Handler, Request, Response, handler_decorator
+from mailio_trio.chain import (
+    Chain,
+    ChainError,
+    Handler,
+    Request,
+    Response,
+    handler_decorator,
+    order_handlers,
+)
 from mailio_trio.protocol import Command
 
 
@@ -101,3 +109,40 @@ def test_disabled_and_plans_of_unknown_commands() -> None:
     assert chain.disabled("mail") == frozenset()
     assert chain.plan("mail") == ()
     assert chain.handlers("rcpt") == ()
+
+
+def test_an_auth_handler_s_250_becomes_235() -> None:
+    # mail-io's handlers accept AUTH with "250 OK"; the client needs 235 2.7.0.
+    res = _response("auth")
+    res.accept(250, "Welcome")
+    assert res.reply is not None
+    assert (res.reply.code, res.reply.enhanced, res.reply.text) == (235, "2.7.0", "Welcome")
+    for code, text, enhanced in ((235, "In", "2.0.0"), (334, "VXNlcm5hbWU6", None)):
+        res = _response("auth")
+        res.accept(code, text)
+        assert res.reply is not None
+        assert (res.reply.code, res.reply.text) == (code, text)
+        assert res.reply.enhanced == enhanced
+    res = _response("rcpt")
+    res.accept(250, "Fine")
+    assert res.reply is not None
+    assert (res.reply.code, res.reply.enhanced) == (250, "2.0.0")
+
+
+def test_order_errors_name_the_handlers() -> None:
+    def h(name: str, after: tuple[str, ...] = ()) -> Handler:
+        return Handler(command="rcpt", name=name, func=nothing, after=after)
+
+    with pytest.raises(ChainError, match=r"^handler 'rcpt/a' is registered twice$"):
+        order_handlers([h("core"), h("a"), h("b"), h("a")])
+    with pytest.raises(
+        ChainError,
+        match=r"^handler 'rcpt/a' is ordered against rcpt/'zz', which is not registered$",
+    ):
+        order_handlers([h("a", after=("zz",))])
+    with pytest.raises(
+        ChainError, match=r"^rcpt handlers \['a', 'b'\] order each other in a cycle$"
+    ):
+        order_handlers([h("core"), h("c"), h("a", after=("b",)), h("b", after=("a",))])
+    with pytest.raises(ChainError, match=r"^'rcpt/x' asks to run before rcpt/core$"):
+        order_handlers([h("core", after=("x",)), h("x")])
