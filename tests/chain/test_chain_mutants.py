@@ -76,19 +76,20 @@ def test_default_reply_texts() -> None:
     assert (res.decision, res.reply) == ("end", None)
 
 
-@attrs.frozen
-class _Settings:
-    timeout: float = 1.0
-
-
 def test_a_plugin_configured_true_gets_its_defaults_false_is_an_error() -> None:
     # [plugins] "rcpt/x" = true: enabled with defaults. false disables the
     # handler before it ever runs, so a handler seeing it is misconfigured.
-    true = Request(Command(None, "rcpt", ""), None, config=True)  # type: ignore[arg-type]
-    assert true.config_as(_Settings) == _Settings()
+    # A class of this test's own: config_as caches by (table, class).
+    @attrs.frozen
+    class Settings:
+        timeout: float = 1.0
+
+    for enabled in (True, None):
+        req = Request(Command(None, "rcpt", ""), None, config=enabled)  # type: ignore[arg-type]
+        assert req.config_as(Settings) == Settings()
     false = Request(Command(None, "rcpt", ""), None, config=False)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match=r"^configuration of rcpt is bool, expected _Settings"):
-        false.config_as(_Settings)
+    with pytest.raises(TypeError, match=r"^configuration of rcpt is bool, expected Settings"):
+        false.config_as(Settings)
 
 
 def test_the_decorator_names_a_nameless_callable_handler() -> None:
@@ -117,6 +118,10 @@ def test_an_auth_handler_s_250_becomes_235() -> None:
     res.accept(250, "Welcome")
     assert res.reply is not None
     assert (res.reply.code, res.reply.enhanced, res.reply.text) == (235, "2.7.0", "Welcome")
+    res = _response("auth")
+    res.accept(200, "Fine")  # any 2xx
+    assert res.reply is not None
+    assert res.reply.code == 235
     for code, text, enhanced in ((235, "In", "2.0.0"), (334, "VXNlcm5hbWU6", None)):
         res = _response("auth")
         res.accept(code, text)
