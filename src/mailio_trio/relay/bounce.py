@@ -328,7 +328,10 @@ def _report(
         return dsn.as_bytes(policy=email.policy.SMTP)
     headers_part = EmailMessage(policy=email.policy.SMTP)
     headers_part["Content-Type"] = "text/rfc822-headers"
-    headers = _headers(message).decode("utf-8", "replace")
+    # surrogateescape, not a lossy decode: BytesGenerator writes escaped bytes back
+    # verbatim, so SMTPUTF8 headers (RFC 6532) come back as sent; a str of real
+    # non-ASCII characters would make as_bytes() raise and the bounce never go.
+    headers = _headers(message).decode("ascii", "surrogateescape")
     headers_part.set_payload(headers)
     headers_part["Content-Transfer-Encoding"] = "8bit" if not headers.isascii() else "7bit"
     dsn.attach(headers_part)
