@@ -151,3 +151,163 @@ def test_order_errors_name_the_handlers() -> None:
         order_handlers([h("core"), h("c"), h("a", after=("b",)), h("b", after=("a",))])
     with pytest.raises(ChainError, match=r"^'rcpt/x' asks to run before rcpt/core$"):
         order_handlers([h("core", after=("x",)), h("x")])
+
+
+# --- the transaction bookkeeping of a Request (on_accept, after_reply, commit, rollback)
+
+
+def test_every_registered_effect_and_after_reply_step_is_kept_in_order() -> None:
+    req = Request(Command(None, "data", ""), None)  # type: ignore[arg-type]  # no I/O here
+    ran: list[str] = []
+    req.on_accept(lambda: ran.append("first"))
+    req.on_accept(lambda: ran.append("second"))  # the second goes through append()
+    for effect in req.take_effects():
+        effect()
+    assert ran == ["first", "second"]
+
+    async def step() -> None:
+        return None
+
+    req.after_reply(step)
+    req.after_reply(step)
+    assert list(req.take_after_reply()) == [step, step]
+
+
+@pytest.mark.parametrize("code", [400, 599])
+def test_reject_recipient_takes_both_ends_of_4xx_and_5xx(code: int) -> None:
+    from tests.chain.test_reject_recipient import BOB, queue_request
+
+    req = queue_request()
+    req.reject_recipient(BOB, code, "no")
+    assert req.refused_recipients[BOB.key()].code == code
+
+
+def test_reject_recipient_outside_queue_says_why() -> None:
+    req = Request(Command(None, "rcpt", ""), None)  # type: ignore[arg-type]
+    from mailio_trio.protocol import Address
+
+    with pytest.raises(
+        ValueError, match=r"\Areject_recipient is for queue handlers, with a message\Z"
+    ):
+        req.reject_recipient(Address("bob", "example.com"), 550, "no")
+
+
+def _session_stub() -> object:
+    """What commit and roll_back read of a session: its stream, limits and log."""
+    import logging
+    import types
+
+    import trio.testing
+
+    from mailio_trio.config import Config
+
+    return types.SimpleNamespace(
+        stream=trio.testing.MemorySendStream(),  # not a socket: never "peer closed"
+        config=Config(),
+        log=logging.getLogger("tests.chain_mutants"),
+    )
+
+
+async def test_after_a_commit_nothing_is_left_to_commit_or_roll_back() -> None:
+    from tests.chain.test_reject_recipient import queue_request
+
+    from mailio_trio.protocol import Reply
+
+    req = queue_request()
+    req.session = _session_stub()  # type: ignore[assignment]
+    ran: list[str] = []
+
+    async def commit() -> None:
+        ran.append("commit")
+
+    async def undo() -> None:
+        ran.append("undo")
+
+    req.on_rollback(undo)
+    req.on_commit(commit)
+    ok = Reply(250, "OK", "2.0.0")
+    assert await req.commit(ok) is ok
+    assert not req.prepared  # "" instead of None would still count as prepared
+    await req.roll_back()  # committed: the rollback step must not run now
+    assert await req.commit(ok) is ok  # nothing to commit twice
+    assert ran == ["commit"]
+
+
+async def test_refusals_without_owned_steps_commit_everything() -> None:
+    # _drop_refused runs only when a step belongs to some recipients and some were refused.
+    from tests.chain.test_reject_recipient import BOB, queue_request
+
+    from mailio_trio.protocol import Reply
+
+    req = queue_request()
+    req.session = _session_stub()  # type: ignore[assignment]
+    ran: list[str] = []
+
+    async def commit() -> None:
+        ran.append("commit")
+
+    req.on_commit(commit)
+    req.reject_recipient(BOB, 550, "no")
+    ok = Reply(250, "OK", "2.0.0")
+    assert await req.commit(ok) is ok
+    assert ran == ["commit"]
+
+
+async def test_a_refused_recipients_own_steps_are_undone_and_the_others_kept() -> None:
+    from tests.chain.test_reject_recipient import BOB, queue_request
+
+    from mailio_trio.protocol import Address, Reply
+
+    alice = Address("alice", "example.com")
+    req = queue_request()
+    req.session = _session_stub()  # type: ignore[assignment]
+    ran: list[str] = []
+
+    def step(what: str) -> object:
+        async def run() -> None:
+            ran.append(what)
+
+        return run
+
+    undo_bob, undo_alice, undo_all = step("undo bob"), step("undo alice"), step("undo all")
+    req.on_rollback(undo_bob, recipients=[BOB])  # type: ignore[arg-type]
+    req.on_rollback(undo_alice, recipients=[alice])  # type: ignore[arg-type]
+    req.on_rollback(undo_all)  # type: ignore[arg-type]
+    req.on_commit(step("keep bob"), recipients=[BOB])  # type: ignore[arg-type]
+    req.on_commit(step("keep alice"), recipients=[alice])  # type: ignore[arg-type]
+    req.reject_recipient(BOB, 550, "no")
+    ok = Reply(250, "OK", "2.0.0")
+    assert await req.commit(ok) is ok
+    # Bob's copy is undone before the commit; Alice's is committed, her undo kept until then.
+    assert ran == ["undo bob", "keep alice"]
+    await req.roll_back()
+    assert ran == ["undo bob", "keep alice"]  # committed: nothing of the rest runs
+
+
+async def test_a_failed_commit_undoes_the_steps_left_after_the_refused_ones() -> None:
+    from tests.chain.test_reject_recipient import BOB, queue_request
+
+    from mailio_trio.protocol import Address, Reply
+
+    alice = Address("alice", "example.com")
+    req = queue_request()
+    req.session = _session_stub()  # type: ignore[assignment]
+    ran: list[str] = []
+
+    async def undo_bob() -> None:
+        ran.append("undo bob")
+
+    async def undo_alice() -> None:
+        ran.append("undo alice")
+
+    async def fail() -> None:
+        raise OSError("disk full")
+
+    req.on_rollback(undo_bob, recipients=[BOB])
+    req.on_rollback(undo_alice, recipients=[alice])
+    req.on_commit(fail, recipients=[alice])
+    req.reject_recipient(BOB, 550, "no")
+    reply = await req.commit(Reply(250, "OK", "2.0.0"))
+    assert (reply.code, reply.enhanced) == (451, "4.3.0")
+    # Bob's step once (dropped as refused), Alice's once (the failed commit's rollback).
+    assert ran == ["undo bob", "undo alice"]
