@@ -7,6 +7,7 @@ takes, and what a plugin's configuration of ``true`` / ``false`` means.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import attrs
 import pytest
@@ -20,7 +21,8 @@ from mailio_trio.chain import (
     handler_decorator,
     order_handlers,
 )
-from mailio_trio.protocol import Command
+from mailio_trio.message import Envelope, Message
+from mailio_trio.protocol import Address, Command
 
 
 async def nothing(req: Request, res: Response) -> None:
@@ -155,6 +157,15 @@ def test_order_errors_name_the_handlers() -> None:
 
 # --- the transaction bookkeeping of a Request (on_accept, after_reply, commit, rollback)
 
+BOB = Address("Bob", "Example.COM")
+
+
+def queue_request() -> Request:
+    """A queue command's request for a message to alice and Bob (no session: no I/O)."""
+    envelope = Envelope(recipients=[Address("alice", "example.com"), BOB])
+    message = Message(id="m.0", path=Path("/nonexistent"), envelope=envelope, size=0)
+    return Request(Command(None, "queue", ""), None, message=message)  # type: ignore[arg-type]
+
 
 def test_every_registered_effect_and_after_reply_step_is_kept_in_order() -> None:
     req = Request(Command(None, "data", ""), None)  # type: ignore[arg-type]  # no I/O here
@@ -175,7 +186,6 @@ def test_every_registered_effect_and_after_reply_step_is_kept_in_order() -> None
 
 @pytest.mark.parametrize("code", [400, 599])
 def test_reject_recipient_takes_both_ends_of_4xx_and_5xx(code: int) -> None:
-    from tests.chain.test_reject_recipient import BOB, queue_request
 
     req = queue_request()
     req.reject_recipient(BOB, code, "no")
@@ -184,7 +194,6 @@ def test_reject_recipient_takes_both_ends_of_4xx_and_5xx(code: int) -> None:
 
 def test_reject_recipient_outside_queue_says_why() -> None:
     req = Request(Command(None, "rcpt", ""), None)  # type: ignore[arg-type]
-    from mailio_trio.protocol import Address
 
     with pytest.raises(
         ValueError, match=r"\Areject_recipient is for queue handlers, with a message\Z"
@@ -209,7 +218,6 @@ def _session_stub() -> object:
 
 
 async def test_after_a_commit_nothing_is_left_to_commit_or_roll_back() -> None:
-    from tests.chain.test_reject_recipient import queue_request
 
     from mailio_trio.protocol import Reply
 
@@ -235,7 +243,6 @@ async def test_after_a_commit_nothing_is_left_to_commit_or_roll_back() -> None:
 
 async def test_refusals_without_owned_steps_commit_everything() -> None:
     # _drop_refused runs only when a step belongs to some recipients and some were refused.
-    from tests.chain.test_reject_recipient import BOB, queue_request
 
     from mailio_trio.protocol import Reply
 
@@ -254,9 +261,8 @@ async def test_refusals_without_owned_steps_commit_everything() -> None:
 
 
 async def test_a_refused_recipients_own_steps_are_undone_and_the_others_kept() -> None:
-    from tests.chain.test_reject_recipient import BOB, queue_request
 
-    from mailio_trio.protocol import Address, Reply
+    from mailio_trio.protocol import Reply
 
     alice = Address("alice", "example.com")
     req = queue_request()
@@ -285,9 +291,8 @@ async def test_a_refused_recipients_own_steps_are_undone_and_the_others_kept() -
 
 
 async def test_a_failed_commit_undoes_the_steps_left_after_the_refused_ones() -> None:
-    from tests.chain.test_reject_recipient import BOB, queue_request
 
-    from mailio_trio.protocol import Address, Reply
+    from mailio_trio.protocol import Reply
 
     alice = Address("alice", "example.com")
     req = queue_request()
